@@ -1,0 +1,79 @@
+// Shared glue: argument checks, cached SPI plans, the agent lock, identity.
+#include "pg/pg.hpp"
+
+extern "C" {
+#include "common/hashfn.h"
+#include "storage/proc.h"
+#include "utils/syscache.h"
+#include "catalog/pg_class.h"
+}
+
+namespace ajpg {
+
+void require_arg(FunctionCallInfo fcinfo, int argno, const char *name) {
+  if (PG_ARGISNULL(argno))
+    ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                    errmsg("%s must not be NULL", name)));
+}
+
+SPIPlanPtr cached_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes) {
+  if (*slot == nullptr) {
+    SPIPlanPtr plan = SPI_prepare(sql, nargs, const_cast<Oid *>(argtypes));
+    if (plan == nullptr)
+      elog(ERROR, "agent_journal: SPI_prepare failed (%s) for: %s",
+           SPI_result_code_string(SPI_result), sql);
+    if (SPI_keepplan(plan) != 0) elog(ERROR, "agent_journal: SPI_keepplan failed");
+    *slot = plan;
+  }
+  return *slot;
+}
+
+void lock_agent(const pg_uuid_t *agent) {
+  uint64 h = hash_bytes_extended(agent->data, UUID_LEN, 0x414A);
+  LOCKTAG tag;
+  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32)(h >> 32), (uint32)h, AJ_LOCK_SPACE);
+  (void)LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+// The owner of agent_journal.entries, looked up once per transaction
+// (DROP/CREATE EXTENSION may change it between transactions).
+static Oid owner_cache = InvalidOid;
+static LocalTransactionId owner_cache_lxid = InvalidLocalTransactionId;
+
+static Oid extension_owner() {
+  if (owner_cache_lxid == MyProc->lxid && OidIsValid(owner_cache)) return owner_cache;
+  Oid nsp = get_namespace_oid("agent_journal", false);
+  Oid rel = get_relname_relid("entries", nsp);
+  if (!OidIsValid(rel))
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("agent_journal.entries is missing"),
+                    errhint("Reinstall the extension: DROP EXTENSION agent_journal; CREATE EXTENSION agent_journal;")));
+  HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
+  if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for relation %u", rel);
+  Oid owner = ((Form_pg_class)GETSTRUCT(tup))->relowner;
+  ReleaseSysCache(tup);
+  owner_cache = owner;
+  owner_cache_lxid = MyProc->lxid;
+  return owner;
+}
+
+OwnerSwitch become_owner() {
+  OwnerSwitch s;
+  GetUserIdAndSecContext(&s.saved_user, &s.saved_sec);
+  SetUserIdAndSecContext(extension_owner(), s.saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+  return s;
+}
+
+void restore_user(const OwnerSwitch &s) { SetUserIdAndSecContext(s.saved_user, s.saved_sec); }
+
+OwnerSwitch spi_begin() {
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "agent_journal: SPI_connect failed");
+  return become_owner();
+}
+
+void spi_end(const OwnerSwitch &s) {
+  restore_user(s);
+  SPI_finish();
+}
+
+}  // namespace ajpg

@@ -1,0 +1,559 @@
+// The durable execution journal: agent_journal.append, append_batch, replay,
+// latest_sequence, next_sequence, last_completed_iteration, compact,
+// forget_agent.
+//
+// Design (README, "How sequences are assigned"): every writer takes the
+// agent's transaction-scoped lock (lock_agent), then reads the agent's
+// latest sequence with a fresh snapshot (GetLatestSnapshot: everything
+// committed by earlier lock holders), then inserts latest+1. The lock is
+// released at commit or abort, so a rolled-back append leaves no gap and
+// two writers never get the same number. Validation and kind derivation
+// happen before the lock is taken.
+#include "pg/pg.hpp"
+
+extern "C" {
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "utils/memutils.h"
+}
+
+#include "core/kind.hpp"
+
+extern "C" {
+PG_FUNCTION_INFO_V1(aj_append);
+PG_FUNCTION_INFO_V1(aj_append_batch);
+PG_FUNCTION_INFO_V1(aj_replay);
+PG_FUNCTION_INFO_V1(aj_latest_sequence);
+PG_FUNCTION_INFO_V1(aj_next_sequence);
+PG_FUNCTION_INFO_V1(aj_last_completed_iteration);
+PG_FUNCTION_INFO_V1(aj_compact);
+PG_FUNCTION_INFO_V1(aj_forget_agent);
+}
+
+namespace ajpg {
+namespace {
+
+constexpr int MAX_KEY_BYTES = 512;
+constexpr int MAX_BATCH = 1000000;
+
+// ---------------------------------------------------------------- plans
+SPIPlanPtr p_latest, p_state, p_state_ins, p_key, p_key_ins, p_insert, p_insert_batch,
+    p_replay, p_max_iter, p_delete, p_state_upd, p_forget_entries, p_forget_keys,
+    p_forget_state;
+
+const Oid T_UUID[] = {UUIDOID};
+const Oid T_KEY[] = {UUIDOID, TEXTOID};
+
+SPIPlanPtr plan_latest() {
+  return cached_plan(&p_latest,
+                     "SELECT sequence, recorded_at FROM agent_journal.entries "
+                     "WHERE agent_id OPERATOR(pg_catalog.=) $1 "
+                     "ORDER BY sequence DESC LIMIT 1",
+                     1, T_UUID);
+}
+SPIPlanPtr plan_state() {
+  return cached_plan(&p_state,
+                     "SELECT compacted_through, compacted_iteration FROM agent_journal.agent_state "
+                     "WHERE agent_id OPERATOR(pg_catalog.=) $1",
+                     1, T_UUID);
+}
+
+// ---------------------------------------------------------------- reads
+struct Latest {
+  int64 sequence = 0;           // highest sequence ever assigned (0: none)
+  bool has_entry = false;       // a live entry exists
+  bool known = false;           // the agent has a state row
+  TimestampTz last_recorded_at = 0;
+};
+
+// Reads the agent's latest sequence. With `fresh`, uses a new snapshot so
+// it sees everything committed before the caller took the agent lock.
+// Must be called inside SPI.
+Latest read_latest(Datum agent, bool fresh) {
+  Latest l;
+  Datum args[1] = {agent};
+  Snapshot snap = fresh ? GetLatestSnapshot() : InvalidSnapshot;
+  int rc = SPI_execute_snapshot(plan_latest(), args, nullptr, snap, InvalidSnapshot, !fresh,
+                                false, 1);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: latest probe failed: %d", rc);
+  bool isnull;
+  if (SPI_processed > 0) {
+    l.sequence = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    l.last_recorded_at =
+        DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    l.has_entry = true;
+    l.known = true;  // a state row is created with the first entry
+    return l;
+  }
+  rc = SPI_execute_snapshot(plan_state(), args, nullptr, snap, InvalidSnapshot, !fresh, false, 1);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: state probe failed: %d", rc);
+  if (SPI_processed > 0) {
+    l.known = true;
+    l.sequence =
+        DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  }
+  return l;
+}
+
+// Under the agent lock: the latest sequence as committed. Under REPEATABLE
+// READ / SERIALIZABLE a writer whose snapshot predates another writer's
+// commit would append after entries it cannot see; raise 40001 instead.
+Latest read_latest_locked(Datum agent, const pg_uuid_t *id) {
+  Latest l = read_latest(agent, true);
+  if (IsolationUsesXactSnapshot()) {
+    Latest mine = read_latest(agent, false);
+    if (mine.sequence != l.sequence || mine.known != l.known)
+      ereport(ERROR,
+              (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+               errmsg("could not serialize access due to a concurrent append to agent %s",
+                      DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)))),
+               errhint("Retry the transaction.")));
+  }
+  return l;
+}
+
+// ---------------------------------------------------------------- checks
+void check_event(Jsonb *jb, const char *argname) {
+  if (JB_ROOT_IS_OBJECT(jb)) return;
+  const char *got = "an array";
+  if (JB_ROOT_IS_SCALAR(jb)) {
+    JsonbValue *v = getIthJsonbValueFromContainer(&jb->root, 0);
+    got = (v && v->type == jbvNull) ? "null" : "a scalar";
+  }
+  ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                  errmsg("%s must be a JSON object, got %s", argname, got)));
+}
+
+void check_size(Size raw, const char *argname) {
+  Size bytes = raw > VARHDRSZ ? raw - VARHDRSZ : raw;
+  if (bytes > (Size)max_event_bytes)
+    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                    errmsg("%s is %zu bytes, more than agent_journal.max_event_bytes (%d bytes)",
+                           argname, bytes, max_event_bytes),
+                    errhint("Store large payloads elsewhere and journal a reference, or raise "
+                            "agent_journal.max_event_bytes.")));
+}
+
+// The entry's kind: event->>'type' when a string; else the only key of a
+// one-key object (serde-tagged enums); else 'unknown'. The C++ part runs on
+// plain copies and writes into a fixed buffer; nothing C++ outlives it.
+bool derive_kind_into(const char *type, int type_len, uint32 count, const char *key, int key_len,
+                      char *out, size_t outlen, char *err, size_t errlen) noexcept {
+  return run_cpp(
+      [&] {
+        std::string type_s;
+        if (type) type_s.assign(type, type_len);
+        std::string kind = aj::derive_kind(type ? &type_s : nullptr, count,
+                                           std::string_view(key ? key : "", key ? key_len : 0));
+        strlcpy(out, kind.c_str(), outlen);
+      },
+      err, errlen);
+}
+
+Datum kind_of(Jsonb *jb) {
+  JsonbValue tv;
+  const JsonbValue *type_v = getKeyJsonValueFromContainer(&jb->root, "type", 4, &tv);
+  bool has_type = type_v != nullptr && type_v->type == jbvString;
+  uint32 count = JB_ROOT_COUNT(jb);
+  const char *key = nullptr;
+  int key_len = 0;
+  if (!has_type && count == 1) {
+    JsonbIterator *it = JsonbIteratorInit(&jb->root);
+    JsonbValue v;
+    (void)JsonbIteratorNext(&it, &v, true);  // WJB_BEGIN_OBJECT
+    if (JsonbIteratorNext(&it, &v, true) == WJB_KEY && v.type == jbvString) {
+      key = v.val.string.val;
+      key_len = v.val.string.len;
+    }
+  }
+  char kind[512];
+  char err[256];
+  if (!derive_kind_into(has_type ? type_v->val.string.val : nullptr,
+                        has_type ? type_v->val.string.len : 0, count, key, key_len, kind,
+                        sizeof kind, err, sizeof err))
+    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("%s", err)));
+  return PointerGetDatum(cstring_to_text(kind));
+}
+
+void check_key(text *key) {
+  int len = VARSIZE_ANY_EXHDR(key);
+  if (len == 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("idempotency_key must not be empty")));
+  if (len > MAX_KEY_BYTES)
+    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                    errmsg("idempotency_key is %d bytes, more than %d", len, MAX_KEY_BYTES)));
+}
+
+// SHA-256 over the request's events, as stored with an idempotency key.
+struct Hasher {
+  pg_cryptohash_ctx *ctx;
+  Hasher() : ctx(pg_cryptohash_create(PG_SHA256)) {
+    if (ctx == nullptr || pg_cryptohash_init(ctx) < 0) elog(ERROR, "agent_journal: sha256 init failed");
+  }
+  void add(const void *p, size_t n) {
+    if (pg_cryptohash_update(ctx, (const uint8 *)p, n) < 0) elog(ERROR, "agent_journal: sha256 failed");
+  }
+  void add_jsonb(Jsonb *jb) {
+    uint32 n = VARSIZE(jb);
+    add(&n, sizeof n);
+    add(jb, n);
+  }
+  bytea *finish() {
+    bytea *out = (bytea *)palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+    SET_VARSIZE(out, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+    if (pg_cryptohash_final(ctx, (uint8 *)VARDATA(out), PG_SHA256_DIGEST_LENGTH) < 0)
+      elog(ERROR, "agent_journal: sha256 failed");
+    pg_cryptohash_free(ctx);
+    return out;
+  }
+};
+
+// With a key: returns true and sets *seq when the key was used before (the
+// same request: the original answer; another request: ERROR 22023).
+bool lookup_key(Datum agent, Datum key, bytea *hash, int64 *seq) {
+  Datum args[2] = {agent, key};
+  int rc = SPI_execute_snapshot(
+      cached_plan(&p_key,
+                  "SELECT last_sequence, request_hash FROM agent_journal.idempotency_keys "
+                  "WHERE agent_id OPERATOR(pg_catalog.=) $1 "
+                  "AND idempotency_key OPERATOR(pg_catalog.=) $2",
+                  2, T_KEY),
+      args, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, false, 1);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: key lookup failed: %d", rc);
+  if (SPI_processed == 0) return false;
+  bool isnull;
+  *seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  bytea *stored = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  if (VARSIZE_ANY_EXHDR(stored) != VARSIZE_ANY_EXHDR(hash) ||
+      memcmp(VARDATA_ANY(stored), VARDATA_ANY(hash), VARSIZE_ANY_EXHDR(hash)) != 0)
+    ereport(ERROR,
+            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+             errmsg("idempotency_key \"%s\" was already used for a different request (sequence %lld)",
+                    text_to_cstring(DatumGetTextPP(key)), (long long)*seq),
+             errhint("Use a new key for a new event; retry with the same event to get the original sequence.")));
+  return true;
+}
+
+void store_key(Datum agent, Datum key, int64 first, int64 last, bytea *hash) {
+  static const Oid types[] = {UUIDOID, TEXTOID, INT8OID, INT8OID, BYTEAOID};
+  Datum args[5] = {agent, key, Int64GetDatum(first), Int64GetDatum(last), PointerGetDatum(hash)};
+  int rc = SPI_execute_plan(
+      cached_plan(&p_key_ins,
+                  "INSERT INTO agent_journal.idempotency_keys "
+                  "(agent_id, idempotency_key, first_sequence, last_sequence, request_hash) "
+                  "VALUES ($1, $2, $3, $4, $5)",
+                  5, types),
+      args, nullptr, false, 0);
+  if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: key insert failed: %d", rc);
+}
+
+void create_state(Datum agent) {
+  Datum args[1] = {agent};
+  int rc = SPI_execute_plan(
+      cached_plan(&p_state_ins, "INSERT INTO agent_journal.agent_state (agent_id) VALUES ($1)", 1,
+                  T_UUID),
+      args, nullptr, false, 0);
+  if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: state insert failed: %d", rc);
+}
+
+void check_expected(FunctionCallInfo fcinfo, int argno, int64 latest) {
+  if (PG_ARGISNULL(argno)) return;
+  int64 expected = PG_GETARG_INT64(argno);
+  if (expected != latest)
+    ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                    errmsg("expected_sequence %lld does not match the agent's latest sequence %lld",
+                           (long long)expected, (long long)latest),
+                    errhint("Replay from sequence %lld and retry with expected_sequence => %lld.",
+                            (long long)expected + 1, (long long)latest)));
+}
+
+void check_common_args(FunctionCallInfo fcinfo) {
+  require_arg(fcinfo, 0, "agent_id");
+  require_arg(fcinfo, 1, "iteration");
+  if (PG_GETARG_INT32(1) < 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("iteration must be >= 0, got %d", PG_GETARG_INT32(1))));
+  if (!PG_ARGISNULL(3) && PG_GETARG_INT64(3) < 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("expected_sequence must be >= 0, got %lld",
+                           (long long)PG_GETARG_INT64(3))));
+  if (!PG_ARGISNULL(4)) check_key(PG_GETARG_TEXT_PP(4));
+}
+
+// Never decreasing along an agent's sequence, even if the clock steps back.
+TimestampTz entry_time(const Latest &l) {
+  TimestampTz now = GetCurrentTimestamp();
+  return (l.has_entry && l.last_recorded_at > now) ? l.last_recorded_at : now;
+}
+
+}  // namespace
+}  // namespace ajpg
+
+using namespace ajpg;
+
+Datum aj_append(PG_FUNCTION_ARGS) {
+  check_common_args(fcinfo);
+  require_arg(fcinfo, 2, "event");
+  check_size(toast_raw_datum_size(PG_GETARG_DATUM(2)), "event");
+  Jsonb *event = PG_GETARG_JSONB_P(2);
+  check_event(event, "event");
+  Datum agent = PG_GETARG_DATUM(0);
+  int32 iteration = PG_GETARG_INT32(1);
+  bool has_key = !PG_ARGISNULL(4);
+  Datum key = has_key ? PG_GETARG_DATUM(4) : (Datum)0;
+  Datum kind = kind_of(event);
+  bytea *hash = nullptr;
+  if (has_key) {
+    Hasher h;
+    h.add_jsonb(event);
+    hash = h.finish();
+  }
+
+  OwnerSwitch who = spi_begin();
+  lock_agent(DatumGetUUIDP(agent));
+  int64 seq;
+  if (has_key && lookup_key(agent, key, hash, &seq)) {
+    spi_end(who);
+    PG_RETURN_INT64(seq);
+  }
+  Latest l = read_latest_locked(agent, DatumGetUUIDP(agent));
+  check_expected(fcinfo, 3, l.sequence);
+  seq = l.sequence + 1;
+  static const Oid types[] = {UUIDOID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID, JSONBOID};
+  Datum args[6] = {agent, Int64GetDatum(seq), Int32GetDatum(iteration), kind,
+                   TimestampTzGetDatum(entry_time(l)), JsonbPGetDatum(event)};
+  int rc = SPI_execute_plan(
+      cached_plan(&p_insert, "INSERT INTO agent_journal.entries VALUES ($1, $2, $3, $4, $5, $6)", 6,
+                  types),
+      args, nullptr, false, 0);
+  if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: insert failed: %d", rc);
+  if (!l.known) create_state(agent);
+  if (has_key) store_key(agent, key, seq, seq, hash);
+  spi_end(who);
+  PG_RETURN_INT64(seq);
+}
+
+Datum aj_append_batch(PG_FUNCTION_ARGS) {
+  check_common_args(fcinfo);
+  require_arg(fcinfo, 2, "events");
+  ArrayType *arr = PG_GETARG_ARRAYTYPE_P(2);
+  if (ARR_NDIM(arr) > 1)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("events must be a one-dimensional array")));
+  Datum *elems;
+  bool *nulls;
+  int n;
+  deconstruct_array(arr, JSONBOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+  if (n == 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("events must not be empty")));
+  if (n > MAX_BATCH)
+    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                    errmsg("events has %d elements, more than %d", n, MAX_BATCH)));
+  bool has_key = !PG_ARGISNULL(4);
+  Hasher *h = has_key ? new (palloc(sizeof(Hasher))) Hasher() : nullptr;
+  Datum *kinds = (Datum *)palloc(sizeof(Datum) * n);
+  char argname[32];
+  for (int i = 0; i < n; i++) {
+    snprintf(argname, sizeof argname, "events[%d]", i + 1);
+    if (nulls[i])
+      ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s must not be NULL", argname)));
+    check_size(toast_raw_datum_size(elems[i]), argname);
+    Jsonb *jb = DatumGetJsonbP(elems[i]);
+    check_event(jb, argname);
+    kinds[i] = kind_of(jb);
+    if (h) h->add_jsonb(jb);
+  }
+  ArrayType *kind_arr = construct_array(kinds, n, TEXTOID, -1, false, TYPALIGN_INT);
+  bytea *hash = h ? h->finish() : nullptr;
+  Datum agent = PG_GETARG_DATUM(0);
+  Datum key = has_key ? PG_GETARG_DATUM(4) : (Datum)0;
+
+  OwnerSwitch who = spi_begin();
+  lock_agent(DatumGetUUIDP(agent));
+  int64 seq;
+  if (has_key && lookup_key(agent, key, hash, &seq)) {
+    spi_end(who);
+    PG_RETURN_INT64(seq);
+  }
+  Latest l = read_latest_locked(agent, DatumGetUUIDP(agent));
+  check_expected(fcinfo, 3, l.sequence);
+  static const Oid types[] = {UUIDOID, INT8OID, INT4OID, TIMESTAMPTZOID, JSONBARRAYOID, TEXTARRAYOID};
+  Datum args[6] = {agent,
+                   Int64GetDatum(l.sequence),
+                   PG_GETARG_DATUM(1),
+                   TimestampTzGetDatum(entry_time(l)),
+                   PointerGetDatum(arr),
+                   PointerGetDatum(kind_arr)};
+  int rc = SPI_execute_plan(
+      cached_plan(&p_insert_batch,
+                  "INSERT INTO agent_journal.entries "
+                  "SELECT $1, $2 OPERATOR(pg_catalog.+) u.o, $3, u.k, $4, u.e "
+                  "FROM ROWS FROM (pg_catalog.unnest($5), pg_catalog.unnest($6)) WITH ORDINALITY AS u(e, k, o)",
+                  6, types),
+      args, nullptr, false, 0);
+  if (rc != SPI_OK_INSERT || SPI_processed != (uint64)n)
+    elog(ERROR, "agent_journal: batch insert failed: %d", rc);
+  int64 last = l.sequence + n;
+  if (!l.known) create_state(agent);
+  if (has_key) store_key(agent, key, l.sequence + 1, last, hash);
+  spi_end(who);
+  PG_RETURN_INT64(last);
+}
+
+Datum aj_replay(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "agent_id");
+  require_arg(fcinfo, 1, "from_sequence");
+  int64 from = PG_GETARG_INT64(1);
+  if (from < 1)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("from_sequence must be >= 1, got %lld", (long long)from)));
+  bool limited = !PG_ARGISNULL(2);
+  if (limited && PG_GETARG_INT64(2) < 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("max_entries must be >= 0, got %lld", (long long)PG_GETARG_INT64(2))));
+
+  InitMaterializedSRF(fcinfo, 0);
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+
+  static const Oid types[] = {UUIDOID, INT8OID, INT8OID};
+  Datum args[3] = {PG_GETARG_DATUM(0), Int64GetDatum(from), limited ? PG_GETARG_DATUM(2) : (Datum)0};
+  char nulls[3] = {' ', ' ', limited ? ' ' : 'n'};
+
+  OwnerSwitch who = spi_begin();
+  Portal portal = SPI_cursor_open(
+      nullptr,
+      cached_plan(&p_replay,
+                  "SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries "
+                  "WHERE agent_id OPERATOR(pg_catalog.=) $1 AND sequence OPERATOR(pg_catalog.>=) $2 "
+                  "ORDER BY sequence LIMIT $3",
+                  3, types),
+      args, nulls, true);
+  // Stream in chunks into the tuplestore, which spills to disk beyond work_mem.
+  Datum values[5];
+  bool isnull[5];
+  for (;;) {
+    SPI_cursor_fetch(portal, true, 1000);
+    if (SPI_processed == 0) break;
+    for (uint64 i = 0; i < SPI_processed; i++) {
+      heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, isnull);
+      tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+    }
+    SPI_freetuptable(SPI_tuptable);
+    CHECK_FOR_INTERRUPTS();
+  }
+  SPI_cursor_close(portal);
+  spi_end(who);
+  return (Datum)0;
+}
+
+static int64 latest_of(Datum agent) {
+  OwnerSwitch who = spi_begin();
+  Latest l = read_latest(agent, false);
+  spi_end(who);
+  return l.sequence;
+}
+
+Datum aj_latest_sequence(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "agent_id");
+  PG_RETURN_INT64(latest_of(PG_GETARG_DATUM(0)));
+}
+
+Datum aj_next_sequence(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "agent_id");
+  PG_RETURN_INT64(latest_of(PG_GETARG_DATUM(0)) + 1);
+}
+
+Datum aj_last_completed_iteration(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "agent_id");
+  Datum args[1] = {PG_GETARG_DATUM(0)};
+  OwnerSwitch who = spi_begin();
+  int32 result = 0;
+  bool isnull;
+  int rc = SPI_execute_plan(
+      cached_plan(&p_max_iter,
+                  "SELECT GREATEST((SELECT pg_catalog.max(iteration) FROM agent_journal.entries "
+                  "                 WHERE agent_id OPERATOR(pg_catalog.=) $1), "
+                  "                (SELECT compacted_iteration FROM agent_journal.agent_state "
+                  "                 WHERE agent_id OPERATOR(pg_catalog.=) $1), 0)",
+                  1, T_UUID),
+      args, nullptr, true, 1);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: iteration query failed: %d", rc);
+  Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  if (!isnull) result = DatumGetInt32(d);
+  spi_end(who);
+  PG_RETURN_INT32(result);
+}
+
+Datum aj_compact(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "agent_id");
+  if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) < 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("through_sequence must be >= 0, got %lld", (long long)PG_GETARG_INT64(1))));
+  Datum agent = PG_GETARG_DATUM(0);
+  OwnerSwitch who = spi_begin();
+  lock_agent(DatumGetUUIDP(agent));
+  Latest l = read_latest_locked(agent, DatumGetUUIDP(agent));
+  int64 through = PG_ARGISNULL(1) ? l.sequence : Min(PG_GETARG_INT64(1), l.sequence);
+  int64 removed = 0;
+  if (l.has_entry && through > 0) {
+    static const Oid types[] = {UUIDOID, INT8OID};
+    Datum args[2] = {agent, Int64GetDatum(through)};
+    int rc = SPI_execute_plan(
+        cached_plan(&p_delete,
+                    "WITH d AS (DELETE FROM agent_journal.entries "
+                    "           WHERE agent_id OPERATOR(pg_catalog.=) $1 "
+                    "           AND sequence OPERATOR(pg_catalog.<=) $2 RETURNING iteration) "
+                    "SELECT pg_catalog.count(*), COALESCE(pg_catalog.max(iteration), 0) FROM d",
+                    2, types),
+        args, nullptr, false, 1);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: compact failed: %d", rc);
+    bool isnull;
+    removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    int32 max_iter =
+        DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    static const Oid utypes[] = {UUIDOID, INT8OID, INT4OID};
+    Datum uargs[3] = {agent, Int64GetDatum(through), Int32GetDatum(max_iter)};
+    rc = SPI_execute_plan(
+        cached_plan(&p_state_upd,
+                    "UPDATE agent_journal.agent_state SET "
+                    "compacted_through = GREATEST(compacted_through, $2), "
+                    "compacted_iteration = GREATEST(compacted_iteration, $3) "
+                    "WHERE agent_id OPERATOR(pg_catalog.=) $1",
+                    3, utypes),
+        uargs, nullptr, false, 0);
+    if (rc != SPI_OK_UPDATE) elog(ERROR, "agent_journal: compact state update failed: %d", rc);
+  }
+  spi_end(who);
+  PG_RETURN_INT64(removed);
+}
+
+Datum aj_forget_agent(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "agent_id");
+  Datum agent = PG_GETARG_DATUM(0);
+  Datum args[1] = {agent};
+  OwnerSwitch who = spi_begin();
+  lock_agent(DatumGetUUIDP(agent));
+  int rc = SPI_execute_plan(
+      cached_plan(&p_forget_entries,
+                  "DELETE FROM agent_journal.entries WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
+                  T_UUID),
+      args, nullptr, false, 0);
+  if (rc != SPI_OK_DELETE) elog(ERROR, "agent_journal: forget failed: %d", rc);
+  int64 removed = (int64)SPI_processed;
+  rc = SPI_execute_plan(
+      cached_plan(&p_forget_keys,
+                  "DELETE FROM agent_journal.idempotency_keys "
+                  "WHERE agent_id OPERATOR(pg_catalog.=) $1",
+                  1, T_UUID),
+      args, nullptr, false, 0);
+  if (rc != SPI_OK_DELETE) elog(ERROR, "agent_journal: forget keys failed: %d", rc);
+  rc = SPI_execute_plan(
+      cached_plan(&p_forget_state,
+                  "DELETE FROM agent_journal.agent_state WHERE agent_id OPERATOR(pg_catalog.=) $1",
+                  1, T_UUID),
+      args, nullptr, false, 0);
+  if (rc != SPI_OK_DELETE) elog(ERROR, "agent_journal: forget state failed: %d", rc);
+  spi_end(who);
+  PG_RETURN_INT64(removed);
+}

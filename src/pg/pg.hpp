@@ -1,0 +1,82 @@
+// The one place that includes PostgreSQL headers for the glue in src/pg.
+// postgres.h first, everything inside extern "C".
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+}
+
+#include <cstring>
+#include <exception>
+
+namespace ajpg {
+
+// GUCs (module.cpp).
+extern int max_event_bytes;
+extern int max_series_per_family;
+extern int snapshot_max_age_seconds;
+
+// The C++/PostgreSQL boundary. Runs `f` (C++ that may throw, must not call
+// anything that ereports) and returns false with the exception's message in
+// `buf` if it threw. The caller then leaves every C++ scope and ereports.
+template <typename F>
+bool run_cpp(F &&f, char *buf, size_t buflen) noexcept {
+  try {
+    f();
+    return true;
+  } catch (const std::exception &e) {
+    strlcpy(buf, e.what(), buflen);
+  } catch (...) {
+    strlcpy(buf, "internal error in agent_journal", buflen);
+  }
+  return false;
+}
+
+// NULL argument check: ERROR 22004 naming the argument.
+void require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+
+// Prepare `sql` once per backend and keep the plan (SPI_keepplan).
+SPIPlanPtr cached_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes);
+
+// Transaction-scoped exclusive lock on one agent's journal: an advisory lock
+// tag (no WAL, released at commit/abort) in a key space of its own
+// (locktag_field4 = AJ_LOCK_SPACE) so it never collides with the
+// application's pg_advisory_lock keys.
+constexpr uint16 AJ_LOCK_SPACE = 0x414A;  // "AJ"
+void lock_agent(const pg_uuid_t *agent);
+
+// Run SPI as the extension's owner (the owner of its tables), like a
+// SECURITY DEFINER function but without the per-call GUC save/restore. The
+// caller's privileges were checked by EXECUTE on the function before this.
+// Transaction / subtransaction abort restores the previous user.
+struct OwnerSwitch {
+  Oid saved_user;
+  int saved_sec;
+};
+OwnerSwitch become_owner();
+void restore_user(const OwnerSwitch &s);
+
+// Connect SPI and switch to the owner; finish and switch back.
+OwnerSwitch spi_begin();
+void spi_end(const OwnerSwitch &s);
+
+}  // namespace ajpg
