@@ -1,0 +1,21 @@
+# Shared helpers for tests/scripts/*.sh (sourced). The test runner exports
+# PGHOST/PGPORT/PGUSER for the throwaway cluster and AJ_ROOT/AJ_OUT.
+set -euo pipefail
+AJ_ROOT=${AJ_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+TMPD=$(mktemp -d /tmp/aj_script.XXXXXX)
+chmod 755 "$TMPD"
+trap 'rm -rf "$TMPD"' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+# q DB SQL: one value, unaligned
+q() { psql -X -v ON_ERROR_STOP=1 -At -d "$1" -c "$2"; }
+fresh_db() {
+  dropdb --if-exists "$1" >/dev/null 2>&1 || true
+  createdb "$1"
+  q "$1" "CREATE EXTENSION agent_journal" >/dev/null
+}
+expect_eq() {  # expect_eq WHAT GOT WANT
+  if [ "$2" != "$3" ]; then fail "$1: got '$2', want '$3'"; fi
+  ok "$1 = $3"
+}
