@@ -1,0 +1,270 @@
+#include "core/names.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+namespace aj {
+
+const char *type_name(MetricType t) {
+  switch (t) {
+    case MetricType::Counter:
+      return "counter";
+    case MetricType::Gauge:
+      return "gauge";
+    case MetricType::Histogram:
+      return "histogram";
+  }
+  return "unknown";
+}
+
+namespace {
+
+bool ends_with(const std::string &s, std::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool starts_with(const std::string &s, std::string_view prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+bool is_lower_or_underscore(char c) { return (c >= 'a' && c <= 'z') || c == '_'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_letter_or_underscore(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+[[noreturn]] void fail(const std::string &path, const std::string &message) {
+  throw std::invalid_argument(path + ": " + message);
+}
+
+std::string label_path(const std::string &name) {
+  // Valid label names are printed as they are; anything else escaped.
+  std::string quoted = quote_for_message(name);
+  bool plain = quoted.size() == name.size() + 2;
+  return "labels." + (plain ? name : quoted);
+}
+
+std::string format_bound(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[32];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);  // shortest round trip
+  return std::string(buf, res.ptr);
+}
+
+constexpr std::string_view kReservedSuffixes[] = {"_total",  "_count",   "_sum",
+                                                  "_bucket", "_created", "_info"};
+
+}  // namespace
+
+std::string quote_for_message(std::string_view s) {
+  constexpr std::size_t kMax = 64;
+  std::string out = "\"";
+  std::size_t n = std::min(s.size(), kMax);
+  for (std::size_t i = 0; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c >= 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+  if (s.size() > kMax) out += "...";
+  return out;
+}
+
+bool is_valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  const std::size_t n = s.size();
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;  // continuation byte, overlong lead (C0, C1) or F5..FF
+    }
+    if (n - i < len) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;  // overlong
+    if (cp >= 0xD800 && cp <= 0xDFFF) return false;                            // surrogate
+    if (cp > 0x10FFFF) return false;
+    i += len;
+  }
+  return true;
+}
+
+void validate_metric_name(const std::string &name, MetricType type) {
+  if (name.empty()) fail("name", "metric name must not be empty");
+  if (name.size() > kMaxMetricNameBytes) {
+    fail("name", "metric name is " + std::to_string(name.size()) + " bytes long, at most " +
+                     std::to_string(kMaxMetricNameBytes) + " allowed");
+  }
+  bool ok = is_lower_or_underscore(name[0]);
+  for (std::size_t i = 1; ok && i < name.size(); ++i) {
+    ok = is_lower_or_underscore(name[i]) || is_digit(name[i]);
+  }
+  if (!ok) {
+    fail("name",
+         quote_for_message(name) + " is not a valid metric name: must match [a-z_][a-z0-9_]*");
+  }
+  if (type == MetricType::Counter) {
+    if (!ends_with(name, "_total")) {
+      fail("name", "counter name \"" + name + "\" must end in _total");
+    }
+    if (name.size() == std::string_view("_total").size()) {
+      fail("name", "counter name \"" + name + "\" needs a name before the _total suffix");
+    }
+    return;
+  }
+  for (std::string_view suffix : kReservedSuffixes) {
+    if (ends_with(name, suffix)) {
+      fail("name", std::string(type_name(type)) + " name \"" + name + "\" must not end in " +
+                       std::string(suffix) + " (reserved for counters and histograms)");
+    }
+  }
+}
+
+bool is_reserved_metric_name(const std::string &name) {
+  return starts_with(name, "agent_runtime_") || starts_with(name, "agent_journal_");
+}
+
+void validate_label_name(const std::string &name) {
+  const std::string path = label_path(name);
+  if (name.empty()) fail(path, "label name must not be empty");
+  if (name.size() > kMaxLabelNameBytes) {
+    fail(path, "label name is " + std::to_string(name.size()) + " bytes long, at most " +
+                   std::to_string(kMaxLabelNameBytes) + " allowed");
+  }
+  bool ok = is_letter_or_underscore(name[0]);
+  for (std::size_t i = 1; ok && i < name.size(); ++i) {
+    ok = is_letter_or_underscore(name[i]) || is_digit(name[i]);
+  }
+  if (!ok) {
+    fail(path, "label name " + quote_for_message(name) +
+                   " is not valid: must match [a-zA-Z_][a-zA-Z0-9_]*");
+  }
+  if (starts_with(name, "__")) {
+    fail(path, "label name \"" + name + "\" is reserved: names starting with __ are internal");
+  }
+  if (name == "le" || name == "quantile") {
+    fail(path, "label name \"" + name + "\" is reserved");
+  }
+}
+
+void validate_label_value(const std::string &name, const std::string &value) {
+  const std::string path = label_path(name);
+  if (value.size() > kMaxLabelValueBytes) {
+    fail(path, "label value is " + std::to_string(value.size()) + " bytes long, at most " +
+                   std::to_string(kMaxLabelValueBytes) + " allowed");
+  }
+  if (value.find('\0') != std::string::npos) fail(path, "label value contains a nul byte");
+  if (!is_valid_utf8(value)) fail(path, "label value is not valid utf-8");
+}
+
+Labels normalize_labels(Labels labels) {
+  for (const auto &[name, value] : labels) {
+    validate_label_name(name);
+    validate_label_value(name, value);
+  }
+  std::stable_sort(labels.begin(), labels.end(),
+                   [](const auto &a, const auto &b) { return a.first < b.first; });
+  for (std::size_t i = 1; i < labels.size(); ++i) {
+    if (labels[i].first == labels[i - 1].first) {
+      fail(label_path(labels[i].first), "label name \"" + labels[i].first + "\" given twice");
+    }
+  }
+  labels.erase(
+      std::remove_if(labels.begin(), labels.end(), [](const auto &l) { return l.second.empty(); }),
+      labels.end());
+  return labels;
+}
+
+std::vector<std::string> derived_sample_names(const std::string &name, MetricType type) {
+  if (type == MetricType::Histogram) {
+    return {name, name + "_bucket", name + "_sum", name + "_count"};
+  }
+  return {name};
+}
+
+std::vector<std::string> occupied_names(const std::string &name, MetricType type) {
+  std::vector<std::string> names = derived_sample_names(name, type);
+  if (type == MetricType::Counter && ends_with(name, "_total")) {
+    std::string base = name.substr(0, name.size() - std::string_view("_total").size());
+    names.push_back(base);
+    names.push_back(base + "_created");
+  } else if (type == MetricType::Histogram) {
+    names.push_back(name + "_created");
+  }
+  return names;
+}
+
+void check_family_collision(const std::string &name, MetricType type,
+                            const std::vector<std::pair<std::string, MetricType>> &existing) {
+  const std::vector<std::string> mine = occupied_names(name, type);
+  for (const auto &[other_name, other_type] : existing) {
+    for (const std::string &theirs : occupied_names(other_name, other_type)) {
+      if (std::find(mine.begin(), mine.end(), theirs) != mine.end()) {
+        fail("name", std::string(type_name(type)) + " \"" + name + "\" collides with " +
+                         type_name(other_type) + " \"" + other_name + "\": both use the name \"" +
+                         theirs + "\"");
+      }
+    }
+  }
+}
+
+std::vector<double> default_buckets() {
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+}
+
+std::vector<double> validate_buckets(std::vector<double> bounds) {
+  if (bounds.empty()) fail("buckets", "at least one bucket bound is required");
+  if (std::isinf(bounds.back()) && bounds.back() > 0) bounds.pop_back();
+  for (std::size_t i = 0; i < bounds.size(); ++i) {
+    const std::string path = "buckets[" + std::to_string(i) + "]";
+    double v = bounds[i];
+    if (std::isnan(v)) fail(path, "NaN is not a valid bucket bound");
+    if (std::isinf(v)) {
+      if (v < 0) fail(path, "-Inf is not a valid bucket bound");
+      fail(path, "+Inf is only allowed as the last bound");
+    }
+    if (i > 0 && !(v > bounds[i - 1])) {
+      fail(path, "bounds must be strictly increasing: " + format_bound(v) + " does not exceed " +
+                     format_bound(bounds[i - 1]));
+    }
+  }
+  if (bounds.empty()) fail("buckets", "at least one finite bucket bound is required");
+  if (bounds.size() > kMaxBuckets) {
+    fail("buckets", std::to_string(bounds.size()) + " bounds given, at most " +
+                        std::to_string(kMaxBuckets) + " allowed");
+  }
+  return bounds;
+}
+
+}  // namespace aj

@@ -1,0 +1,676 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/exposition.hpp"
+#include "core/names.hpp"
+
+namespace aj {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+const double kNaN = std::nan("");
+
+const char kDroppedZeros[] =
+    "# HELP agent_journal_render_dropped_series Series left out of this render, by reason\n"
+    "# TYPE agent_journal_render_dropped_series gauge\n"
+    "agent_journal_render_dropped_series{reason=\"cardinality\"} 0\n"
+    "agent_journal_render_dropped_series{reason=\"duplicate\"} 0\n"
+    "agent_journal_render_dropped_series{reason=\"invalid\"} 0\n";
+
+const char kDroppedZerosOpenMetrics[] =
+    "# HELP agent_journal_render_dropped_series Series left out of this render, by reason\n"
+    "# TYPE agent_journal_render_dropped_series gauge\n"
+    "agent_journal_render_dropped_series{reason=\"cardinality\"} 0.0\n"
+    "agent_journal_render_dropped_series{reason=\"duplicate\"} 0.0\n"
+    "agent_journal_render_dropped_series{reason=\"invalid\"} 0.0\n";
+
+Series point(Labels labels, double value) {
+  Series s;
+  s.labels = std::move(labels);
+  s.value = value;
+  return s;
+}
+
+Series hist_point(Labels labels, std::vector<uint64_t> buckets, double sum) {
+  Series s;
+  s.labels = std::move(labels);
+  s.bucket_counts = std::move(buckets);
+  s.sum = sum;
+  for (uint64_t c : s.bucket_counts) s.count += c;
+  return s;
+}
+
+Family family(std::string name, MetricType type, std::string help, std::vector<Series> series,
+              std::vector<double> bounds = {}) {
+  Family f;
+  f.name = std::move(name);
+  f.type = type;
+  f.help = std::move(help);
+  f.series = std::move(series);
+  f.bounds = std::move(bounds);
+  return f;
+}
+
+Family counter_family() {
+  return family("requests_total", MetricType::Counter, "Requests served",
+                {point({{"method", "get"}, {"code", "200"}}, 5), point({{"code", "500"}}, 1.5)});
+}
+
+Family gauge_family() {
+  return family("temperature", MetricType::Gauge, "Odd values",
+                {point({{"k", "nan"}}, kNaN), point({{"k", "pinf"}}, kInf),
+                 point({{"k", "minf"}}, -kInf), point({}, -0.25)});
+}
+
+Family histogram_family() {
+  return family("latency_seconds", MetricType::Histogram, "Latency",
+                {hist_point({{"tool", "grep"}, {"agent", "a1"}}, {1, 2, 3}, 4.25)}, {0.5, 1});
+}
+
+// --- format_double ------------------------------------------------------
+
+TEST(FormatDouble, LikePrometheus) {
+  EXPECT_EQ(format_double(kNaN), "NaN");
+  EXPECT_EQ(format_double(kInf), "+Inf");
+  EXPECT_EQ(format_double(-kInf), "-Inf");
+  EXPECT_EQ(format_double(0), "0");
+  EXPECT_EQ(format_double(-0.0), "-0");
+  EXPECT_EQ(format_double(1), "1");
+  EXPECT_EQ(format_double(5), "5");
+  EXPECT_EQ(format_double(-2.5), "-2.5");
+  EXPECT_EQ(format_double(0.1), "0.1");
+  EXPECT_EQ(format_double(0.005), "0.005");
+  EXPECT_EQ(format_double(0.025), "0.025");
+  EXPECT_EQ(format_double(0.0001), "0.0001");
+  EXPECT_EQ(format_double(0.00001), "1e-05");
+  EXPECT_EQ(format_double(1.5e-7), "1.5e-07");
+  EXPECT_EQ(format_double(12345.678), "12345.678");
+  EXPECT_EQ(format_double(100000), "100000");
+  EXPECT_EQ(format_double(123456), "123456");
+  EXPECT_EQ(format_double(1e6), "1e+06");
+  EXPECT_EQ(format_double(1234567), "1.234567e+06");
+  EXPECT_EQ(format_double(1e-300), "1e-300");
+  EXPECT_EQ(format_double(1.7976931348623157e308), "1.7976931348623157e+308");
+  EXPECT_EQ(format_double(5e-324), "5e-324");
+  EXPECT_EQ(format_double(123456789012345680.0), "1.2345678901234568e+17");
+}
+
+void expect_round_trip(double v) {
+  std::string s = format_double(v);
+  double back = std::strtod(s.c_str(), nullptr);
+  EXPECT_EQ(std::memcmp(&v, &back, sizeof v), 0) << s;
+}
+
+TEST(FormatDouble, RoundTrips) {
+  for (double v :
+       {0.1, 0.2, 0.3, 1e-300, 1.7976931348623157e308, 5e-324, 2.2250738585072014e-308,
+        123456789012345680.0, 9007199254740993.0, 1.0 / 3, -1e21, 1e22, 0.000123456789}) {
+    expect_round_trip(v);
+    expect_round_trip(-v);
+  }
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 200000; ++i) {
+    uint64_t bits = rng();
+    double v;
+    std::memcpy(&v, &bits, sizeof v);
+    if (std::isnan(v)) continue;
+    expect_round_trip(v);
+    if (HasFailure()) break;
+  }
+}
+
+// --- escaping -----------------------------------------------------------
+
+TEST(Escape, LabelValuesAndHelp) {
+  EXPECT_EQ(escape_label_value("plain"), "plain");
+  EXPECT_EQ(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+  EXPECT_EQ(escape_label_value("tab\there \xc3\xa9"), "tab\there \xc3\xa9");
+  EXPECT_EQ(escape_help("a\"b\\c\nd"), "a\"b\\\\c\\nd");
+  EXPECT_EQ(escape_help_openmetrics("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+}
+
+// --- Prometheus text ----------------------------------------------------
+
+TEST(Prometheus, Counter) {
+  EXPECT_EQ(render_prometheus({counter_family()}, {}),
+            std::string("# HELP requests_total Requests served\n"
+                        "# TYPE requests_total counter\n"
+                        "requests_total{code=\"200\",method=\"get\"} 5\n"
+                        "requests_total{code=\"500\"} 1.5\n") +
+                kDroppedZeros);
+}
+
+TEST(Prometheus, GaugeSpecialValues) {
+  EXPECT_EQ(render_prometheus({gauge_family()}, {}), std::string("# HELP temperature Odd values\n"
+                                                                 "# TYPE temperature gauge\n"
+                                                                 "temperature -0.25\n"
+                                                                 "temperature{k=\"minf\"} -Inf\n"
+                                                                 "temperature{k=\"nan\"} NaN\n"
+                                                                 "temperature{k=\"pinf\"} +Inf\n") +
+                                                         kDroppedZeros);
+}
+
+TEST(Prometheus, HistogramWithLabels) {
+  EXPECT_EQ(render_prometheus({histogram_family()}, {}),
+            std::string("# HELP latency_seconds Latency\n"
+                        "# TYPE latency_seconds histogram\n"
+                        "latency_seconds_bucket{agent=\"a1\",tool=\"grep\",le=\"0.5\"} 1\n"
+                        "latency_seconds_bucket{agent=\"a1\",tool=\"grep\",le=\"1\"} 3\n"
+                        "latency_seconds_bucket{agent=\"a1\",tool=\"grep\",le=\"+Inf\"} 6\n"
+                        "latency_seconds_sum{agent=\"a1\",tool=\"grep\"} 4.25\n"
+                        "latency_seconds_count{agent=\"a1\",tool=\"grep\"} 6\n") +
+                kDroppedZeros);
+}
+
+TEST(Prometheus, HistogramWithoutLabels) {
+  Family f = family("h", MetricType::Histogram, "H", {hist_point({}, {0, 7}, kNaN)}, {1e6});
+  EXPECT_EQ(render_prometheus({f}, {}), std::string("# HELP h H\n"
+                                                    "# TYPE h histogram\n"
+                                                    "h_bucket{le=\"1e+06\"} 0\n"
+                                                    "h_bucket{le=\"+Inf\"} 7\n"
+                                                    "h_sum NaN\n"
+                                                    "h_count 7\n") +
+                                            kDroppedZeros);
+}
+
+TEST(Prometheus, EscapesLabelValuesAndHelp) {
+  Family f =
+      family("g", MetricType::Gauge, "Line one\nC:\\path \"q\"", {point({{"v", "a\"b\\c\nd"}}, 1)});
+  EXPECT_EQ(render_prometheus({f}, {}), std::string("# HELP g Line one\\nC:\\\\path \"q\"\n"
+                                                    "# TYPE g gauge\n"
+                                                    "g{v=\"a\\\"b\\\\c\\nd\"} 1\n") +
+                                            kDroppedZeros);
+}
+
+TEST(Prometheus, EmptyOrInvalidHelpIsGenerated) {
+  Family a = family("a", MetricType::Gauge, "", {point({}, 1)});
+  Family b = family("b", MetricType::Gauge, "bad \xff", {point({}, 2)});
+  EXPECT_EQ(render_prometheus({a, b}, {}), std::string("# HELP a a (no help given)\n"
+                                                       "# TYPE a gauge\n"
+                                                       "a 1\n"
+                                                       "# HELP b b (no help given)\n"
+                                                       "# TYPE b gauge\n"
+                                                       "b 2\n") +
+                                               kDroppedZeros);
+}
+
+TEST(Prometheus, EmptyModelHasOnlyTheDroppedFamily) {
+  EXPECT_EQ(render_prometheus({}, {}), kDroppedZeros);
+  Family empty = family("nothing", MetricType::Gauge, "no series", {});
+  EXPECT_EQ(render_prometheus({empty}, {}), kDroppedZeros);
+}
+
+TEST(Prometheus, DeterministicOrder) {
+  std::vector<Family> model = {
+      histogram_family(), gauge_family(), counter_family(),
+      family("a_first", MetricType::Gauge, "x",
+             {point({{"z", "1"}}, 1), point({{"a", "2"}}, 2), point({{"a", "1"}, {"b", "1"}}, 3)})};
+  const std::string want = render_prometheus(model, {});
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20; ++i) {
+    std::shuffle(model.begin(), model.end(), rng);
+    for (Family &f : model) std::shuffle(f.series.begin(), f.series.end(), rng);
+    EXPECT_EQ(render_prometheus(model, {}), want);
+  }
+  EXPECT_LT(want.find("# HELP a_first"), want.find("# HELP latency_seconds"));
+  EXPECT_LT(want.find("# HELP latency_seconds"), want.find("# HELP requests_total"));
+  EXPECT_LT(want.find("# HELP requests_total"), want.find("# HELP temperature"));
+  EXPECT_LT(want.find("a_first{a=\"1\",b=\"1\"} 3"), want.find("a_first{a=\"2\"} 2"));
+  EXPECT_LT(want.find("a_first{a=\"2\"} 2"), want.find("a_first{z=\"1\"} 1"));
+}
+
+// --- dropping -----------------------------------------------------------
+
+TEST(Dropping, DuplicatesAfterNormalization) {
+  Family f = family("g", MetricType::Gauge, "G",
+                    {point({{"a", "1"}, {"b", ""}}, 1), point({{"a", "1"}}, 2),
+                     point({{"a", "2"}}, 3), point({{"b", "x"}, {"a", "2"}}, 4)});
+  Dropped d;
+  EXPECT_EQ(render_prometheus({f}, {}, &d),
+            "# HELP g G\n"
+            "# TYPE g gauge\n"
+            "g{a=\"1\"} 1\n"
+            "g{a=\"2\"} 3\n"
+            "g{a=\"2\",b=\"x\"} 4\n"
+            "# HELP agent_journal_render_dropped_series Series left out of this render, by "
+            "reason\n"
+            "# TYPE agent_journal_render_dropped_series gauge\n"
+            "agent_journal_render_dropped_series{reason=\"cardinality\"} 0\n"
+            "agent_journal_render_dropped_series{reason=\"duplicate\"} 1\n"
+            "agent_journal_render_dropped_series{reason=\"invalid\"} 0\n");
+  EXPECT_EQ(d.duplicate, 1u);
+  EXPECT_EQ(d.cardinality, 0u);
+  EXPECT_EQ(d.invalid, 0u);
+}
+
+TEST(Dropping, CardinalityKeepsFirstInLabelOrder) {
+  Family f = family("g", MetricType::Gauge, "G",
+                    {point({{"i", "3"}}, 3), point({{"i", "1"}}, 1), point({{"i", "2"}}, 2)});
+  RenderOptions opts;
+  opts.max_series_per_family = 2;
+  Dropped d;
+  std::string out =
+      render_prometheus({f, family("h", MetricType::Gauge, "H", {point({}, 9)})}, opts, &d);
+  EXPECT_EQ(out,
+            "# HELP g G\n"
+            "# TYPE g gauge\n"
+            "g{i=\"1\"} 1\n"
+            "g{i=\"2\"} 2\n"
+            "# HELP h H\n"
+            "# TYPE h gauge\n"
+            "h 9\n"
+            "# HELP agent_journal_render_dropped_series Series left out of this render, by "
+            "reason\n"
+            "# TYPE agent_journal_render_dropped_series gauge\n"
+            "agent_journal_render_dropped_series{reason=\"cardinality\"} 1\n"
+            "agent_journal_render_dropped_series{reason=\"duplicate\"} 0\n"
+            "agent_journal_render_dropped_series{reason=\"invalid\"} 0\n");
+  EXPECT_EQ(d.cardinality, 1u);
+
+  opts.max_series_per_family = 0;  // no limit
+  render_prometheus({f}, opts, &d);
+  EXPECT_EQ(d.cardinality, 0u);
+}
+
+TEST(Dropping, Invalid) {
+  Series bad_shape = hist_point({{"s", "short"}}, {1, 2}, 1);  // needs 3 buckets
+  Series bad_count = hist_point({{"s", "count"}}, {1, 2, 3}, 1);
+  bad_count.count = 5;
+  Series le_label = hist_point({{"le", "1"}}, {1, 2, 3}, 1);
+  Series good = hist_point({{"s", "ok"}}, {1, 0, 0}, 0.5);
+  std::vector<Family> model = {
+      family("h", MetricType::Histogram, "H", {bad_shape, bad_count, le_label, good}, {0.5, 1}),
+      family("Bad", MetricType::Gauge, "bad name", {point({}, 1), point({{"a", "1"}}, 1)}),
+      family("c", MetricType::Counter, "no _total", {point({}, 1)}),
+      family("c_total", MetricType::Counter, "C",
+             {point({{"k", "neg"}}, -1), point({{"k", "nan"}}, kNaN), point({{"k", "ok"}}, 0)}),
+      family("g", MetricType::Gauge, "G",
+             {point({{"__x", "1"}}, 1), point({{"v", "\xff"}}, 1),
+              point({{"a", "1"}, {"a", "2"}}, 1)}),
+      family("unsorted", MetricType::Histogram, "U", {hist_point({}, {1, 1, 1}, 1)}, {2, 1}),
+      family("infbound", MetricType::Histogram, "I", {hist_point({}, {1, 1}, 1)}, {kInf}),
+  };
+  Dropped d;
+  std::string out = render_prometheus(model, {}, &d);
+  EXPECT_EQ(d.invalid, 3u + 2u + 1u + 2u + 3u + 1u + 1u);
+  EXPECT_EQ(d.duplicate, 0u);
+  EXPECT_EQ(out,
+            "# HELP c_total C\n"
+            "# TYPE c_total counter\n"
+            "c_total{k=\"ok\"} 0\n"
+            "# HELP h H\n"
+            "# TYPE h histogram\n"
+            "h_bucket{s=\"ok\",le=\"0.5\"} 1\n"
+            "h_bucket{s=\"ok\",le=\"1\"} 1\n"
+            "h_bucket{s=\"ok\",le=\"+Inf\"} 1\n"
+            "h_sum{s=\"ok\"} 0.5\n"
+            "h_count{s=\"ok\"} 1\n"
+            "# HELP agent_journal_render_dropped_series Series left out of this render, by "
+            "reason\n"
+            "# TYPE agent_journal_render_dropped_series gauge\n"
+            "agent_journal_render_dropped_series{reason=\"cardinality\"} 0\n"
+            "agent_journal_render_dropped_series{reason=\"duplicate\"} 0\n"
+            "agent_journal_render_dropped_series{reason=\"invalid\"} 13\n");
+}
+
+TEST(Dropping, SameNameOrCollidingFamiliesKeepTheFirst) {
+  std::vector<Family> model = {
+      family("x", MetricType::Gauge, "first", {point({}, 1)}),
+      family("x", MetricType::Gauge, "second", {point({}, 2), point({{"a", "1"}}, 3)}),
+      family("x_total", MetricType::Counter, "collides with x in OpenMetrics", {point({}, 4)}),
+      // OpenMetrics family h_bucket: collides with histogram h's samples.
+      family("h_bucket_total", MetricType::Counter, "collides with histogram h", {point({}, 5)}),
+      family("h", MetricType::Histogram, "H", {hist_point({}, {1}, 1)}, {}),
+      family("agent_journal_render_dropped_series", MetricType::Gauge, "mine", {point({}, 6)}),
+  };
+  Dropped d;
+  std::string out = render_prometheus(model, {}, &d);
+  EXPECT_EQ(d.duplicate, 2u + 1u + 1u + 1u);
+  EXPECT_EQ(out,
+            "# HELP h H\n"
+            "# TYPE h histogram\n"
+            "h_bucket{le=\"+Inf\"} 1\n"
+            "h_sum 1\n"
+            "h_count 1\n"
+            "# HELP x first\n"
+            "# TYPE x gauge\n"
+            "x 1\n"
+            "# HELP agent_journal_render_dropped_series Series left out of this render, by "
+            "reason\n"
+            "# TYPE agent_journal_render_dropped_series gauge\n"
+            "agent_journal_render_dropped_series{reason=\"cardinality\"} 0\n"
+            "agent_journal_render_dropped_series{reason=\"duplicate\"} 5\n"
+            "agent_journal_render_dropped_series{reason=\"invalid\"} 0\n");
+}
+
+TEST(Dropping, PrepareIsShared) {
+  std::vector<Family> model = {gauge_family(), counter_family()};
+  Dropped d = prepare_families(model, {});
+  ASSERT_EQ(model.size(), 3u);
+  EXPECT_EQ(model[0].name, "requests_total");
+  EXPECT_EQ(model[1].name, "temperature");
+  EXPECT_EQ(model[2].name, kDroppedFamilyName);
+  EXPECT_EQ(model[2].series.size(), 3u);
+  EXPECT_EQ(d.duplicate + d.invalid + d.cardinality, 0u);
+  EXPECT_EQ(model[0].series[0].labels, (Labels{{"code", "200"}, {"method", "get"}}));
+}
+
+// --- cancellation -------------------------------------------------------
+
+int g_polls = 0;
+int g_cancel_at = 0;  // 0 = never
+bool count_polls() {
+  ++g_polls;
+  return g_cancel_at != 0 && g_polls >= g_cancel_at;
+}
+
+std::vector<Family> many_series(int n) {
+  Family f = family("g", MetricType::Gauge, "G", {});
+  for (int i = 0; i < n; ++i) f.series.push_back(point({{"i", std::to_string(i)}}, i));
+  return {f};
+}
+
+TEST(Cancellation, PollsAboutEveryThousandSeries) {
+  RenderOptions opts;
+  opts.interrupted = count_polls;
+  g_polls = 0;
+  g_cancel_at = 0;
+  render_prometheus(many_series(10000), opts);
+  EXPECT_GE(g_polls, 15);
+  EXPECT_LE(g_polls, 30);
+}
+
+TEST(Cancellation, ThrowsCancelled) {
+  RenderOptions opts;
+  opts.interrupted = count_polls;
+  for (int at : {1, 2, 5, 12}) {
+    g_polls = 0;
+    g_cancel_at = at;
+    EXPECT_THROW(render_prometheus(many_series(10000), opts), Cancelled) << at;
+    EXPECT_EQ(g_polls, at);
+    g_polls = 0;
+    EXPECT_THROW(render_openmetrics(many_series(10000), opts), Cancelled) << at;
+    g_polls = 0;
+    EXPECT_THROW(render_otlp_json(many_series(10000), nullptr, 1, opts), Cancelled) << at;
+  }
+  g_cancel_at = 0;
+}
+
+// --- OpenMetrics --------------------------------------------------------
+
+TEST(OpenMetrics, CounterGaugeHistogram) {
+  Family esc =
+      family("g", MetricType::Gauge, "Line one\nC:\\path \"q\"", {point({{"v", "a\"b\\c\nd"}}, 1)});
+  EXPECT_EQ(render_openmetrics({counter_family(), gauge_family(), histogram_family(), esc}, {}),
+            std::string("# HELP g Line one\\nC:\\\\path \\\"q\\\"\n"
+                        "# TYPE g gauge\n"
+                        "g{v=\"a\\\"b\\\\c\\nd\"} 1.0\n"
+                        "# HELP latency_seconds Latency\n"
+                        "# TYPE latency_seconds histogram\n"
+                        "latency_seconds_bucket{agent=\"a1\",tool=\"grep\",le=\"0.5\"} 1\n"
+                        "latency_seconds_bucket{agent=\"a1\",tool=\"grep\",le=\"1.0\"} 3\n"
+                        "latency_seconds_bucket{agent=\"a1\",tool=\"grep\",le=\"+Inf\"} 6\n"
+                        "latency_seconds_sum{agent=\"a1\",tool=\"grep\"} 4.25\n"
+                        "latency_seconds_count{agent=\"a1\",tool=\"grep\"} 6\n"
+                        "# HELP requests Requests served\n"
+                        "# TYPE requests counter\n"
+                        "requests_total{code=\"200\",method=\"get\"} 5.0\n"
+                        "requests_total{code=\"500\"} 1.5\n"
+                        "# HELP temperature Odd values\n"
+                        "# TYPE temperature gauge\n"
+                        "temperature -0.25\n"
+                        "temperature{k=\"minf\"} -Inf\n"
+                        "temperature{k=\"nan\"} NaN\n"
+                        "temperature{k=\"pinf\"} +Inf\n") +
+                kDroppedZerosOpenMetrics + "# EOF\n");
+}
+
+TEST(OpenMetrics, HistogramSumOnlyWhenAllowed) {
+  std::vector<Family> model = {
+      family("h_nan", MetricType::Histogram, "N", {hist_point({}, {1, 1}, kNaN)}, {1}),
+      family("h_negsum", MetricType::Histogram, "S", {hist_point({}, {1, 1}, -3)}, {1}),
+      family("h_negbound", MetricType::Histogram, "B", {hist_point({}, {1, 1}, 3)}, {-1}),
+  };
+  std::string out = render_openmetrics(model, {});
+  EXPECT_EQ(out, std::string("# HELP h_nan N\n"
+                             "# TYPE h_nan histogram\n"
+                             "h_nan_bucket{le=\"1.0\"} 1\n"
+                             "h_nan_bucket{le=\"+Inf\"} 2\n"
+                             "# HELP h_negbound B\n"
+                             "# TYPE h_negbound histogram\n"
+                             "h_negbound_bucket{le=\"-1.0\"} 1\n"
+                             "h_negbound_bucket{le=\"+Inf\"} 2\n"
+                             "# HELP h_negsum S\n"
+                             "# TYPE h_negsum histogram\n"
+                             "h_negsum_bucket{le=\"1.0\"} 1\n"
+                             "h_negsum_bucket{le=\"+Inf\"} 2\n") +
+                     kDroppedZerosOpenMetrics + "# EOF\n");
+  // The Prometheus text keeps them.
+  std::string prom = render_prometheus(model, {});
+  EXPECT_NE(prom.find("h_nan_sum NaN\nh_nan_count 2\n"), std::string::npos);
+  EXPECT_NE(prom.find("h_negbound_sum 3\nh_negbound_count 2\n"), std::string::npos);
+  EXPECT_NE(prom.find("h_negsum_sum -3\nh_negsum_count 2\n"), std::string::npos);
+}
+
+// --- OTLP JSON ----------------------------------------------------------
+
+const nlohmann::json *metric_named(const nlohmann::json &resource, const std::string &name) {
+  for (const auto &m : resource["scopeMetrics"][0]["metrics"]) {
+    if (m["name"] == name) return &m;
+  }
+  return nullptr;
+}
+
+std::string service_name(const nlohmann::json &resource) {
+  const auto &attrs = resource["resource"]["attributes"];
+  EXPECT_EQ(attrs.size(), 1u);
+  EXPECT_EQ(attrs[0]["key"], "service.name");
+  return attrs[0]["value"]["stringValue"];
+}
+
+std::vector<Family> otlp_model() {
+  return {
+      family("calls_total", MetricType::Counter, "Calls",
+             {point({{"service", "alpha"}, {"tool", "grep"}}, 3),
+              point({{"service", "beta"}, {"tool", "sed"}}, 4), point({{"tool", "awk"}}, 5)}),
+      family("load", MetricType::Gauge, "Load \"quoted\"\n\\",
+             {point({{"service", "alpha"}}, kNaN), point({{"service", "beta"}}, kInf),
+              point({{"x", "tab\there"}}, -kInf), point({{"service", "beta"}, {"y", "1"}}, 0.5)}),
+      family("wait_seconds", MetricType::Histogram, "Wait",
+             {hist_point({{"service", "alpha"}, {"q", "a"}}, {1, 2, 3}, 2.5)}, {0.1, 1}),
+  };
+}
+
+TEST(Otlp, ShapeAndValues) {
+  const std::string text = render_otlp_json(otlp_model(), nullptr, 1700000000123456789, {});
+  nlohmann::json doc = nlohmann::json::parse(text);  // throws when invalid
+  const auto &rms = doc["resourceMetrics"];
+  ASSERT_EQ(rms.size(), 3u);
+  EXPECT_EQ(service_name(rms[0]), "agent_journal");
+  EXPECT_EQ(service_name(rms[1]), "alpha");
+  EXPECT_EQ(service_name(rms[2]), "beta");
+  for (const auto &rm : rms) {
+    ASSERT_EQ(rm["scopeMetrics"].size(), 1u);
+    EXPECT_EQ(rm["scopeMetrics"][0]["scope"],
+              (nlohmann::json{{"name", "agent_journal"}, {"version", "0.1.0"}}));
+  }
+
+  // Default resource: calls{tool=awk}, load{x=...}, the dropped family.
+  const auto *calls = metric_named(rms[0], "calls");
+  ASSERT_NE(calls, nullptr);
+  EXPECT_EQ((*calls)["description"], "Calls");
+  EXPECT_EQ((*calls)["sum"]["aggregationTemporality"], 2);
+  EXPECT_EQ((*calls)["sum"]["isMonotonic"], true);
+  EXPECT_EQ((*calls)["sum"]["dataPoints"],
+            nlohmann::json::parse(R"([{"attributes":[{"key":"tool","value":{"stringValue":"awk"}}],
+                                       "timeUnixNano":"1700000000123456789","asDouble":5}])"));
+  const auto *load0 = metric_named(rms[0], "load");
+  ASSERT_NE(load0, nullptr);
+  EXPECT_EQ((*load0)["description"], "Load \"quoted\"\n\\");
+  EXPECT_EQ((*load0)["gauge"]["dataPoints"][0]["asDouble"], "-Infinity");
+  EXPECT_EQ((*load0)["gauge"]["dataPoints"][0]["attributes"][0]["value"]["stringValue"],
+            "tab\there");
+  const auto *dropped = metric_named(rms[0], kDroppedFamilyName);
+  ASSERT_NE(dropped, nullptr);
+  EXPECT_EQ((*dropped)["gauge"]["dataPoints"].size(), 3u);
+
+  // alpha: the service label is gone from the attributes.
+  const auto *calls_a = metric_named(rms[1], "calls");
+  ASSERT_NE(calls_a, nullptr);
+  EXPECT_EQ((*calls_a)["sum"]["dataPoints"][0]["attributes"],
+            nlohmann::json::parse(R"([{"key":"tool","value":{"stringValue":"grep"}}])"));
+  EXPECT_EQ((*calls_a)["sum"]["dataPoints"][0]["asDouble"], 3);
+  EXPECT_EQ((*metric_named(rms[1], "load"))["gauge"]["dataPoints"][0]["asDouble"], "NaN");
+  EXPECT_EQ((*metric_named(rms[1], "load"))["gauge"]["dataPoints"][0]["attributes"],
+            nlohmann::json::array());
+  const auto *wait = metric_named(rms[1], "wait_seconds");
+  ASSERT_NE(wait, nullptr);
+  EXPECT_EQ((*wait)["histogram"],
+            nlohmann::json::parse(R"({"aggregationTemporality":2,"dataPoints":[
+              {"attributes":[{"key":"q","value":{"stringValue":"a"}}],
+               "timeUnixNano":"1700000000123456789","count":"6","sum":2.5,
+               "bucketCounts":["1","2","3"],"explicitBounds":[0.1,1]}]})"));
+  EXPECT_EQ(metric_named(rms[1], kDroppedFamilyName), nullptr);
+
+  // beta: two load points, in label order.
+  const auto &beta_load = (*metric_named(rms[2], "load"))["gauge"]["dataPoints"];
+  ASSERT_EQ(beta_load.size(), 2u);
+  EXPECT_EQ(beta_load[0]["asDouble"], "Infinity");
+  EXPECT_EQ(beta_load[1]["asDouble"], 0.5);
+  EXPECT_EQ(beta_load[1]["attributes"][0]["key"], "y");
+  EXPECT_EQ(metric_named(rms[2], "wait_seconds"), nullptr);
+}
+
+TEST(Otlp, OnlyService) {
+  const std::string alpha = "alpha";
+  nlohmann::json doc = nlohmann::json::parse(render_otlp_json(otlp_model(), &alpha, 1, {}));
+  ASSERT_EQ(doc["resourceMetrics"].size(), 1u);
+  EXPECT_EQ(service_name(doc["resourceMetrics"][0]), "alpha");
+  EXPECT_EQ(doc["resourceMetrics"][0]["scopeMetrics"][0]["metrics"].size(), 3u);
+
+  const std::string nobody = "nobody";
+  EXPECT_EQ(render_otlp_json(otlp_model(), &nobody, 1, {}), "{\"resourceMetrics\":[]}");
+
+  const std::string deflt = "agent_journal";
+  doc = nlohmann::json::parse(render_otlp_json(otlp_model(), &deflt, -5, {}));
+  ASSERT_EQ(doc["resourceMetrics"].size(), 1u);
+  EXPECT_EQ(doc["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["dataPoints"][0]
+               ["timeUnixNano"],
+            "-5");
+}
+
+TEST(Otlp, ValidJsonForNastyStrings) {
+  std::string ctl;
+  for (int c = 1; c < 0x20; ++c) ctl += static_cast<char>(c);
+  Family f = family("g", MetricType::Gauge, ctl + "\"\\ \xe2\x82\xac",
+                    {point({{"v", ctl + "\"\\\xf0\x9f\x98\x80"}}, 1e300)});
+  nlohmann::json doc = nlohmann::json::parse(render_otlp_json({f}, nullptr, 0, {}));
+  const auto &m = doc["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0];
+  EXPECT_EQ(m["name"], "g");
+  EXPECT_EQ(m["description"], ctl + "\"\\ \xe2\x82\xac");
+  EXPECT_EQ(m["gauge"]["dataPoints"][0]["attributes"][0]["value"]["stringValue"],
+            ctl + "\"\\\xf0\x9f\x98\x80");
+  EXPECT_EQ(m["gauge"]["dataPoints"][0]["asDouble"], 1e300);
+}
+
+// --- external validators (skipped when the tools are missing) ----------
+
+std::vector<Family> rich_model() {
+  std::vector<Family> m = {
+      counter_family(),
+      family("tokens_total", MetricType::Counter, "", {point({}, 123456789012345680.0)}),
+      gauge_family(),
+      histogram_family(),
+      family("request_duration_seconds", MetricType::Histogram,
+             "Duration with \\ backslash, \"quotes\"\nand a newline",
+             {hist_point({{"route", "/a\"b\\c\nd"}, {"service", "alpha"}},
+                         {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1000000}, 12345.678),
+              hist_point({{"route", "\xc3\xa9t\xc3\xa9"}}, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0),
+              hist_point({{"route", "nan"}}, {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, kNaN)},
+             default_buckets()),
+      family("offset_seconds", MetricType::Histogram, "Negative bounds",
+             {hist_point({}, {1, 2, 3, 4}, -1.5)}, {-1, 0, 1e-7}),
+      family("big_ratio", MetricType::Gauge, "Extremes",
+             {point({{"k", "max"}}, 1.7976931348623157e308), point({{"k", "min"}}, 5e-324),
+              point({{"k", "tiny"}}, 1e-300), point({{"k", "neg"}}, -0.0)}),
+      family("g", MetricType::Gauge, "dup", {point({{"a", "1"}}, 1), point({{"a", "1"}}, 2)}),
+      family("bad", MetricType::Gauge, "invalid label", {point({{"le", "x"}}, 1)}),
+  };
+  return m;
+}
+
+bool executable(const char *path) { return access(path, X_OK) == 0; }
+
+// Runs `command` with `input` on stdin; returns its exit status and puts
+// stdout+stderr into `output`.
+int run_with_input(const std::string &command, const std::string &input, std::string &output) {
+  char path[] = "/tmp/aj_unit_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return -1;
+  close(fd);
+  FILE *p = popen((command + " >" + path + " 2>&1").c_str(), "w");
+  if (p == nullptr) return -1;
+  fwrite(input.data(), 1, input.size(), p);
+  int status = pclose(p);
+  std::ifstream in(path);
+  output.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  unlink(path);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void dump(const char *name, const std::string &text) {
+  if (const char *dir = std::getenv("AJ_DUMP_DIR")) {
+    std::ofstream(std::string(dir) + "/" + name) << text;
+  }
+}
+
+TEST(ExternalValidators, PromtoolAcceptsPrometheusText) {
+  const std::string text = render_prometheus(rich_model(), {});
+  dump("rich.prom", text);
+  if (!executable("/usr/bin/promtool")) GTEST_SKIP() << "no /usr/bin/promtool";
+  std::string output;
+  EXPECT_EQ(run_with_input("/usr/bin/promtool check metrics", text, output), 0) << output;
+  EXPECT_EQ(output, "");
+}
+
+TEST(ExternalValidators, PythonParserAcceptsOpenMetrics) {
+  const std::string text = render_openmetrics(rich_model(), {});
+  dump("rich.om", text);
+  std::string output;
+  if (!executable("/usr/bin/python3") ||
+      run_with_input("/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser'", "",
+                     output) != 0) {
+    GTEST_SKIP() << "no prometheus_client for /usr/bin/python3";
+  }
+  const std::string check =
+      "/usr/bin/python3 -c 'import sys; from prometheus_client.openmetrics.parser import "
+      "text_string_to_metric_families as p; fams = list(p(sys.stdin.read())); "
+      "print(len(fams), sum(len(f.samples) for f in fams))'";
+  EXPECT_EQ(run_with_input(check, text, output), 0) << output;
+  // 9 families (the dropped one included); samples: requests 2, tokens 1,
+  // temperature 4, latency 5, request_duration 14 + 14 + 12 (NaN sum: no
+  // _sum/_count), offset 4 (negative bounds: no _sum/_count), big_ratio 4,
+  // g 1, dropped 3.
+  EXPECT_EQ(output, "9 64\n");
+}
+
+TEST(ExternalValidators, OtlpJson) {
+  const std::string text = render_otlp_json(rich_model(), nullptr, 1700000000000000000, {});
+  dump("rich.otlp.json", text);
+  EXPECT_NO_THROW(nlohmann::json::parse(text));
+}
+
+}  // namespace
+}  // namespace aj

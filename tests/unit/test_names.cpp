@@ -1,0 +1,296 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "core/names.hpp"
+
+namespace aj {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+const double kNaN = std::nan("");
+
+// what() of the std::invalid_argument `f` throws, or "<no error>".
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const std::invalid_argument &e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST(MetricName, AcceptsSnakeCase) {
+  EXPECT_NO_THROW(validate_metric_name("requests_total", MetricType::Counter));
+  EXPECT_NO_THROW(validate_metric_name("_x_total", MetricType::Counter));
+  EXPECT_NO_THROW(validate_metric_name("queue_depth", MetricType::Gauge));
+  EXPECT_NO_THROW(validate_metric_name("_", MetricType::Gauge));
+  EXPECT_NO_THROW(validate_metric_name("latency_seconds2", MetricType::Histogram));
+  EXPECT_NO_THROW(validate_metric_name(std::string(200, 'a'), MetricType::Gauge));
+}
+
+TEST(MetricName, RejectsBadCharacters) {
+  EXPECT_EQ(error_of([] { validate_metric_name("Foo", MetricType::Gauge); }),
+            "name: \"Foo\" is not a valid metric name: must match [a-z_][a-z0-9_]*");
+  EXPECT_EQ(error_of([] { validate_metric_name("a:b", MetricType::Gauge); }),
+            "name: \"a:b\" is not a valid metric name: must match [a-z_][a-z0-9_]*");
+  EXPECT_EQ(error_of([] { validate_metric_name("1abc", MetricType::Gauge); }),
+            "name: \"1abc\" is not a valid metric name: must match [a-z_][a-z0-9_]*");
+  EXPECT_EQ(error_of([] { validate_metric_name("a-b", MetricType::Gauge); }),
+            "name: \"a-b\" is not a valid metric name: must match [a-z_][a-z0-9_]*");
+  EXPECT_EQ(error_of([] { validate_metric_name("a\"\n\xff", MetricType::Gauge); }),
+            "name: \"a\\\"\\x0a\\xff\" is not a valid metric name: must match [a-z_][a-z0-9_]*");
+  EXPECT_EQ(error_of([] { validate_metric_name("", MetricType::Gauge); }),
+            "name: metric name must not be empty");
+}
+
+TEST(MetricName, RejectsTooLong) {
+  EXPECT_EQ(error_of([] { validate_metric_name(std::string(201, 'a'), MetricType::Gauge); }),
+            "name: metric name is 201 bytes long, at most 200 allowed");
+}
+
+TEST(MetricName, CountersEndInTotal) {
+  EXPECT_EQ(error_of([] { validate_metric_name("requests", MetricType::Counter); }),
+            "name: counter name \"requests\" must end in _total");
+  EXPECT_EQ(error_of([] { validate_metric_name("_total", MetricType::Counter); }),
+            "name: counter name \"_total\" needs a name before the _total suffix");
+  EXPECT_EQ(error_of([] { validate_metric_name("totals_total_x", MetricType::Counter); }),
+            "name: counter name \"totals_total_x\" must end in _total");
+}
+
+TEST(MetricName, GaugesAndHistogramsAvoidReservedSuffixes) {
+  for (const char *suffix : {"_total", "_count", "_sum", "_bucket", "_created", "_info"}) {
+    std::string name = std::string("x") + suffix;
+    EXPECT_EQ(error_of([&] { validate_metric_name(name, MetricType::Gauge); }),
+              "name: gauge name \"" + name + "\" must not end in " + suffix +
+                  " (reserved for counters and histograms)");
+    EXPECT_EQ(error_of([&] { validate_metric_name(name, MetricType::Histogram); }),
+              "name: histogram name \"" + name + "\" must not end in " + suffix +
+                  " (reserved for counters and histograms)");
+  }
+  EXPECT_NO_THROW(validate_metric_name("x_counter", MetricType::Gauge));
+  EXPECT_NO_THROW(validate_metric_name("sum", MetricType::Gauge));
+  EXPECT_NO_THROW(validate_metric_name("x_count_now", MetricType::Gauge));
+}
+
+TEST(MetricName, ReservedPrefixes) {
+  EXPECT_TRUE(is_reserved_metric_name("agent_runtime_load_factor"));
+  EXPECT_TRUE(is_reserved_metric_name("agent_journal_render_dropped_series"));
+  EXPECT_FALSE(is_reserved_metric_name("agent_runtimes"));
+  EXPECT_FALSE(is_reserved_metric_name("my_agent_journal_x"));
+  EXPECT_FALSE(is_reserved_metric_name(""));
+}
+
+TEST(TypeName, Spelling) {
+  EXPECT_STREQ(type_name(MetricType::Counter), "counter");
+  EXPECT_STREQ(type_name(MetricType::Gauge), "gauge");
+  EXPECT_STREQ(type_name(MetricType::Histogram), "histogram");
+}
+
+TEST(LabelName, AcceptsPrometheusNames) {
+  EXPECT_NO_THROW(validate_label_name("a"));
+  EXPECT_NO_THROW(validate_label_name("Tool_Name9"));
+  EXPECT_NO_THROW(validate_label_name("_x"));
+  EXPECT_NO_THROW(validate_label_name("lea"));
+  EXPECT_NO_THROW(validate_label_name(std::string(200, 'a')));
+}
+
+TEST(LabelName, Rejects) {
+  EXPECT_EQ(error_of([] { validate_label_name("le"); }),
+            "labels.le: label name \"le\" is reserved");
+  EXPECT_EQ(error_of([] { validate_label_name("quantile"); }),
+            "labels.quantile: label name \"quantile\" is reserved");
+  EXPECT_EQ(error_of([] { validate_label_name("__name__"); }),
+            "labels.__name__: label name \"__name__\" is reserved: names starting with __ are "
+            "internal");
+  EXPECT_EQ(error_of([] { validate_label_name("a-b"); }),
+            "labels.a-b: label name \"a-b\" is not valid: must match [a-zA-Z_][a-zA-Z0-9_]*");
+  EXPECT_EQ(error_of([] { validate_label_name("9a"); }),
+            "labels.9a: label name \"9a\" is not valid: must match [a-zA-Z_][a-zA-Z0-9_]*");
+  EXPECT_EQ(error_of([] { validate_label_name("a.b"); }),
+            "labels.a.b: label name \"a.b\" is not valid: must match [a-zA-Z_][a-zA-Z0-9_]*");
+  EXPECT_EQ(error_of([] { validate_label_name("a\"b"); }),
+            "labels.\"a\\\"b\": label name \"a\\\"b\" is not valid: must match "
+            "[a-zA-Z_][a-zA-Z0-9_]*");
+  EXPECT_EQ(error_of([] { validate_label_name(""); }), "labels.: label name must not be empty");
+  // Long names are cut in the path.
+  EXPECT_EQ(error_of([] { validate_label_name(std::string(201, 'a')); }).substr(0, 83),
+            "labels.\"" + std::string(64, 'a') + "\"...: label");
+  EXPECT_NE(error_of([] {
+              validate_label_name(std::string(201, 'a'));
+            }).find("label name is 201 bytes long, at most 200 allowed"),
+            std::string::npos);
+}
+
+TEST(LabelValue, Utf8AndLength) {
+  EXPECT_NO_THROW(validate_label_value("a", ""));
+  EXPECT_NO_THROW(validate_label_value("a", "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_NO_THROW(validate_label_value("a", "quote \" backslash \\ newline \n"));
+  EXPECT_NO_THROW(validate_label_value("a", std::string(4096, 'x')));
+  EXPECT_EQ(error_of([] { validate_label_value("a", std::string(4097, 'x')); }),
+            "labels.a: label value is 4097 bytes long, at most 4096 allowed");
+  EXPECT_EQ(error_of([] { validate_label_value("a", std::string("x\0y", 3)); }),
+            "labels.a: label value contains a nul byte");
+  for (const char *bad : {"\xff", "\x80", "\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80",
+                          "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80", "ok\xe2\x82"}) {
+    EXPECT_EQ(error_of([&] { validate_label_value("tool", bad); }),
+              "labels.tool: label value is not valid utf-8")
+        << bad;
+  }
+}
+
+TEST(Utf8, Boundaries) {
+  EXPECT_TRUE(is_valid_utf8(""));
+  EXPECT_TRUE(is_valid_utf8("\x7f"));
+  EXPECT_TRUE(is_valid_utf8("\xc2\x80"));
+  EXPECT_TRUE(is_valid_utf8("\xed\x9f\xbf"));       // U+D7FF
+  EXPECT_TRUE(is_valid_utf8("\xee\x80\x80"));       // U+E000
+  EXPECT_TRUE(is_valid_utf8("\xf4\x8f\xbf\xbf"));   // U+10FFFF
+  EXPECT_FALSE(is_valid_utf8("\xf0\x8f\xbf\xbf"));  // overlong
+  EXPECT_FALSE(is_valid_utf8("\xc1\xbf"));          // overlong
+}
+
+TEST(NormalizeLabels, SortsDropsEmptyAndRejectsDuplicates) {
+  Labels in = {{"b", "2"}, {"a", "1"}, {"empty", ""}, {"C", "3"}};
+  Labels want = {{"C", "3"}, {"a", "1"}, {"b", "2"}};
+  EXPECT_EQ(normalize_labels(in), want);
+  EXPECT_EQ(normalize_labels({}), Labels{});
+  EXPECT_EQ(normalize_labels({{"x", ""}}), Labels{});
+  EXPECT_EQ(error_of([] {
+              normalize_labels({{"a", "1"}, {"b", "2"}, {"a", "3"}});
+            }),
+            "labels.a: label name \"a\" given twice");
+  EXPECT_EQ(error_of([] {
+              normalize_labels({{"a", ""}, {"a", "3"}});
+            }),
+            "labels.a: label name \"a\" given twice");
+  EXPECT_EQ(error_of([] {
+              normalize_labels({{"a", "1"}, {"le", "1"}});
+            }),
+            "labels.le: label name \"le\" is reserved");
+  // Names are checked even when the value is empty.
+  EXPECT_EQ(error_of([] {
+              normalize_labels({{"__x", ""}});
+            }),
+            "labels.__x: label name \"__x\" is reserved: names starting with __ are internal");
+  EXPECT_EQ(error_of([] {
+              normalize_labels({{"a", "\xff"}});
+            }),
+            "labels.a: label value is not valid utf-8");
+}
+
+TEST(DerivedNames, PerType) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(derived_sample_names("x_total", MetricType::Counter), V{"x_total"});
+  EXPECT_EQ(derived_sample_names("x", MetricType::Gauge), V{"x"});
+  EXPECT_EQ(derived_sample_names("x", MetricType::Histogram),
+            (V{"x", "x_bucket", "x_sum", "x_count"}));
+  EXPECT_EQ(occupied_names("x_total", MetricType::Counter), (V{"x_total", "x", "x_created"}));
+  EXPECT_EQ(occupied_names("x", MetricType::Gauge), V{"x"});
+  EXPECT_EQ(occupied_names("x", MetricType::Histogram),
+            (V{"x", "x_bucket", "x_sum", "x_count", "x_created"}));
+}
+
+TEST(FamilyCollision, DetectsOverlaps) {
+  using E = std::vector<std::pair<std::string, MetricType>>;
+  const E existing = {{"x_count", MetricType::Gauge},
+                      {"h", MetricType::Histogram},
+                      {"c_total", MetricType::Counter},
+                      {"g", MetricType::Gauge}};
+  EXPECT_NO_THROW(check_family_collision("y", MetricType::Gauge, existing));
+  EXPECT_NO_THROW(check_family_collision("x_count2", MetricType::Gauge, existing));
+  EXPECT_NO_THROW(check_family_collision("y", MetricType::Histogram, existing));
+  EXPECT_NO_THROW(check_family_collision("x_counts", MetricType::Histogram, existing));
+  EXPECT_NO_THROW(check_family_collision("anything", MetricType::Gauge, {}));
+
+  EXPECT_EQ(error_of([&] { check_family_collision("x", MetricType::Histogram, existing); }),
+            "name: histogram \"x\" collides with gauge \"x_count\": both use the name \"x_count\"");
+  EXPECT_EQ(error_of([&] { check_family_collision("h_count", MetricType::Gauge, existing); }),
+            "name: gauge \"h_count\" collides with histogram \"h\": both use the name "
+            "\"h_count\"");
+  EXPECT_EQ(error_of([&] { check_family_collision("h_bucket", MetricType::Gauge, existing); }),
+            "name: gauge \"h_bucket\" collides with histogram \"h\": both use the name "
+            "\"h_bucket\"");
+  EXPECT_EQ(error_of([&] { check_family_collision("h", MetricType::Gauge, existing); }),
+            "name: gauge \"h\" collides with histogram \"h\": both use the name \"h\"");
+  // Counter c_total is family c in OpenMetrics.
+  EXPECT_EQ(error_of([&] { check_family_collision("c", MetricType::Gauge, existing); }),
+            "name: gauge \"c\" collides with counter \"c_total\": both use the name \"c\"");
+  EXPECT_EQ(error_of([&] { check_family_collision("c", MetricType::Histogram, existing); }),
+            "name: histogram \"c\" collides with counter \"c_total\": both use the name \"c\"");
+  EXPECT_EQ(error_of([&] { check_family_collision("g_total", MetricType::Counter, existing); }),
+            "name: counter \"g_total\" collides with gauge \"g\": both use the name \"g\"");
+  EXPECT_EQ(error_of([&] { check_family_collision("c_total", MetricType::Counter, existing); }),
+            "name: counter \"c_total\" collides with counter \"c_total\": both use the name "
+            "\"c_total\"");
+  // Counter h_bucket_total is family h_bucket in OpenMetrics; histogram h
+  // writes h_bucket samples.
+  EXPECT_NE(error_of([&] {
+              check_family_collision("h_bucket_total", MetricType::Counter, existing);
+            }).find("collides with histogram \"h\""),
+            std::string::npos);
+  // _created series of OpenMetrics.
+  EXPECT_NE(error_of([&] {
+              check_family_collision("h_created_total", MetricType::Counter, existing);
+            }).find("both use the name \"h_created\""),
+            std::string::npos);
+}
+
+TEST(Buckets, Defaults) {
+  EXPECT_EQ(default_buckets(),
+            (std::vector<double>{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}));
+  EXPECT_EQ(validate_buckets(default_buckets()), default_buckets());
+}
+
+TEST(Buckets, TrailingInfRemoved) {
+  EXPECT_EQ(validate_buckets({1, 2, kInf}), (std::vector<double>{1, 2}));
+  EXPECT_EQ(validate_buckets({-5, 0, 5}), (std::vector<double>{-5, 0, 5}));
+}
+
+TEST(Buckets, Rejects) {
+  EXPECT_EQ(error_of([] { validate_buckets({}); }),
+            "buckets: at least one bucket bound is required");
+  EXPECT_EQ(error_of([] { validate_buckets({kInf}); }),
+            "buckets: at least one finite bucket bound is required");
+  EXPECT_EQ(error_of([] {
+              validate_buckets({1, kNaN, 3});
+            }),
+            "buckets[1]: NaN is not a valid bucket bound");
+  EXPECT_EQ(error_of([] { validate_buckets({kNaN}); }),
+            "buckets[0]: NaN is not a valid bucket bound");
+  EXPECT_EQ(error_of([] {
+              validate_buckets({-kInf, 1});
+            }),
+            "buckets[0]: -Inf is not a valid bucket bound");
+  EXPECT_EQ(error_of([] {
+              validate_buckets({1, kInf, 3});
+            }),
+            "buckets[1]: +Inf is only allowed as the last bound");
+  EXPECT_EQ(error_of([] {
+              validate_buckets({1, kInf, kInf});
+            }),
+            "buckets[1]: +Inf is only allowed as the last bound");
+  EXPECT_EQ(error_of([] {
+              validate_buckets({1, 0.5});
+            }),
+            "buckets[1]: bounds must be strictly increasing: 0.5 does not exceed 1");
+  EXPECT_EQ(error_of([] {
+              validate_buckets({0.1, 0.2, 0.2});
+            }),
+            "buckets[2]: bounds must be strictly increasing: 0.2 does not exceed 0.2");
+  std::vector<double> many;
+  for (int i = 0; i < 101; ++i) many.push_back(i);
+  EXPECT_EQ(error_of([&] { validate_buckets(many); }),
+            "buckets: 101 bounds given, at most 100 allowed");
+  many.pop_back();
+  EXPECT_EQ(validate_buckets(many).size(), 100u);
+  many.push_back(kInf);  // 100 finite + the implicit one
+  EXPECT_EQ(validate_buckets(many).size(), 100u);
+}
+
+}  // namespace
+}  // namespace aj
