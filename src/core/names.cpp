@@ -44,7 +44,7 @@ bool is_letter_or_underscore(char c) {
 std::string label_path(const std::string &name) {
   // Valid label names are printed as they are; anything else escaped.
   std::string quoted = quote_for_message(name);
-  bool plain = quoted.size() == name.size() + 2;
+  bool plain = quoted == "\"" + name + "\"";
   return "labels." + (plain ? name : quoted);
 }
 

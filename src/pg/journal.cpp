@@ -66,14 +66,19 @@ struct Latest {
   TimestampTz last_recorded_at = 0;
 };
 
-// Reads the agent's latest sequence. With `fresh`, uses a new snapshot so
-// it sees everything committed before the caller took the agent lock.
-// Must be called inside SPI.
-Latest read_latest(Datum agent, bool fresh) {
+enum class View {
+  Fresh,        // a new snapshot: everything committed before we took the lock
+  Transaction,  // the transaction's snapshot, including its own earlier writes
+  Statement,    // the calling statement's snapshot (read-only functions)
+};
+
+// Reads the agent's latest sequence. Must be called inside SPI.
+Latest read_latest(Datum agent, View view) {
   Latest l;
   Datum args[1] = {agent};
-  Snapshot snap = fresh ? GetLatestSnapshot() : InvalidSnapshot;
-  int rc = SPI_execute_snapshot(plan_latest(), args, nullptr, snap, InvalidSnapshot, !fresh,
+  Snapshot snap = view == View::Fresh ? GetLatestSnapshot() : InvalidSnapshot;
+  bool read_only = view == View::Statement;
+  int rc = SPI_execute_snapshot(plan_latest(), args, nullptr, snap, InvalidSnapshot, read_only,
                                 false, 1);
   if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: latest probe failed: %d", rc);
   bool isnull;
@@ -85,7 +90,7 @@ Latest read_latest(Datum agent, bool fresh) {
     l.known = true;  // a state row is created with the first entry
     return l;
   }
-  rc = SPI_execute_snapshot(plan_state(), args, nullptr, snap, InvalidSnapshot, !fresh, false, 1);
+  rc = SPI_execute_snapshot(plan_state(), args, nullptr, snap, InvalidSnapshot, read_only, false, 1);
   if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: state probe failed: %d", rc);
   if (SPI_processed > 0) {
     l.known = true;
@@ -99,9 +104,9 @@ Latest read_latest(Datum agent, bool fresh) {
 // READ / SERIALIZABLE a writer whose snapshot predates another writer's
 // commit would append after entries it cannot see; raise 40001 instead.
 Latest read_latest_locked(Datum agent, const pg_uuid_t *id) {
-  Latest l = read_latest(agent, true);
+  Latest l = read_latest(agent, View::Fresh);
   if (IsolationUsesXactSnapshot()) {
-    Latest mine = read_latest(agent, false);
+    Latest mine = read_latest(agent, View::Transaction);
     if (mine.sequence != l.sequence || mine.known != l.known)
       ereport(ERROR,
               (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -449,7 +454,7 @@ Datum aj_replay(PG_FUNCTION_ARGS) {
 
 static int64 latest_of(Datum agent) {
   OwnerSwitch who = spi_begin();
-  Latest l = read_latest(agent, false);
+  Latest l = read_latest(agent, View::Statement);
   spi_end(who);
   return l.sequence;
 }

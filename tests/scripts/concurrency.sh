@@ -2,7 +2,7 @@
 # Concurrency: many sessions appending to one agent stay gap-free and
 # duplicate-free, with rollbacks mixed in; idempotency keys and
 # expected_sequence hold under concurrent retries.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 DB=aj_concurrency
 fresh_db $DB
 A=00000000-0000-0000-0000-0000000000a1
@@ -80,5 +80,18 @@ expect_eq "other agent not blocked" \
 expect_eq "same agent is serialized" \
   "$(PGOPTIONS='-c lock_timeout=300' psql -X -At -d $DB -c "SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 0, '{}')" 2>&1 | grep -c 'lock timeout')" "1"
 wait $holder
+# 6. counters: 8 sessions x 1000 increments on one series lose nothing;
+#    histograms likewise
+cat > "$TMPD/counter.sql" <<SQL
+SELECT agent_journal.counter_add('hits_total', 1, '{"route": "/"}');
+SELECT agent_journal.histogram_observe('hit_seconds', 0.2);
+SQL
+pgbench -n -M prepared -c 8 -j 2 -t 1000 -f "$TMPD/counter.sql" $DB >"$TMPD/pgbench6.log" 2>&1 \
+  || { cat "$TMPD/pgbench6.log"; fail "pgbench counter_add"; }
+expect_eq "8x1000 counter increments" \
+  "$(q $DB "SELECT value FROM agent_journal.metric_samples WHERE name = 'hits_total'")" "8000"
+expect_eq "8x1000 histogram observations" \
+  "$(q $DB "SELECT value FROM agent_journal.metric_samples WHERE name = 'hit_seconds_count'")" "8000"
+
 dropdb $DB
 echo "concurrency: all checks passed"

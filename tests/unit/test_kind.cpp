@@ -73,3 +73,23 @@ TEST(Kind, CapKeepsUtf8Whole) {
 
 }  // namespace
 }  // namespace aj
+
+#include "core/exposition.hpp"
+#include "core/journal_metrics.hpp"
+
+TEST(JournalMetrics, RendersTheFourFamilies) {
+  aj::JournalTotals t;
+  t.agents = 2;
+  t.live_entries = 7;
+  t.appended_entries = 12;
+  t.compacted_entries = 5;
+  std::vector<aj::Family> fams;
+  aj::append_journal_families(t, fams);
+  std::string text = aj::render_prometheus(fams, aj::RenderOptions{});
+  EXPECT_NE(text.find("\nagent_journal_agents 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nagent_journal_live_entries 7\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE agent_journal_appended_entries_total counter\n"
+                      "agent_journal_appended_entries_total 12\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("\nagent_journal_compacted_entries_total 5\n"), std::string::npos);
+}

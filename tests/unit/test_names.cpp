@@ -292,5 +292,22 @@ TEST(Buckets, Rejects) {
   EXPECT_EQ(validate_buckets(many).size(), 100u);
 }
 
+// Found by tests/fuzz/fuzz_names: a name longer than 64 bytes whose escapes
+// made its quoted (and cut) form exactly two bytes longer than the name was
+// taken for a plain one and printed raw, invalid UTF-8 included.
+TEST(LabelName, LongEscapedNameIsQuotedInThePath) {
+  const std::string name = std::string("\xff") + std::string(69, 'a');
+  const std::string what = error_of([&] { validate_label_name(name); });
+  EXPECT_EQ(what.substr(0, 16), "labels.\"\\xffaaaa");
+  EXPECT_TRUE(is_valid_utf8(what)) << what;
+  const std::string what2 = error_of([&] { normalize_labels({{name, "v"}}); });
+  EXPECT_TRUE(is_valid_utf8(what2)) << what2;
+  // Every name past 64 bytes is quoted and cut, length 67 included (it
+  // used to be printed whole).
+  const std::string plain(67, 'a');
+  EXPECT_EQ(error_of([&] { validate_label_value(plain, std::string(1, '\0')); }),
+            "labels.\"" + std::string(64, 'a') + "\"...: label value contains a nul byte");
+}
+
 }  // namespace
 }  // namespace aj

@@ -1,0 +1,36 @@
+-- Upgrades: install the first release, write to it, then walk every
+-- upgrade script with ALTER EXTENSION ... UPDATE; data survives.
+\set VERBOSITY terse
+DROP EXTENSION agent_journal;
+CREATE EXTENSION agent_journal VERSION '0.1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'agent_journal';
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 0, '{"type": "Before"}');
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 1, '{"type": "Before2"}', 1, 'k');
+SELECT agent_journal.compact('00000000-0000-0000-0000-0000000000e1', 1);
+SELECT count(*) FROM pg_proc WHERE proname = 'ingest_snapshot';
+ALTER EXTENSION agent_journal UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'agent_journal';
+-- the journal is intact and continues; keys still answer
+SELECT sequence, kind FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1');
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 1, '{"type": "Before2"}', NULL, 'k');
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 2, '{"type": "After"}', 2);
+-- the new objects work
+SELECT agent_journal.counter_add('upgraded_total');
+SELECT line FROM agent_journal.prometheus, regexp_split_to_table(exposition, E'\n') line
+WHERE line LIKE 'agent_journal_appended%' OR line LIKE 'upgraded_total%';
+-- every extension object is the same as in a fresh install of the default version
+CREATE TEMP TABLE upgraded AS
+SELECT pg_describe_object(classid, objid, objsubid) AS obj FROM pg_depend
+WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+  AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'agent_journal');
+DROP EXTENSION agent_journal;
+CREATE EXTENSION agent_journal;
+SELECT obj AS only_in_fresh FROM (SELECT pg_describe_object(classid, objid, objsubid) AS obj FROM pg_depend
+  WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+    AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'agent_journal')) f
+EXCEPT SELECT obj FROM upgraded;
+SELECT obj AS only_in_upgraded FROM upgraded EXCEPT
+SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
+WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+  AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'agent_journal');
+SELECT count(*) AS objects FROM upgraded;

@@ -1,0 +1,815 @@
+// Metrics: snapshot ingestion, counters / gauges / histograms recorded from
+// SQL, rejections, and the three renderings of one model (Prometheus text,
+// OpenMetrics, OTLP JSON) plus its long format (metric_samples).
+//
+// Rendering reads everything through SPI in one read-only snapshot, builds
+// the C++ model (src/core) in an object owned by the function's memory
+// context (owned.hpp), renders it in C++ and copies the text out.
+#include "pg/owned.hpp"
+#include "pg/pg.hpp"
+
+extern "C" {
+#include "utils/fmgrprotos.h"
+}
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/exposition.hpp"
+#include "core/journal_metrics.hpp"
+#include "core/names.hpp"
+#include "core/snapshot.hpp"
+
+extern "C" {
+PG_FUNCTION_INFO_V1(aj_ingest_snapshot);
+PG_FUNCTION_INFO_V1(aj_prune_snapshots);
+PG_FUNCTION_INFO_V1(aj_counter_add);
+PG_FUNCTION_INFO_V1(aj_gauge_set);
+PG_FUNCTION_INFO_V1(aj_gauge_add);
+PG_FUNCTION_INFO_V1(aj_histogram_observe);
+PG_FUNCTION_INFO_V1(aj_record_rejection);
+PG_FUNCTION_INFO_V1(aj_prometheus_text);
+PG_FUNCTION_INFO_V1(aj_openmetrics_text);
+PG_FUNCTION_INFO_V1(aj_otlp_json);
+PG_FUNCTION_INFO_V1(aj_metric_samples);
+PG_FUNCTION_INFO_V1(aj_observability);
+}
+
+namespace ajpg {
+namespace {
+
+constexpr uint32 FAMILY_CREATE_LOCK = 1;  // advisory key in AJ_LOCK_SPACE + 1
+constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
+
+SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_counter_add,
+    p_gauge_set, p_gauge_add, p_hist, p_reject_ins, r_families, r_series, r_snapshots, r_totals,
+    p_observability;
+
+#define AJ_INVALID(...) \
+  ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg(__VA_ARGS__)))
+
+aj::MetricType type_from(const char *s) {
+  if (strcmp(s, "counter") == 0) return aj::MetricType::Counter;
+  if (strcmp(s, "histogram") == 0) return aj::MetricType::Histogram;
+  return aj::MetricType::Gauge;
+}
+
+// ------------------------------------------------------------ labels
+// Validates a labels argument (an object of strings, names and values per
+// the Prometheus rules) and returns it normalized: empty values removed.
+Jsonb *labels_arg(FunctionCallInfo fcinfo, int argno) {
+  require_arg(fcinfo, argno, "labels");
+  Jsonb *jb = PG_GETARG_JSONB_P(argno);
+  if (!JB_ROOT_IS_OBJECT(jb)) AJ_INVALID("labels must be a JSON object of strings");
+  JsonbParseState *state = nullptr;
+  JsonbIterator *it = JsonbIteratorInit(&jb->root);
+  JsonbValue k, v;
+  JsonbIteratorToken tok;
+  JsonbValue *res = nullptr;
+  char err[512];
+  while ((tok = JsonbIteratorNext(&it, &k, false)) != WJB_DONE) {
+    if (tok == WJB_BEGIN_OBJECT) {
+      res = pushJsonbValue(&state, WJB_BEGIN_OBJECT, nullptr);
+      continue;
+    }
+    if (tok == WJB_END_OBJECT) {
+      res = pushJsonbValue(&state, WJB_END_OBJECT, nullptr);
+      continue;
+    }
+    if (tok != WJB_KEY) continue;
+    char *key = pnstrdup(k.val.string.val, k.val.string.len);
+    tok = JsonbIteratorNext(&it, &v, true);
+    if (v.type != jbvString)
+      AJ_INVALID("labels.%s: expected a string, got %s", key,
+                 v.type == jbvNull ? "null" : v.type == jbvNumeric ? "a number"
+                 : v.type == jbvBool ? "a boolean" : "an object or array");
+    char *val = pnstrdup(v.val.string.val, v.val.string.len);
+    if (!run_cpp([&] {
+          aj::validate_label_name(key);
+          aj::validate_label_value(key, val);
+        }, err, sizeof err))
+      AJ_INVALID("%s", err);
+    if (v.val.string.len == 0) continue;  // an empty value is no label
+    (void)pushJsonbValue(&state, WJB_KEY, &k);
+    (void)pushJsonbValue(&state, WJB_VALUE, &v);
+  }
+  return JsonbValueToJsonb(res);
+}
+
+// ------------------------------------------------------------ families
+struct FamilyInfo {
+  aj::MetricType type;
+  int nbounds;
+  double *bounds;  // palloc'd, histograms only
+};
+
+const char *help_arg(FunctionCallInfo fcinfo, int argno) {
+  if (PG_ARGISNULL(argno)) return nullptr;
+  char *h = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+  if (h[0] == '\0') return nullptr;  // empty help: use the generated one
+  if (strlen(h) > 4096) AJ_INVALID("help is longer than 4096 bytes");
+  return h;
+}
+
+// Finds or creates the family `name` of `type` (inside SPI, as owner).
+// `bounds` (histograms): the caller's buckets or nullptr for the default.
+FamilyInfo ensure_family(const char *name, aj::MetricType type, const char *help,
+                         int nbounds_in, const double *bounds_in, bool internal) {
+  char err[512];
+  if (!run_cpp([&] {
+        aj::validate_metric_name(name, type);
+        if (!internal && aj::is_reserved_metric_name(name))
+          throw std::invalid_argument(std::string("name: \"") + name +
+                                      "\" uses a prefix reserved for the extension's own "
+                                      "families (agent_runtime_, agent_journal_)");
+      }, err, sizeof err))
+    AJ_INVALID("%s", err);
+
+  // Validate the requested buckets before touching tables.
+  double *want = nullptr;
+  int nwant = 0;
+  if (type == aj::MetricType::Histogram) {
+    want = (double *)palloc(sizeof(double) * (aj::kMaxBuckets + 1));
+    bool ok = run_cpp([&] {
+      std::vector<double> b = bounds_in ? aj::validate_buckets(std::vector<double>(bounds_in, bounds_in + nbounds_in))
+                                        : aj::default_buckets();
+      nwant = (int)b.size();
+      std::copy(b.begin(), b.end(), want);
+    }, err, sizeof err);
+    if (!ok) AJ_INVALID("%s", err);
+  }
+
+  static const Oid t1[] = {TEXTOID};
+  Datum args[1] = {CStringGetTextDatum(name)};
+  SPIPlanPtr get = cached_plan(&p_fam_get,
+                               "SELECT type, help, buckets FROM agent_journal.metric_families "
+                               "WHERE name OPERATOR(pg_catalog.=) $1",
+                               1, t1);
+  int rc = SPI_execute_snapshot(get, args, nullptr, GetLatestSnapshot(), InvalidSnapshot, false,
+                                false, 1);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: family lookup failed");
+  if (SPI_processed == 0) {
+    // New family: serialize creators, then check again and for collisions.
+    LOCKTAG tag;
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, FAMILY_CREATE_LOCK, AJ_LOCK_SPACE + 1);
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+    rc = SPI_execute_snapshot(get, args, nullptr, GetLatestSnapshot(), InvalidSnapshot, false,
+                              false, 1);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: family lookup failed");
+  }
+  if (SPI_processed == 0) {
+    rc = SPI_execute_snapshot(
+        cached_plan(&p_fam_all, "SELECT name, type FROM agent_journal.metric_families", 0, nullptr),
+        nullptr, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, false, 0);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: family scan failed");
+    uint64 n = SPI_processed;
+    char **names = (char **)palloc(sizeof(char *) * (n + 1));
+    aj::MetricType *types = (aj::MetricType *)palloc(sizeof(aj::MetricType) * (n + 1));
+    for (uint64 i = 0; i < n; i++) {
+      names[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+      types[i] = type_from(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+    }
+    if (!run_cpp([&] {
+          std::vector<std::pair<std::string, aj::MetricType>> existing;
+          existing.reserve(n + 1);
+          for (uint64 i = 0; i < n; i++) existing.emplace_back(names[i], types[i]);
+          // The extension's own families that are not rows.
+          for (const char *own : {"agent_journal_agents", "agent_journal_live_entries",
+                                  "agent_journal_render_dropped_series"})
+            existing.emplace_back(own, aj::MetricType::Gauge);
+          aj::check_family_collision(name, type, existing);
+        }, err, sizeof err))
+      AJ_INVALID("%s", err);
+    static const Oid t4[] = {TEXTOID, TEXTOID, TEXTOID, FLOAT8ARRAYOID};
+    Datum a4[4] = {args[0], CStringGetTextDatum(aj::type_name(type)),
+                   help ? CStringGetTextDatum(help) : (Datum)0, (Datum)0};
+    char n4[4] = {' ', ' ', help ? ' ' : 'n', 'n'};
+    if (want) {
+      Datum *d = (Datum *)palloc(sizeof(Datum) * nwant);
+      for (int i = 0; i < nwant; i++) d[i] = Float8GetDatum(want[i]);
+      a4[3] = PointerGetDatum(construct_array(d, nwant, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+      n4[3] = ' ';
+    }
+    rc = SPI_execute_plan(cached_plan(&p_fam_ins,
+                                      "INSERT INTO agent_journal.metric_families (name, type, help, buckets) "
+                                      "VALUES ($1, $2, $3, $4)",
+                                      4, t4),
+                          a4, n4, false, 0);
+    if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: family insert failed");
+    return FamilyInfo{type, nwant, want};
+  }
+
+  // Existing family: same type, same buckets; the first non-NULL help wins.
+  bool isnull;
+  HeapTuple tup = SPI_tuptable->vals[0];
+  TupleDesc desc = SPI_tuptable->tupdesc;
+  char *stored_type = SPI_getvalue(tup, desc, 1);
+  aj::MetricType st = type_from(stored_type);
+  if (st != type)
+    AJ_INVALID("name: metric family \"%s\" is a %s, not a %s", name, stored_type,
+               aj::type_name(type));
+  bool help_missing = SPI_getbinval(tup, desc, 2, &isnull), help_null = isnull;
+  (void)help_missing;
+  FamilyInfo info{type, 0, nullptr};
+  if (type == aj::MetricType::Histogram) {
+    Datum bd = SPI_getbinval(tup, desc, 3, &isnull);
+    if (isnull) elog(ERROR, "agent_journal: histogram family \"%s\" has no buckets", name);
+    Datum *elems;
+    bool *nulls;
+    int n;
+    deconstruct_array(DatumGetArrayTypeP(bd), FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+                      &elems, &nulls, &n);
+    info.nbounds = n;
+    info.bounds = (double *)palloc(sizeof(double) * (n + 1));
+    for (int i = 0; i < n; i++) info.bounds[i] = DatumGetFloat8(elems[i]);
+    if (bounds_in != nullptr) {
+      bool same = nwant == n;
+      for (int i = 0; same && i < n; i++) same = want[i] == info.bounds[i];
+      if (!same)
+        AJ_INVALID("buckets: histogram \"%s\" already has other buckets (%d bounds); "
+                   "buckets are fixed when a family is first seen", name, n);
+    }
+  }
+  if (help_null && help) {
+    static const Oid t2[] = {TEXTOID, TEXTOID};
+    Datum a2[2] = {args[0], CStringGetTextDatum(help)};
+    rc = SPI_execute_plan(cached_plan(&p_fam_help,
+                                      "UPDATE agent_journal.metric_families SET help = $2 "
+                                      "WHERE name OPERATOR(pg_catalog.=) $1 AND help IS NULL",
+                                      2, t2),
+                          a2, nullptr, false, 0);
+    if (rc != SPI_OK_UPDATE) elog(ERROR, "agent_journal: help update failed");
+  }
+  return info;
+}
+
+const char *name_arg(FunctionCallInfo fcinfo) {
+  require_arg(fcinfo, 0, "name");
+  return text_to_cstring(PG_GETARG_TEXT_PP(0));
+}
+
+double value_arg(FunctionCallInfo fcinfo, int argno, const char *argname, bool nonneg_finite) {
+  require_arg(fcinfo, argno, argname);
+  double v = PG_GETARG_FLOAT8(argno);
+  if (nonneg_finite && (!std::isfinite(v) || v < 0))
+    AJ_INVALID("%s must be a finite number >= 0, got %s", argname,
+               DatumGetCString(DirectFunctionCall1(float8out, Float8GetDatum(v))));
+  return v;
+}
+
+// Upsert of one counter/gauge series; returns the stored value.
+double upsert_value(SPIPlanPtr *slot, const char *sql, const char *name, Jsonb *labels, double v) {
+  static const Oid t3[] = {TEXTOID, JSONBOID, FLOAT8OID};
+  Datum a3[3] = {CStringGetTextDatum(name), JsonbPGetDatum(labels), Float8GetDatum(v)};
+  int rc = SPI_execute_plan(cached_plan(slot, sql, 3, t3), a3, nullptr, false, 0);
+  if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+    elog(ERROR, "agent_journal: series upsert failed: %d", rc);
+  bool isnull;
+  return DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+const char *const COUNTER_ADD_SQL =
+    "INSERT INTO agent_journal.metric_series AS s (name, labels, value) VALUES ($1, $2, $3) "
+    "ON CONFLICT (name, labels) DO UPDATE SET value = s.value OPERATOR(pg_catalog.+) EXCLUDED.value, "
+    "updated_at = pg_catalog.clock_timestamp() RETURNING s.value";
+
+double counter_add_internal(const char *name, Jsonb *labels, double v, const char *help,
+                            bool internal) {
+  ensure_family(name, aj::MetricType::Counter, help, 0, nullptr, internal);
+  return upsert_value(&p_counter_add, COUNTER_ADD_SQL, name, labels, v);
+}
+
+}  // namespace
+}  // namespace ajpg
+
+using namespace ajpg;
+
+// ================================================================ writers
+
+Datum aj_counter_add(PG_FUNCTION_ARGS) {
+  const char *name = name_arg(fcinfo);
+  double v = value_arg(fcinfo, 1, "value", true);
+  Jsonb *labels = labels_arg(fcinfo, 2);
+  const char *help = help_arg(fcinfo, 3);
+  OwnerSwitch who = spi_begin();
+  double total = counter_add_internal(name, labels, v, help, false);
+  spi_end(who);
+  PG_RETURN_FLOAT8(total);
+}
+
+Datum aj_gauge_set(PG_FUNCTION_ARGS) {
+  const char *name = name_arg(fcinfo);
+  double v = value_arg(fcinfo, 1, "value", false);
+  Jsonb *labels = labels_arg(fcinfo, 2);
+  const char *help = help_arg(fcinfo, 3);
+  OwnerSwitch who = spi_begin();
+  ensure_family(name, aj::MetricType::Gauge, help, 0, nullptr, false);
+  upsert_value(&p_gauge_set,
+               "INSERT INTO agent_journal.metric_series AS s (name, labels, value) VALUES ($1, $2, $3) "
+               "ON CONFLICT (name, labels) DO UPDATE SET value = EXCLUDED.value, "
+               "updated_at = pg_catalog.clock_timestamp() RETURNING s.value",
+               name, labels, v);
+  spi_end(who);
+  PG_RETURN_VOID();
+}
+
+Datum aj_gauge_add(PG_FUNCTION_ARGS) {
+  const char *name = name_arg(fcinfo);
+  double v = value_arg(fcinfo, 1, "delta", false);
+  Jsonb *labels = labels_arg(fcinfo, 2);
+  const char *help = help_arg(fcinfo, 3);
+  OwnerSwitch who = spi_begin();
+  ensure_family(name, aj::MetricType::Gauge, help, 0, nullptr, false);
+  double total = upsert_value(
+      &p_gauge_add,
+      "INSERT INTO agent_journal.metric_series AS s (name, labels, value) VALUES ($1, $2, $3) "
+      "ON CONFLICT (name, labels) DO UPDATE SET value = s.value OPERATOR(pg_catalog.+) EXCLUDED.value, "
+      "updated_at = pg_catalog.clock_timestamp() RETURNING s.value",
+      name, labels, v);
+  spi_end(who);
+  PG_RETURN_FLOAT8(total);
+}
+
+Datum aj_histogram_observe(PG_FUNCTION_ARGS) {
+  const char *name = name_arg(fcinfo);
+  double v = value_arg(fcinfo, 1, "value", true);
+  Jsonb *labels = labels_arg(fcinfo, 2);
+  double *bounds = nullptr;
+  int nbounds = 0;
+  if (!PG_ARGISNULL(3)) {
+    ArrayType *arr = PG_GETARG_ARRAYTYPE_P(3);
+    if (ARR_NDIM(arr) > 1) AJ_INVALID("buckets must be a one-dimensional array");
+    Datum *elems;
+    bool *nulls;
+    deconstruct_array(arr, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &nbounds);
+    if (nbounds > (int)aj::kMaxBuckets + 1)
+      ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                      errmsg("buckets has %d bounds, more than %d", nbounds, (int)aj::kMaxBuckets)));
+    bounds = (double *)palloc(sizeof(double) * (nbounds + 1));
+    for (int i = 0; i < nbounds; i++) {
+      if (nulls[i])
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                        errmsg("buckets[%d] must not be NULL", i + 1)));
+      bounds[i] = DatumGetFloat8(elems[i]);
+    }
+  }
+  const char *help = help_arg(fcinfo, 4);
+  OwnerSwitch who = spi_begin();
+  FamilyInfo fam = ensure_family(name, aj::MetricType::Histogram, help, nbounds, bounds, false);
+  // Bucket index (1-based): the first bound >= v, or the +Inf bucket.
+  int idx = fam.nbounds + 1;
+  for (int i = 0; i < fam.nbounds; i++)
+    if (v <= fam.bounds[i]) {
+      idx = i + 1;
+      break;
+    }
+  Datum *init = (Datum *)palloc(sizeof(Datum) * (fam.nbounds + 1));
+  for (int i = 0; i <= fam.nbounds; i++) init[i] = Int64GetDatum(i + 1 == idx ? 1 : 0);
+  ArrayType *initial = construct_array(init, fam.nbounds + 1, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+  static const Oid t5[] = {TEXTOID, JSONBOID, INT8ARRAYOID, FLOAT8OID, INT4OID};
+  Datum a5[5] = {CStringGetTextDatum(name), JsonbPGetDatum(labels), PointerGetDatum(initial),
+                 Float8GetDatum(v), Int32GetDatum(idx)};
+  int rc = SPI_execute_plan(
+      cached_plan(&p_hist,
+                  "INSERT INTO agent_journal.metric_series AS s (name, labels, bucket_counts, sum, count) "
+                  "VALUES ($1, $2, $3, $4, 1) ON CONFLICT (name, labels) DO UPDATE SET "
+                  "bucket_counts[$5] = s.bucket_counts[$5] OPERATOR(pg_catalog.+) 1, "
+                  "sum = s.sum OPERATOR(pg_catalog.+) EXCLUDED.sum, "
+                  "count = s.count OPERATOR(pg_catalog.+) 1, updated_at = pg_catalog.clock_timestamp()",
+                  5, t5),
+      a5, nullptr, false, 0);
+  if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: histogram upsert failed: %d", rc);
+  spi_end(who);
+  PG_RETURN_VOID();
+}
+
+Datum aj_record_rejection(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "reason");
+  char *reason = text_to_cstring(PG_GETARG_TEXT_PP(0));
+  if (strcmp(reason, "tenant_limit") != 0 && strcmp(reason, "capacity_limit") != 0 &&
+      strcmp(reason, "other") != 0)
+    AJ_INVALID("reason must be tenant_limit, capacity_limit or other, got \"%s\"", reason);
+  bool has_detail = !PG_ARGISNULL(1) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) > 0;
+  if (strcmp(reason, "other") == 0 && !has_detail)
+    AJ_INVALID("detail is required when reason is 'other'");
+  static const Oid t3[] = {TEXTOID, TEXTOID, UUIDOID};
+  Datum a3[3] = {PG_GETARG_DATUM(0), PG_ARGISNULL(1) ? (Datum)0 : PG_GETARG_DATUM(1),
+                 PG_ARGISNULL(2) ? (Datum)0 : PG_GETARG_DATUM(2)};
+  char n3[3] = {' ', PG_ARGISNULL(1) ? 'n' : ' ', PG_ARGISNULL(2) ? 'n' : ' '};
+  // The counter's labels: {"reason": "..."}.
+  JsonbParseState *state = nullptr;
+  JsonbValue k, v;
+  k.type = jbvString;
+  k.val.string.val = (char *)"reason";
+  k.val.string.len = 6;
+  v.type = jbvString;
+  v.val.string.val = reason;
+  v.val.string.len = (int)strlen(reason);
+  pushJsonbValue(&state, WJB_BEGIN_OBJECT, nullptr);
+  pushJsonbValue(&state, WJB_KEY, &k);
+  pushJsonbValue(&state, WJB_VALUE, &v);
+  Jsonb *labels = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, nullptr));
+
+  OwnerSwitch who = spi_begin();
+  int rc = SPI_execute_plan(
+      cached_plan(&p_reject_ins,
+                  "INSERT INTO agent_journal.rejections (reason, detail, agent_id) "
+                  "VALUES ($1, $2, $3) RETURNING id",
+                  3, t3),
+      a3, n3, false, 0);
+  if (rc != SPI_OK_INSERT_RETURNING) elog(ERROR, "agent_journal: rejection insert failed");
+  bool isnull;
+  int64 id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  counter_add_internal(REJECTIONS_FAMILY, labels, 1, nullptr, true);
+  spi_end(who);
+  PG_RETURN_INT64(id);
+}
+
+Datum aj_ingest_snapshot(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "snapshot");
+  require_arg(fcinfo, 1, "service");
+  Size raw = toast_raw_datum_size(PG_GETARG_DATUM(0));
+  if (raw - VARHDRSZ > (Size)max_event_bytes)
+    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                    errmsg("snapshot is %zu bytes, more than agent_journal.max_event_bytes (%d bytes)",
+                           (size_t)(raw - VARHDRSZ), max_event_bytes)));
+  Jsonb *jb = PG_GETARG_JSONB_P(0);
+  char *service = text_to_cstring(PG_GETARG_TEXT_PP(1));
+  if (service[0] == '\0') AJ_INVALID("service must not be empty");
+  char *json = JsonbToCString(nullptr, &jb->root, VARSIZE(jb));
+  char err[512];
+  double ts = 0;
+  if (!run_cpp([&] {
+        aj::validate_label_value("service", service);
+        ts = aj::snapshot_timestamp(aj::parse_snapshot(json));
+      }, err, sizeof err))
+    AJ_INVALID("%s", err);
+  static const Oid t3[] = {TEXTOID, FLOAT8OID, JSONBOID};
+  Datum a3[3] = {PG_GETARG_DATUM(1), Float8GetDatum(ts), JsonbPGetDatum(jb)};
+  OwnerSwitch who = spi_begin();
+  int rc = SPI_execute_plan(
+      cached_plan(&p_snap_ins,
+                  "INSERT INTO agent_journal.snapshots (service, snapshot_ts, snapshot) "
+                  "VALUES ($1, $2, $3) RETURNING id",
+                  3, t3),
+      a3, nullptr, false, 0);
+  if (rc != SPI_OK_INSERT_RETURNING) elog(ERROR, "agent_journal: snapshot insert failed");
+  bool isnull;
+  int64 id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  spi_end(who);
+  PG_RETURN_INT64(id);
+}
+
+Datum aj_prune_snapshots(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "older_than");
+  static const Oid t1[] = {INTERVALOID};
+  Datum a1[1] = {PG_GETARG_DATUM(0)};
+  OwnerSwitch who = spi_begin();
+  int rc = SPI_execute_plan(
+      cached_plan(&p_prune,
+                  "DELETE FROM agent_journal.snapshots s "
+                  "WHERE s.ingested_at OPERATOR(pg_catalog.<) "
+                  "      (pg_catalog.now() OPERATOR(pg_catalog.-) $1) "
+                  "AND s.id OPERATOR(pg_catalog.<>) ALL (ARRAY("
+                  "  SELECT DISTINCT ON (c.service) c.id FROM agent_journal.snapshots c "
+                  "  ORDER BY c.service, c.snapshot_ts DESC, c.id DESC))",
+                  1, t1),
+      a1, nullptr, false, 0);
+  if (rc != SPI_OK_DELETE) elog(ERROR, "agent_journal: prune failed: %d", rc);
+  int64 n = (int64)SPI_processed;
+  spi_end(who);
+  PG_RETURN_INT64(n);
+}
+
+// ================================================================ readers
+
+namespace ajpg {
+namespace {
+
+struct Model {
+  std::vector<aj::Family> families;
+  std::unordered_map<std::string, size_t> by_name;
+  std::string out;
+  struct Sample {
+    std::string name;
+    aj::Labels labels;
+    double value;
+  };
+  std::vector<Sample> samples;
+};
+
+bool interrupted() { return InterruptPending; }
+
+// Reads labels jsonb into palloc'd (key, value) C strings.
+int labels_to_pairs(Jsonb *jb, char ***keys, char ***vals) {
+  int n = JB_ROOT_IS_OBJECT(jb) ? (int)JB_ROOT_COUNT(jb) : 0;
+  *keys = (char **)palloc(sizeof(char *) * (n + 1));
+  *vals = (char **)palloc(sizeof(char *) * (n + 1));
+  if (n == 0) return 0;
+  JsonbIterator *it = JsonbIteratorInit(&jb->root);
+  JsonbValue v;
+  JsonbIteratorToken tok;
+  int i = 0;
+  while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+    if (tok == WJB_KEY) {
+      (*keys)[i] = pnstrdup(v.val.string.val, v.val.string.len);
+    } else if (tok == WJB_VALUE) {
+      (*vals)[i] = v.type == jbvString ? pnstrdup(v.val.string.val, v.val.string.len) : pstrdup("");
+      i++;
+    }
+  }
+  return i;
+}
+
+void cpp_or_error(bool ok, const char *err) {
+  if (ok) return;
+  CHECK_FOR_INTERRUPTS();  // a canceled render reports the cancel
+  ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("%s", err)));
+}
+
+// Loads everything the exposition shows into `m`, in one snapshot.
+void load_model(Model *m) {
+  char err[512];
+  static const Oid t1[] = {INT4OID};
+  // SPI is connected by the caller with read_only queries: one snapshot.
+  int rc = SPI_execute_plan(
+      cached_plan(&r_families,
+                  "SELECT name, type, help, buckets FROM agent_journal.metric_families ORDER BY name",
+                  0, nullptr),
+      nullptr, nullptr, true, 0);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: family read failed");
+  SPITupleTable *ft = SPI_tuptable;
+  uint64 nf = SPI_processed;
+  for (uint64 i = 0; i < nf; i++) {
+    bool isnull;
+    char *name = SPI_getvalue(ft->vals[i], ft->tupdesc, 1);
+    char *type = SPI_getvalue(ft->vals[i], ft->tupdesc, 2);
+    char *help = SPI_getvalue(ft->vals[i], ft->tupdesc, 3);
+    Datum bd = SPI_getbinval(ft->vals[i], ft->tupdesc, 4, &isnull);
+    int nb = 0;
+    double *bounds = nullptr;
+    if (!isnull) {
+      Datum *elems;
+      bool *nulls;
+      deconstruct_array(DatumGetArrayTypeP(bd), FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+                        &elems, &nulls, &nb);
+      bounds = (double *)palloc(sizeof(double) * (nb + 1));
+      for (int j = 0; j < nb; j++) bounds[j] = DatumGetFloat8(elems[j]);
+    }
+    cpp_or_error(run_cpp([&] {
+                   aj::Family f;
+                   f.name = name;
+                   f.type = type_from(type);
+                   f.help = help ? help : "";
+                   f.bounds.assign(bounds, bounds + nb);
+                   m->by_name.emplace(f.name, m->families.size());
+                   m->families.push_back(std::move(f));
+                 }, err, sizeof err), err);
+  }
+  SPI_freetuptable(ft);
+
+  // Series, streamed through a cursor so memory stays bounded by the model.
+  Portal portal = SPI_cursor_open(
+      nullptr,
+      cached_plan(&r_series,
+                  "SELECT name, labels, value, bucket_counts, sum, count "
+                  "FROM agent_journal.metric_series",
+                  0, nullptr),
+      nullptr, nullptr, true);
+  for (;;) {
+    SPI_cursor_fetch(portal, true, 10000);
+    if (SPI_processed == 0) break;
+    for (uint64 i = 0; i < SPI_processed; i++) {
+      HeapTuple tup = SPI_tuptable->vals[i];
+      TupleDesc desc = SPI_tuptable->tupdesc;
+      bool isnull;
+      char *name = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+      char **keys, **vals;
+      int nl = labels_to_pairs(DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull)), &keys, &vals);
+      double value = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
+      Datum bd = SPI_getbinval(tup, desc, 4, &isnull);
+      int nb = 0;
+      int64 *buckets = nullptr;
+      if (!isnull) {
+        Datum *elems;
+        bool *nulls;
+        deconstruct_array(DatumGetArrayTypeP(bd), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+                          &elems, &nulls, &nb);
+        buckets = (int64 *)palloc(sizeof(int64) * (nb + 1));
+        for (int j = 0; j < nb; j++) buckets[j] = DatumGetInt64(elems[j]);
+      }
+      Datum sd = SPI_getbinval(tup, desc, 5, &isnull);
+      double sum = isnull ? 0 : DatumGetFloat8(sd);
+      Datum cd = SPI_getbinval(tup, desc, 6, &isnull);
+      int64 count = isnull ? 0 : DatumGetInt64(cd);
+      cpp_or_error(run_cpp([&] {
+                     auto it = m->by_name.find(name);
+                     if (it == m->by_name.end()) return;
+                     aj::Series s;
+                     s.labels.reserve(nl);
+                     for (int j = 0; j < nl; j++) s.labels.emplace_back(keys[j], vals[j]);
+                     s.value = value;
+                     for (int j = 0; j < nb; j++) s.bucket_counts.push_back((uint64_t)buckets[j]);
+                     s.sum = sum;
+                     s.count = (uint64_t)count;
+                     m->families[it->second].series.push_back(std::move(s));
+                   }, err, sizeof err), err);
+      pfree(name);
+    }
+    SPI_freetuptable(SPI_tuptable);
+    CHECK_FOR_INTERRUPTS();
+  }
+  SPI_cursor_close(portal);
+
+  // Every service's current snapshot (greatest (timestamp, id)), unless
+  // older than agent_journal.snapshot_max_age.
+  Datum a1[1] = {Int32GetDatum(snapshot_max_age_seconds)};
+  rc = SPI_execute_plan(
+      cached_plan(&r_snapshots,
+                  "SELECT c.service, c.snapshot::text FROM ("
+                  "  SELECT DISTINCT ON (s.service) s.service, s.snapshot, s.ingested_at "
+                  "  FROM agent_journal.snapshots s "
+                  "  ORDER BY s.service, s.snapshot_ts DESC, s.id DESC) c "
+                  "WHERE ($1 OPERATOR(pg_catalog.=) 0) OR (c.ingested_at OPERATOR(pg_catalog.>=) "
+                  "  (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)))",
+                  1, t1),
+      a1, nullptr, true, 0);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: snapshot read failed");
+  for (uint64 i = 0; i < SPI_processed; i++) {
+    char *service = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+    char *json = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+    // A stored snapshot that no longer validates is left out, not fatal.
+    (void)run_cpp([&] {
+      std::vector<aj::Family> tmp;
+      aj::append_snapshot_families(aj::parse_snapshot(json), service, tmp);
+      for (auto &f : tmp) {
+        auto it = m->by_name.find(f.name);
+        if (it == m->by_name.end()) {
+          m->by_name.emplace(f.name, m->families.size());
+          m->families.push_back(std::move(f));
+        } else {
+          auto &dst = m->families[it->second].series;
+          for (auto &s : f.series) dst.push_back(std::move(s));
+        }
+      }
+    }, err, sizeof err);
+  }
+
+  // The journal's own families: O(agents) through the agents view.
+  rc = SPI_execute_plan(
+      cached_plan(&r_totals,
+                  "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(live_entries), 0)::bigint, "
+                  "COALESCE(pg_catalog.sum(latest_sequence), 0)::bigint, "
+                  "COALESCE(pg_catalog.sum(compacted_through), 0)::bigint FROM agent_journal.agents",
+                  0, nullptr),
+      nullptr, nullptr, true, 1);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: journal totals failed");
+  bool isnull;
+  aj::JournalTotals t;
+  t.agents = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  t.live_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  t.appended_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+  t.compacted_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+  cpp_or_error(run_cpp([&] { aj::append_journal_families(t, m->families); }, err, sizeof err), err);
+}
+
+enum class Format { Prometheus, OpenMetrics, Otlp, Samples };
+
+// Loads and renders; the result is in m->out (or m->samples).
+Model *render(Format fmt, const char *only_service) {
+  Model *m = make_owned<Model>(CurrentMemoryContext);
+  OwnerSwitch who = spi_begin();
+  load_model(m);
+  spi_end(who);
+  char err[512];
+  int64 now_ns = ((int64)GetCurrentTimestamp() + (int64)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+                                                      SECS_PER_DAY * USECS_PER_SEC) * 1000;
+  int cap = max_series_per_family;
+  bool ok = run_cpp([&] {
+    aj::RenderOptions opts;
+    opts.max_series_per_family = (size_t)cap;
+    opts.interrupted = interrupted;
+    switch (fmt) {
+      case Format::Prometheus:
+        m->out = aj::render_prometheus(std::move(m->families), opts);
+        break;
+      case Format::OpenMetrics:
+        m->out = aj::render_openmetrics(std::move(m->families), opts);
+        break;
+      case Format::Otlp: {
+        std::string svc = only_service ? only_service : "";
+        m->out = aj::render_otlp_json(std::move(m->families), only_service ? &svc : nullptr, now_ns, opts);
+        break;
+      }
+      case Format::Samples: {
+        aj::prepare_families(m->families, opts);
+        for (const aj::Family &f : m->families) {
+          for (const aj::Series &s : f.series) {
+            if (f.type != aj::MetricType::Histogram) {
+              m->samples.push_back({f.name, s.labels, s.value});
+              continue;
+            }
+            uint64_t cum = 0;
+            for (size_t b = 0; b < s.bucket_counts.size(); b++) {
+              cum += s.bucket_counts[b];
+              aj::Labels l = s.labels;
+              l.emplace_back("le", b < f.bounds.size() ? aj::format_double(f.bounds[b]) : "+Inf");
+              m->samples.push_back({f.name + "_bucket", std::move(l), (double)cum});
+            }
+            m->samples.push_back({f.name + "_sum", s.labels, s.sum});
+            m->samples.push_back({f.name + "_count", s.labels, (double)s.count});
+          }
+        }
+        break;
+      }
+    }
+  }, err, sizeof err);
+  cpp_or_error(ok, err);
+  return m;
+}
+
+}  // namespace
+}  // namespace ajpg
+
+Datum aj_prometheus_text(PG_FUNCTION_ARGS) {
+  Model *m = render(Format::Prometheus, nullptr);
+  PG_RETURN_TEXT_P(cstring_to_text_with_len(m->out.data(), (int)m->out.size()));
+}
+
+Datum aj_openmetrics_text(PG_FUNCTION_ARGS) {
+  Model *m = render(Format::OpenMetrics, nullptr);
+  PG_RETURN_TEXT_P(cstring_to_text_with_len(m->out.data(), (int)m->out.size()));
+}
+
+Datum aj_otlp_json(PG_FUNCTION_ARGS) {
+  char *service = PG_ARGISNULL(0) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(0));
+  Model *m = render(Format::Otlp, service);
+  return DirectFunctionCall1(jsonb_in, CStringGetDatum(m->out.c_str()));
+}
+
+Datum aj_metric_samples(PG_FUNCTION_ARGS) {
+  InitMaterializedSRF(fcinfo, 0);
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  Model *m = render(Format::Samples, nullptr);
+  for (const Model::Sample &s : m->samples) {
+    JsonbParseState *state = nullptr;
+    JsonbValue *res = pushJsonbValue(&state, WJB_BEGIN_OBJECT, nullptr);
+    for (const auto &kv : s.labels) {
+      JsonbValue k, v;
+      k.type = jbvString;
+      k.val.string.val = (char *)kv.first.data();
+      k.val.string.len = (int)kv.first.size();
+      v.type = jbvString;
+      v.val.string.val = (char *)kv.second.data();
+      v.val.string.len = (int)kv.second.size();
+      pushJsonbValue(&state, WJB_KEY, &k);
+      pushJsonbValue(&state, WJB_VALUE, &v);
+    }
+    res = pushJsonbValue(&state, WJB_END_OBJECT, nullptr);
+    Datum values[3] = {PointerGetDatum(cstring_to_text_with_len(s.name.data(), (int)s.name.size())),
+                       JsonbPGetDatum(JsonbValueToJsonb(res)), Float8GetDatum(s.value)};
+    bool nulls[3] = {false, false, false};
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+  }
+  return (Datum)0;
+}
+
+Datum aj_observability(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "agent_id");
+  require_arg(fcinfo, 1, "timeline_limit");
+  int32 limit = PG_GETARG_INT32(1);
+  if (limit < 0) AJ_INVALID("timeline_limit must be >= 0, got %d", limit);
+  static const Oid t2[] = {UUIDOID, INT4OID};
+  Datum a2[2] = {PG_GETARG_DATUM(0), Int32GetDatum(limit)};
+  OwnerSwitch who = spi_begin();
+  int rc = SPI_execute_plan(
+      cached_plan(
+          &p_observability,
+          "WITH i AS (SELECT sequence, recorded_at FROM agent_journal.entries "
+          "           WHERE agent_id OPERATOR(pg_catalog.=) $1 AND kind OPERATOR(pg_catalog.=) 'Interrupted' "
+          "           ORDER BY sequence LIMIT 1), "
+          "r AS (SELECT e.recorded_at FROM agent_journal.entries e, i "
+          "      WHERE e.agent_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'Resumed' "
+          "      AND e.sequence OPERATOR(pg_catalog.>) i.sequence ORDER BY e.sequence LIMIT 1) "
+          "SELECT pg_catalog.jsonb_build_object("
+          " 'reasoning_timeline', COALESCE((SELECT pg_catalog.jsonb_agg(t.kind OPERATOR(pg_catalog.||) '#' "
+          "      OPERATOR(pg_catalog.||) t.sequence ORDER BY t.sequence) FROM ("
+          "      SELECT kind, sequence FROM agent_journal.entries "
+          "      WHERE agent_id OPERATOR(pg_catalog.=) $1 ORDER BY sequence DESC LIMIT $2) t), '[]'::pg_catalog.jsonb), "
+          " 'replay_cost', COALESCE((SELECT live_entries FROM agent_journal.agents a "
+          "      WHERE a.agent_id OPERATOR(pg_catalog.=) $1), 0), "
+          " 'interrupt_latency_ms', (SELECT pg_catalog.round(pg_catalog.date_part('epoch', "
+          "      r.recorded_at OPERATOR(pg_catalog.-) i.recorded_at)::numeric OPERATOR(pg_catalog.*) 1000, 3) "
+          "      FROM i, r))",
+          2, t2),
+      a2, nullptr, true, 1);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: observability query failed");
+  bool isnull;
+  Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  d = SPI_datumTransfer(d, false, -1);
+  spi_end(who);
+  PG_RETURN_DATUM(d);
+}
