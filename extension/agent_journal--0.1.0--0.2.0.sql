@@ -162,5 +162,193 @@ COMMENT ON VIEW agent_journal.openmetrics IS 'one row: the OpenMetrics text expo
 CREATE VIEW agent_journal.metric_samples AS SELECT * FROM agent_journal.metric_samples_fn();
 COMMENT ON VIEW agent_journal.metric_samples IS 'every sample in long format: name, labels, value';
 
+
+-- ---------------------------------------------------------------- access
+-- Tenants: an agent bound to a role may be used only by roles that have
+-- that role's privileges, and by admins.
+
+-- Who was given which access level by grant_access (admins bypass tenants).
+CREATE TABLE agent_journal.access_grants (
+    role       regrole     NOT NULL,
+    access     text        NOT NULL CHECK (access IN ('writer', 'reader', 'scraper', 'admin')),
+    granted_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (role, access)
+);
+COMMENT ON TABLE agent_journal.access_grants IS 'access levels given by grant_access';
+SELECT pg_catalog.pg_extension_config_dump('agent_journal.access_grants', '');
+
+CREATE FUNCTION agent_journal.bind_agent(agent_id uuid, owner regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'aj_bind_agent'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.bind_agent(uuid, regrole) IS
+  'bind an agent to a role: only roles with its privileges (and admins) may use it; NULL unbinds (admins only)';
+
+CREATE FUNCTION agent_journal.agent_visible(agent_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'aj_agent_visible'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION agent_journal.agent_visible(uuid) IS
+  'whether the current user may see this agent (row-level security on the journal tables)';
+
+CREATE FUNCTION agent_journal.is_admin()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'aj_is_admin'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION agent_journal.is_admin() IS
+  'whether the current user is a superuser or has the privileges of a role granted admin access';
+
+-- Row-level security for direct SQL on the journal tables. The extension's
+-- functions run as the extension owner (who bypasses RLS) after checking
+-- the calling user themselves.
+ALTER TABLE agent_journal.entries ENABLE ROW LEVEL SECURITY;
+ALTER TABLE agent_journal.agent_state ENABLE ROW LEVEL SECURITY;
+ALTER TABLE agent_journal.idempotency_keys ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_read ON agent_journal.entries FOR SELECT
+  USING (agent_journal.agent_visible(agent_id));
+CREATE POLICY admin_all ON agent_journal.entries FOR ALL
+  USING (agent_journal.is_admin()) WITH CHECK (agent_journal.is_admin());
+CREATE POLICY tenant_read ON agent_journal.agent_state FOR SELECT
+  USING (agent_journal.agent_visible(agent_id));
+CREATE POLICY admin_all ON agent_journal.agent_state FOR ALL
+  USING (agent_journal.is_admin()) WITH CHECK (agent_journal.is_admin());
+CREATE POLICY tenant_read ON agent_journal.idempotency_keys FOR SELECT
+  USING (agent_journal.agent_visible(agent_id));
+CREATE POLICY admin_all ON agent_journal.idempotency_keys FOR ALL
+  USING (agent_journal.is_admin()) WITH CHECK (agent_journal.is_admin());
+-- The agents view runs with the privileges of its caller, so RLS applies.
+ALTER VIEW agent_journal.agents SET (security_invoker = true);
+
+-- What each access level may use. One list, read by grant_access and
+-- revoke_access. Every role also gets USAGE on the schema.
+CREATE FUNCTION agent_journal.access_privileges(access text)
+RETURNS TABLE (object_type text, object_name text, privilege text)
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT t.object_type, t.object_name, t.privilege FROM (VALUES
+    ('writer', 'FUNCTION', 'agent_journal.append(uuid, integer, jsonb, bigint, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.append_batch(uuid, integer, jsonb[], bigint, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.replay(uuid, bigint, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.latest_sequence(uuid)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.next_sequence(uuid)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.last_completed_iteration(uuid)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.compact(uuid, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.forget_agent(uuid)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.observability(uuid, integer)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.ingest_snapshot(jsonb, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.counter_add(text, double precision, jsonb, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.gauge_set(text, double precision, jsonb, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.gauge_add(text, double precision, jsonb, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.histogram_observe(text, double precision, jsonb, double precision[], text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.record_rejection(text, text, uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.replay(uuid, bigint, bigint)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.latest_sequence(uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.next_sequence(uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.last_completed_iteration(uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.observability(uuid, integer)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.agent_visible(uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.is_admin()', 'EXECUTE'),
+    ('reader', 'TABLE', 'agent_journal.entries', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.agent_state', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.agents', 'SELECT'),
+    ('reader', 'FUNCTION', 'agent_journal.prometheus_text()', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.openmetrics_text()', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.otlp_json(text)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.metric_samples_fn()', 'EXECUTE'),
+    ('reader', 'TABLE', 'agent_journal.prometheus', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.openmetrics', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.metric_samples', 'SELECT'),
+    ('scraper', 'FUNCTION', 'agent_journal.prometheus_text()', 'EXECUTE'),
+    ('scraper', 'FUNCTION', 'agent_journal.openmetrics_text()', 'EXECUTE'),
+    ('scraper', 'FUNCTION', 'agent_journal.otlp_json(text)', 'EXECUTE'),
+    ('scraper', 'FUNCTION', 'agent_journal.metric_samples_fn()', 'EXECUTE'),
+    ('scraper', 'TABLE', 'agent_journal.prometheus', 'SELECT'),
+    ('scraper', 'TABLE', 'agent_journal.openmetrics', 'SELECT'),
+    ('scraper', 'TABLE', 'agent_journal.metric_samples', 'SELECT')
+  ) AS t(access, object_type, object_name, privilege)
+  WHERE t.access = $1
+  UNION ALL
+  -- admin: every function and every table and view of the extension
+  SELECT CASE WHEN d.classid = 'pg_proc'::regclass THEN 'FUNCTION' ELSE 'TABLE' END,
+         CASE WHEN d.classid = 'pg_proc'::regclass THEN d.objid::regprocedure::text
+              ELSE d.objid::regclass::text END,
+         CASE WHEN d.classid = 'pg_proc'::regclass THEN 'EXECUTE'
+              WHEN c.relkind = 'v' THEN 'SELECT'
+              WHEN c.relkind = 'S' THEN 'USAGE, SELECT'
+              ELSE 'SELECT, INSERT, UPDATE, DELETE' END
+  FROM pg_depend d
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'agent_journal'
+  LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+  WHERE $1 = 'admin' AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+    AND (d.classid = 'pg_proc'::regclass OR (d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'v', 'S')))
+$fn$;
+COMMENT ON FUNCTION agent_journal.access_privileges(text) IS
+  'the privileges each access level (writer, reader, scraper, admin) consists of';
+
+CREATE FUNCTION agent_journal.grant_access(role name, access text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p record;
+BEGIN
+  IF role IS NULL THEN RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004'; END IF;
+  IF access IS NULL THEN RAISE EXCEPTION 'access must not be NULL' USING ERRCODE = '22004'; END IF;
+  IF access NOT IN ('writer', 'reader', 'scraper', 'admin') THEN
+    RAISE EXCEPTION 'access must be writer, reader, scraper or admin, got "%"', access
+      USING ERRCODE = '22023';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role) THEN
+    RAISE EXCEPTION 'role "%" does not exist', role USING ERRCODE = '42704';
+  END IF;
+  EXECUTE format('GRANT USAGE ON SCHEMA agent_journal TO %I', role);
+  FOR p IN SELECT * FROM agent_journal.access_privileges(access) LOOP
+    EXECUTE format('GRANT %s ON %s %s TO %I', p.privilege, p.object_type, p.object_name, role);
+  END LOOP;
+  INSERT INTO agent_journal.access_grants (role, access)
+  VALUES (role::regrole, access) ON CONFLICT DO NOTHING;
+END
+$fn$;
+COMMENT ON FUNCTION agent_journal.grant_access(name, text) IS
+  'give a role an access level: writer, reader, scraper or admin (run as the extension owner or a superuser)';
+
+CREATE FUNCTION agent_journal.revoke_access(role name, access text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p record;
+BEGIN
+  IF role IS NULL THEN RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004'; END IF;
+  IF access IS NULL THEN RAISE EXCEPTION 'access must not be NULL' USING ERRCODE = '22004'; END IF;
+  IF access NOT IN ('writer', 'reader', 'scraper', 'admin') THEN
+    RAISE EXCEPTION 'access must be writer, reader, scraper or admin, got "%"', access
+      USING ERRCODE = '22023';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role) THEN
+    RAISE EXCEPTION 'role "%" does not exist', role USING ERRCODE = '42704';
+  END IF;
+  DELETE FROM agent_journal.access_grants g WHERE g.role = revoke_access.role::regrole AND g.access = revoke_access.access;
+  -- Revoke this level's privileges, then give back those that another
+  -- level the role still holds includes.
+  FOR p IN SELECT * FROM agent_journal.access_privileges(access) LOOP
+    EXECUTE format('REVOKE %s ON %s %s FROM %I', p.privilege, p.object_type, p.object_name, role);
+  END LOOP;
+  FOR p IN SELECT a.* FROM agent_journal.access_grants g,
+           LATERAL agent_journal.access_privileges(g.access) a
+           WHERE g.role = revoke_access.role::regrole LOOP
+    EXECUTE format('GRANT %s ON %s %s TO %I', p.privilege, p.object_type, p.object_name, role);
+  END LOOP;
+  IF NOT EXISTS (SELECT 1 FROM agent_journal.access_grants g WHERE g.role = revoke_access.role::regrole) THEN
+    EXECUTE format('REVOKE USAGE ON SCHEMA agent_journal FROM %I', role);
+  END IF;
+END
+$fn$;
+COMMENT ON FUNCTION agent_journal.revoke_access(name, text) IS
+  'take an access level back from a role (privileges of levels it still holds stay)';
+
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA agent_journal FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA agent_journal FROM PUBLIC;

@@ -26,7 +26,8 @@ CREATE TABLE agent_journal.agent_state (
     agent_id            uuid        PRIMARY KEY,
     created_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
     compacted_through   bigint      NOT NULL DEFAULT 0 CHECK (compacted_through >= 0),
-    compacted_iteration integer     NOT NULL DEFAULT 0 CHECK (compacted_iteration >= 0)
+    compacted_iteration integer     NOT NULL DEFAULT 0 CHECK (compacted_iteration >= 0),
+    owner               regrole     -- bind_agent (0.2.0); NULL: not bound to a tenant
 );
 COMMENT ON TABLE agent_journal.agent_state IS
   'per-agent state: compaction point and iteration high-water mark of compacted entries';

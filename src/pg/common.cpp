@@ -6,6 +6,7 @@ extern "C" {
 #include "storage/proc.h"
 #include "utils/syscache.h"
 #include "catalog/pg_class.h"
+#include "utils/acl.h"
 }
 
 namespace ajpg {
@@ -74,6 +75,31 @@ OwnerSwitch spi_begin() {
 void spi_end(const OwnerSwitch &s) {
   restore_user(s);
   SPI_finish();
+}
+
+bool is_admin(Oid role) {
+  if (superuser_arg(role)) return true;
+  static SPIPlanPtr plan;
+  int rc = SPI_execute_plan(
+      cached_plan(&plan,
+                  "SELECT role::pg_catalog.oid FROM agent_journal.access_grants "
+                  "WHERE access OPERATOR(pg_catalog.=) 'admin'",
+                  0, nullptr),
+      nullptr, nullptr, true, 0);
+  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: admin lookup failed: %d", rc);
+  for (uint64 i = 0; i < SPI_processed; i++) {
+    bool isnull;
+    Oid admin = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    if (!isnull && has_privs_of_role(role, admin)) return true;
+  }
+  return false;
+}
+
+bool tenant_allows(Oid caller, Oid owner) {
+  if (!OidIsValid(owner)) return true;
+  // has_privs_of_role is false (not an error) for a dropped owner role.
+  if (has_privs_of_role(caller, owner)) return true;
+  return is_admin(caller);
 }
 
 }  // namespace ajpg

@@ -28,6 +28,9 @@ PG_FUNCTION_INFO_V1(aj_next_sequence);
 PG_FUNCTION_INFO_V1(aj_last_completed_iteration);
 PG_FUNCTION_INFO_V1(aj_compact);
 PG_FUNCTION_INFO_V1(aj_forget_agent);
+PG_FUNCTION_INFO_V1(aj_bind_agent);
+PG_FUNCTION_INFO_V1(aj_agent_visible);
+PG_FUNCTION_INFO_V1(aj_is_admin);
 }
 
 namespace ajpg {
@@ -37,32 +40,20 @@ constexpr int MAX_KEY_BYTES = 512;
 constexpr int MAX_BATCH = 1000000;
 
 // ---------------------------------------------------------------- plans
-SPIPlanPtr p_latest, p_state, p_state_ins, p_key, p_key_ins, p_insert, p_insert_batch,
+SPIPlanPtr p_latest, p_state_ins, p_bind, p_key, p_key_ins, p_insert, p_insert_batch,
     p_replay, p_max_iter, p_delete, p_state_upd, p_forget_entries, p_forget_keys,
     p_forget_state;
 
 const Oid T_UUID[] = {UUIDOID};
 const Oid T_KEY[] = {UUIDOID, TEXTOID};
 
-SPIPlanPtr plan_latest() {
-  return cached_plan(&p_latest,
-                     "SELECT sequence, recorded_at FROM agent_journal.entries "
-                     "WHERE agent_id OPERATOR(pg_catalog.=) $1 "
-                     "ORDER BY sequence DESC LIMIT 1",
-                     1, T_UUID);
-}
-SPIPlanPtr plan_state() {
-  return cached_plan(&p_state,
-                     "SELECT compacted_through, compacted_iteration FROM agent_journal.agent_state "
-                     "WHERE agent_id OPERATOR(pg_catalog.=) $1",
-                     1, T_UUID);
-}
 
 // ---------------------------------------------------------------- reads
 struct Latest {
   int64 sequence = 0;           // highest sequence ever assigned (0: none)
   bool has_entry = false;       // a live entry exists
   bool known = false;           // the agent has a state row
+  Oid owner = InvalidOid;       // bind_agent's role, or InvalidOid
   TimestampTz last_recorded_at = 0;
 };
 
@@ -72,49 +63,73 @@ enum class View {
   Statement,    // the calling statement's snapshot (read-only functions)
 };
 
-// Reads the agent's latest sequence. Must be called inside SPI.
+// Reads the agent's latest sequence, compaction point and owner in one
+// query (two index probes). Must be called inside SPI.
 Latest read_latest(Datum agent, View view) {
   Latest l;
   Datum args[1] = {agent};
   Snapshot snap = view == View::Fresh ? GetLatestSnapshot() : InvalidSnapshot;
   bool read_only = view == View::Statement;
-  int rc = SPI_execute_snapshot(plan_latest(), args, nullptr, snap, InvalidSnapshot, read_only,
-                                false, 1);
-  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: latest probe failed: %d", rc);
+  SPIPlanPtr plan = cached_plan(
+      &p_latest,
+      "SELECT s.compacted_through, s.owner::pg_catalog.oid, l.sequence, l.recorded_at "
+      "FROM (SELECT $1 AS id) a "
+      "LEFT JOIN agent_journal.agent_state s ON s.agent_id OPERATOR(pg_catalog.=) a.id "
+      "LEFT JOIN LATERAL (SELECT e.sequence, e.recorded_at FROM agent_journal.entries e "
+      "  WHERE e.agent_id OPERATOR(pg_catalog.=) a.id ORDER BY e.sequence DESC LIMIT 1) l ON true",
+      1, T_UUID);
+  int rc = SPI_execute_snapshot(plan, args, nullptr, snap, InvalidSnapshot, read_only, false, 1);
+  if (rc != SPI_OK_SELECT || SPI_processed != 1)
+    elog(ERROR, "agent_journal: latest probe failed: %d", rc);
+  HeapTuple tup = SPI_tuptable->vals[0];
+  TupleDesc desc = SPI_tuptable->tupdesc;
   bool isnull;
-  if (SPI_processed > 0) {
-    l.sequence = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-    l.last_recorded_at =
-        DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-    l.has_entry = true;
-    l.known = true;  // a state row is created with the first entry
-    return l;
-  }
-  rc = SPI_execute_snapshot(plan_state(), args, nullptr, snap, InvalidSnapshot, read_only, false, 1);
-  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: state probe failed: %d", rc);
-  if (SPI_processed > 0) {
+  Datum d = SPI_getbinval(tup, desc, 1, &isnull);
+  if (!isnull) {
     l.known = true;
-    l.sequence =
-        DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    l.sequence = DatumGetInt64(d);
+  }
+  d = SPI_getbinval(tup, desc, 2, &isnull);
+  if (!isnull) l.owner = DatumGetObjectId(d);
+  d = SPI_getbinval(tup, desc, 3, &isnull);
+  if (!isnull) {
+    l.has_entry = true;
+    l.sequence = DatumGetInt64(d);  // compaction removes a prefix: the last entry is the latest
+    l.last_recorded_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
   }
   return l;
 }
 
-// Under the agent lock: the latest sequence as committed. Under REPEATABLE
-// READ / SERIALIZABLE a writer whose snapshot predates another writer's
-// commit would append after entries it cannot see; raise 40001 instead.
-Latest read_latest_locked(Datum agent, const pg_uuid_t *id) {
+// Tenants: a bound agent is usable only by roles with its owner's
+// privileges, and by admins. `who` holds the calling user.
+void check_tenant(const Latest &l, const OwnerSwitch &who, Datum agent) {
+  if (!OidIsValid(l.owner) || tenant_allows(who.saved_user, l.owner)) return;
+  ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                  errmsg("permission denied for agent %s",
+                         DatumGetCString(DirectFunctionCall1(uuid_out, agent))),
+                  errhint("The agent is bound to another role; use a role that has its "
+                          "privileges, or ask an admin.")));
+}
+
+// Under the agent lock: the latest sequence as committed, after the tenant
+// check. Under REPEATABLE READ / SERIALIZABLE a writer whose snapshot
+// predates another writer's commit would append after entries it cannot
+// see; check_serializable raises 40001 instead.
+Latest read_latest_locked(Datum agent, const OwnerSwitch &who) {
   Latest l = read_latest(agent, View::Fresh);
-  if (IsolationUsesXactSnapshot()) {
-    Latest mine = read_latest(agent, View::Transaction);
-    if (mine.sequence != l.sequence || mine.known != l.known)
-      ereport(ERROR,
-              (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-               errmsg("could not serialize access due to a concurrent append to agent %s",
-                      DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)))),
-               errhint("Retry the transaction.")));
-  }
+  check_tenant(l, who, agent);
   return l;
+}
+
+void check_serializable(const Latest &l, Datum agent) {
+  if (!IsolationUsesXactSnapshot()) return;
+  Latest mine = read_latest(agent, View::Transaction);
+  if (mine.sequence != l.sequence || mine.known != l.known || mine.owner != l.owner)
+    ereport(ERROR,
+            (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+             errmsg("could not serialize access due to a concurrent append to agent %s",
+                    DatumGetCString(DirectFunctionCall1(uuid_out, agent))),
+             errhint("Retry the transaction.")));
 }
 
 // ---------------------------------------------------------------- checks
@@ -317,12 +332,13 @@ Datum aj_append(PG_FUNCTION_ARGS) {
 
   OwnerSwitch who = spi_begin();
   lock_agent(DatumGetUUIDP(agent));
+  Latest l = read_latest_locked(agent, who);
   int64 seq;
   if (has_key && lookup_key(agent, key, hash, &seq)) {
     spi_end(who);
     PG_RETURN_INT64(seq);
   }
-  Latest l = read_latest_locked(agent, DatumGetUUIDP(agent));
+  check_serializable(l, agent);
   check_expected(fcinfo, 3, l.sequence);
   seq = l.sequence + 1;
   static const Oid types[] = {UUIDOID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID, JSONBOID};
@@ -376,12 +392,13 @@ Datum aj_append_batch(PG_FUNCTION_ARGS) {
 
   OwnerSwitch who = spi_begin();
   lock_agent(DatumGetUUIDP(agent));
+  Latest l = read_latest_locked(agent, who);
   int64 seq;
   if (has_key && lookup_key(agent, key, hash, &seq)) {
     spi_end(who);
     PG_RETURN_INT64(seq);
   }
-  Latest l = read_latest_locked(agent, DatumGetUUIDP(agent));
+  check_serializable(l, agent);
   check_expected(fcinfo, 3, l.sequence);
   static const Oid types[] = {UUIDOID, INT8OID, INT4OID, TIMESTAMPTZOID, JSONBARRAYOID, TEXTARRAYOID};
   Datum args[6] = {agent,
@@ -426,6 +443,7 @@ Datum aj_replay(PG_FUNCTION_ARGS) {
   char nulls[3] = {' ', ' ', limited ? ' ' : 'n'};
 
   OwnerSwitch who = spi_begin();
+  check_tenant(read_latest(args[0], View::Statement), who, args[0]);
   Portal portal = SPI_cursor_open(
       nullptr,
       cached_plan(&p_replay,
@@ -455,6 +473,7 @@ Datum aj_replay(PG_FUNCTION_ARGS) {
 static int64 latest_of(Datum agent) {
   OwnerSwitch who = spi_begin();
   Latest l = read_latest(agent, View::Statement);
+  check_tenant(l, who, agent);
   spi_end(who);
   return l.sequence;
 }
@@ -473,6 +492,7 @@ Datum aj_last_completed_iteration(PG_FUNCTION_ARGS) {
   require_arg(fcinfo, 0, "agent_id");
   Datum args[1] = {PG_GETARG_DATUM(0)};
   OwnerSwitch who = spi_begin();
+  check_tenant(read_latest(args[0], View::Statement), who, args[0]);
   int32 result = 0;
   bool isnull;
   int rc = SPI_execute_plan(
@@ -498,7 +518,8 @@ Datum aj_compact(PG_FUNCTION_ARGS) {
   Datum agent = PG_GETARG_DATUM(0);
   OwnerSwitch who = spi_begin();
   lock_agent(DatumGetUUIDP(agent));
-  Latest l = read_latest_locked(agent, DatumGetUUIDP(agent));
+  Latest l = read_latest_locked(agent, who);
+  check_serializable(l, agent);
   int64 through = PG_ARGISNULL(1) ? l.sequence : Min(PG_GETARG_INT64(1), l.sequence);
   int64 removed = 0;
   if (l.has_entry && through > 0) {
@@ -539,6 +560,7 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
   Datum args[1] = {agent};
   OwnerSwitch who = spi_begin();
   lock_agent(DatumGetUUIDP(agent));
+  (void)read_latest_locked(agent, who);
   int rc = SPI_execute_plan(
       cached_plan(&p_forget_entries,
                   "DELETE FROM agent_journal.entries WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
@@ -562,3 +584,52 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
   spi_end(who);
   PG_RETURN_INT64(removed);
 }
+
+Datum aj_bind_agent(PG_FUNCTION_ARGS) {
+  require_arg(fcinfo, 0, "agent_id");
+  Datum agent = PG_GETARG_DATUM(0);
+  OwnerSwitch who = spi_begin();
+  if (!is_admin(who.saved_user))
+    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                    errmsg("only admins may bind agents to roles"),
+                    errhint("Run agent_journal.grant_access(role, 'admin') as a superuser.")));
+  lock_agent(DatumGetUUIDP(agent));
+  static const Oid types[] = {UUIDOID, OIDOID};
+  Datum args[2] = {agent, PG_ARGISNULL(1) ? (Datum)0 : PG_GETARG_DATUM(1)};
+  char nulls[2] = {' ', PG_ARGISNULL(1) ? 'n' : ' '};
+  int rc = SPI_execute_plan(
+      cached_plan(&p_bind,
+                  "INSERT INTO agent_journal.agent_state AS s (agent_id, owner) "
+                  "VALUES ($1, $2::pg_catalog.regrole) ON CONFLICT (agent_id) "
+                  "DO UPDATE SET owner = EXCLUDED.owner",
+                  2, types),
+      args, nulls, false, 0);
+  if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: bind failed: %d", rc);
+  spi_end(who);
+  PG_RETURN_VOID();
+}
+
+// Row-level security on the journal tables calls this per row: may the
+// current user see this agent?
+Datum aj_agent_visible(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
+  Datum agent = PG_GETARG_DATUM(0);
+  OwnerSwitch who = spi_begin();
+  Latest l = read_latest(agent, View::Statement);
+  bool ok = !OidIsValid(l.owner) || tenant_allows(who.saved_user, l.owner);
+  spi_end(who);
+  PG_RETURN_BOOL(ok);
+}
+
+Datum aj_is_admin(PG_FUNCTION_ARGS) {
+  OwnerSwitch who = spi_begin();
+  bool ok = is_admin(who.saved_user);
+  spi_end(who);
+  PG_RETURN_BOOL(ok);
+}
+
+namespace ajpg {
+void check_agent_access(Datum agent, const OwnerSwitch &who) {
+  check_tenant(read_latest(agent, View::Statement), who, agent);
+}
+}  // namespace ajpg

@@ -785,6 +785,7 @@ Datum aj_observability(PG_FUNCTION_ARGS) {
   static const Oid t2[] = {UUIDOID, INT4OID};
   Datum a2[2] = {PG_GETARG_DATUM(0), Int32GetDatum(limit)};
   OwnerSwitch who = spi_begin();
+  check_agent_access(a2[0], who);
   int rc = SPI_execute_plan(
       cached_plan(
           &p_observability,

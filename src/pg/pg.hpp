@@ -79,4 +79,14 @@ void restore_user(const OwnerSwitch &s);
 OwnerSwitch spi_begin();
 void spi_end(const OwnerSwitch &s);
 
+// Tenants (common.cpp / journal.cpp). Inside SPI, as the extension owner.
+// Admins: superusers and roles with the privileges of a role granted
+// 'admin' by grant_access.
+bool is_admin(Oid role);
+// May `caller` use an agent bound to `owner`? (privileges of owner, or admin;
+// an owner role that was dropped leaves the agent to admins).
+bool tenant_allows(Oid caller, Oid owner);
+// ERROR 42501 unless the calling user may use the agent.
+void check_agent_access(Datum agent, const OwnerSwitch &who);
+
 }  // namespace ajpg
