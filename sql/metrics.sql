@@ -185,5 +185,8 @@ SELECT count(*) > 0 FROM agent_journal.metric_samples;
 SELECT agent_journal.otlp_json() ? 'resourceMetrics';
 SELECT agent_journal.observability(:o) ? 'replay_cost';
 SELECT count(*) FROM agent_journal.replay(:o);
+-- writers refuse (25006) instead of failing halfway
+SELECT pg_temp.err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000b0', 0, '{}')$$);
+SELECT pg_temp.err($$SELECT agent_journal.counter_add('jobs_done_total')$$);
 COMMIT;
 DROP TABLE example;

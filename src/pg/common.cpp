@@ -7,6 +7,7 @@ extern "C" {
 #include "utils/syscache.h"
 #include "catalog/pg_class.h"
 #include "utils/acl.h"
+#include "tcop/utility.h"
 }
 
 namespace ajpg {
@@ -15,6 +16,11 @@ void require_arg(FunctionCallInfo fcinfo, int argno, const char *name) {
   if (PG_ARGISNULL(argno))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("%s must not be NULL", name)));
+}
+
+void require_writable(const char *fn) {
+  PreventCommandIfReadOnly(fn);
+  PreventCommandDuringRecovery(fn);
 }
 
 SPIPlanPtr cached_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes) {

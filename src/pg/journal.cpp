@@ -313,6 +313,7 @@ TimestampTz entry_time(const Latest &l) {
 using namespace ajpg;
 
 Datum aj_append(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.append()");
   check_common_args(fcinfo);
   require_arg(fcinfo, 2, "event");
   check_size(toast_raw_datum_size(PG_GETARG_DATUM(2)), "event");
@@ -356,6 +357,7 @@ Datum aj_append(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_append_batch(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.append_batch()");
   check_common_args(fcinfo);
   require_arg(fcinfo, 2, "events");
   ArrayType *arr = PG_GETARG_ARRAYTYPE_P(2);
@@ -511,6 +513,7 @@ Datum aj_last_completed_iteration(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_compact(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.compact()");
   require_arg(fcinfo, 0, "agent_id");
   if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) < 0)
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -555,6 +558,7 @@ Datum aj_compact(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_forget_agent(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.forget_agent()");
   require_arg(fcinfo, 0, "agent_id");
   Datum agent = PG_GETARG_DATUM(0);
   Datum args[1] = {agent};
@@ -586,6 +590,7 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_bind_agent(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.bind_agent()");
   require_arg(fcinfo, 0, "agent_id");
   Datum agent = PG_GETARG_DATUM(0);
   OwnerSwitch who = spi_begin();

@@ -290,6 +290,7 @@ using namespace ajpg;
 // ================================================================ writers
 
 Datum aj_counter_add(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.counter_add()");
   const char *name = name_arg(fcinfo);
   double v = value_arg(fcinfo, 1, "value", true);
   Jsonb *labels = labels_arg(fcinfo, 2);
@@ -301,6 +302,7 @@ Datum aj_counter_add(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_gauge_set(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.gauge_set()");
   const char *name = name_arg(fcinfo);
   double v = value_arg(fcinfo, 1, "value", false);
   Jsonb *labels = labels_arg(fcinfo, 2);
@@ -317,6 +319,7 @@ Datum aj_gauge_set(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_gauge_add(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.gauge_add()");
   const char *name = name_arg(fcinfo);
   double v = value_arg(fcinfo, 1, "delta", false);
   Jsonb *labels = labels_arg(fcinfo, 2);
@@ -334,6 +337,7 @@ Datum aj_gauge_add(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_histogram_observe(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.histogram_observe()");
   const char *name = name_arg(fcinfo);
   double v = value_arg(fcinfo, 1, "value", true);
   Jsonb *labels = labels_arg(fcinfo, 2);
@@ -387,6 +391,7 @@ Datum aj_histogram_observe(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_record_rejection(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.record_rejection()");
   require_arg(fcinfo, 0, "reason");
   char *reason = text_to_cstring(PG_GETARG_TEXT_PP(0));
   if (strcmp(reason, "tenant_limit") != 0 && strcmp(reason, "capacity_limit") != 0 &&
@@ -429,6 +434,7 @@ Datum aj_record_rejection(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_ingest_snapshot(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.ingest_snapshot()");
   require_arg(fcinfo, 0, "snapshot");
   require_arg(fcinfo, 1, "service");
   Size raw = toast_raw_datum_size(PG_GETARG_DATUM(0));
@@ -464,6 +470,7 @@ Datum aj_ingest_snapshot(PG_FUNCTION_ARGS) {
 }
 
 Datum aj_prune_snapshots(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.prune_snapshots()");
   require_arg(fcinfo, 0, "older_than");
   static const Oid t1[] = {INTERVALOID};
   Datum a1[1] = {PG_GETARG_DATUM(0)};

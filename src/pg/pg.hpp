@@ -51,6 +51,10 @@ bool run_cpp(F &&f, char *buf, size_t buflen) noexcept {
   return false;
 }
 
+// Writers refuse to run in a read-only transaction or on a hot standby
+// (SQLSTATE 25006), before they take any lock.
+void require_writable(const char *fn);
+
 // NULL argument check: ERROR 22004 naming the argument.
 void require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 

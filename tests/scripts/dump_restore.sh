@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# pg_dump / pg_restore keeps every journal entry, idempotency key, agent
+# state, snapshot, metric and grant (the tables are marked with
+# pg_extension_config_dump); rows the install script seeds are not
+# restored twice; sequences continue after the restore without reuse.
+source "$(dirname "$0")/lib.bash"
+SRC=aj_dump_src
+DST=aj_dump_dst
+fresh_db $SRC
+dropdb --if-exists $DST >/dev/null 2>&1 || true
+A=00000000-0000-0000-0000-0000000000d1
+B=00000000-0000-0000-0000-0000000000d2
+psql -X -q -v ON_ERROR_STOP=1 -d $SRC >/dev/null <<SQL
+SELECT agent_journal.append('$A', i / 3, jsonb_build_object('type', 'Step', 'i', i), NULL, 'key-' || i) FROM generate_series(1, 30) i;
+SELECT agent_journal.compact('$A', 10);
+SELECT agent_journal.append_batch('$B', 0, ARRAY['{"type": "A"}', '{"type": "B"}']::jsonb[], 0, 'batch');
+SELECT agent_journal.compact('$B');
+SELECT agent_journal.ingest_snapshot('{"timestamp": 1700000000, "scheduler": {"total_scheduled": 10, "uptime_seconds": 3600, "running_agents": 5, "queued_agents": 3, "suspended_agents": 2, "max_capacity": 1000, "load_factor": 0.005}, "task_manager": {"total_tasks": 5, "healthy_tasks": 4, "average_uptime_seconds": 1800.0, "total_memory_usage": 1024}, "load_balancer": {"total_allocations": 100, "active_allocations": 5, "memory_utilization": 0.45, "cpu_utilization": 0.30, "allocation_failures": 2, "average_allocation_time_ms": 1.5}, "system": {"memory_usage_mb": 512.0, "cpu_usage_percent": 30.0}}') FROM generate_series(1, 3);
+SELECT agent_journal.counter_add('dumped_total', 7, '{"k": "v"}', 'Dumped things');
+SELECT agent_journal.histogram_observe('dumped_seconds', 0.3);
+SELECT agent_journal.record_rejection('capacity_limit', 'full');
+SELECT agent_journal.record_rejection('tenant_limit');
+SQL
+# everything the extension keeps, as one comparable text per table
+dump_state() {
+  psql -X -At -d "$1" <<'SQL'
+SELECT 'entries', md5(string_agg(format('%s|%s|%s|%s|%s|%s', agent_id, sequence, iteration, kind, recorded_at, event), ',' ORDER BY agent_id, sequence)) FROM agent_journal.entries;
+SELECT 'state', md5(string_agg(format('%s|%s|%s|%s', agent_id, compacted_through, compacted_iteration, owner), ',' ORDER BY agent_id)) FROM agent_journal.agent_state;
+SELECT 'keys', md5(string_agg(format('%s|%s|%s|%s|%s', agent_id, idempotency_key, first_sequence, last_sequence, request_hash), ',' ORDER BY agent_id, idempotency_key)) FROM agent_journal.idempotency_keys;
+SELECT 'snapshots', md5(string_agg(format('%s|%s|%s|%s', id, service, snapshot_ts, snapshot), ',' ORDER BY id)) FROM agent_journal.snapshots;
+SELECT 'families', md5(string_agg(format('%s|%s|%s|%s', name, type, help, buckets), ',' ORDER BY name)) FROM agent_journal.metric_families;
+SELECT 'series', md5(string_agg(format('%s|%s|%s|%s|%s|%s', name, labels, value, bucket_counts, sum, count), ',' ORDER BY name, labels::text)) FROM agent_journal.metric_series;
+SELECT 'rejections', md5(string_agg(format('%s|%s|%s', id, reason, detail), ',' ORDER BY id)) FROM agent_journal.rejections;
+SELECT 'exposition', md5(exposition) FROM agent_journal.prometheus;
+SQL
+}
+dump_state $SRC > "$TMPD/src.txt"
+pg_dump -Fc -d $SRC -f "$TMPD/src.dump"
+createdb $DST
+pg_restore -d $DST --exit-on-error "$TMPD/src.dump" 2>"$TMPD/restore.err" || { cat "$TMPD/restore.err"; fail "pg_restore"; }
+dump_state $DST > "$TMPD/dst.txt"
+diff "$TMPD/src.txt" "$TMPD/dst.txt" || fail "restored database differs"
+ok "every table and the exposition are identical after restore ($(wc -l < "$TMPD/dst.txt") checks)"
+expect_eq "seeded family restored once" \
+  "$(q $DST "SELECT count(*) FROM agent_journal.metric_families WHERE name = 'agent_journal_rejections_total'")" "1"
+expect_eq "journal continues after restore (no reuse after compaction)" \
+  "$(q $DST "SELECT agent_journal.append('$A', 99, '{\"type\": \"AfterRestore\"}')")" "31"
+expect_eq "fully compacted agent continues" \
+  "$(q $DST "SELECT agent_journal.append('$B', 1, '{}')")" "3"
+expect_eq "idempotency keys still answer" \
+  "$(q $DST "SELECT agent_journal.append('$A', 5, '{\"type\": \"Step\", \"i\": 15}', NULL, 'key-15')")" "15"
+expect_eq "snapshot ids continue" \
+  "$(q $DST "SELECT agent_journal.ingest_snapshot(snapshot) > (SELECT max(id) FROM agent_journal.snapshots) FROM agent_journal.snapshots LIMIT 1")" "t"
+expect_eq "rejection ids continue" \
+  "$(q $DST "SELECT agent_journal.record_rejection('tenant_limit') = 3")" "t"
+dropdb $SRC
+dropdb $DST
