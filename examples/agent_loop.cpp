@@ -1,0 +1,476 @@
+// agent_loop: a durable agent loop on agent_journal, the pattern the README
+// teaches. One file, C++17 and libpq, nothing else.
+//
+//   agent_loop --conninfo "<libpq conninfo>" --agent <uuid> --iterations N
+//              [--step-ms M] [--service NAME]
+//
+// The loop keeps nothing that matters in memory only: everything it knows
+// is rebuilt by replaying the agent's journal, so a process killed at any
+// point (kill -9 included) is simply started again with the same arguments
+// and carries on where the journal says it stopped. Each iteration k
+// journals three steps, where S is the running sum after iteration k-1
+// (the "work" of this toy agent):
+//
+//   {"type": "Thought", "iteration": k, "text": "..."}
+//   {"type": "ToolCall", "iteration": k, "tool": "add", "args": {"a": S, "b": k}, "result": S+k}
+//   {"type": "IterationCompleted", "iteration": k, "result": S+k}
+//
+// Iterations count from 1: last_completed_iteration() answers 0 for "none".
+// The rules that make it safe:
+//
+// 1. State changes only by replay. After every append the loop replays
+//    from the last sequence it knows, so a running process and a restarted
+//    one compute their state the same way.
+// 2. Every append passes expected_sequence = the latest sequence replayed.
+//    If anyone else appended meanwhile, the call fails with SQLSTATE 40001:
+//    the loop replays what it missed and decides again.
+// 3. Every append carries an idempotency key derived from (agent, iteration,
+//    step), and events are built only from replayed state, so repeating a
+//    call whose reply was lost (connection failure) returns the original
+//    sequence instead of journaling the step twice.
+// 4. A step and its metrics commit in one transaction: a crash never keeps
+//    one without the other. A transaction repeated after a lost reply may
+//    record its metrics twice: metrics are at least once, steps exactly once.
+//
+// Run one process per agent. A second one does not corrupt the journal
+// (same keys, same events: its appends return the first one's sequences),
+// but it counts the metrics again.
+//
+// Exit codes: 0 done, 1 usage, 2 database error.
+#include <libpq-fe.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 1;
+constexpr int kExitDatabase = 2;
+
+constexpr int kReplayPage = 500;      // journal entries per replay round trip
+constexpr int kConnectAttempts = 40;  // x kConnectDelay: give up after ~10 s
+constexpr auto kConnectDelay = std::chrono::milliseconds(250);
+constexpr int kMaxConflicts = 1000;  // 40001s in a row before giving up
+
+// The steps of an iteration, in order: names of the entry kinds and the
+// suffixes of their idempotency keys.
+enum Step { kThought = 0, kToolCall = 1, kCompleted = 2 };
+const char *const kStepKind[] = {"Thought", "ToolCall", "IterationCompleted"};
+const char *const kStepKey[] = {"thought", "tool_call", "completed"};
+
+struct Options {
+  std::string conninfo;  // "": PGHOST, PGPORT, PGDATABASE, ... from the environment
+  std::string agent;
+  int iterations = 0;
+  int step_ms = 50;
+  std::string service = "agent-loop";
+};
+
+// ------------------------------------------------------------- libpq
+
+// A statement that failed. connection_lost: the session is gone and the
+// statement's outcome is unknown (it may have committed).
+struct DbError : std::runtime_error {
+  DbError(const std::string &msg, std::string state, bool lost)
+      : std::runtime_error(msg), sqlstate(std::move(state)), connection_lost(lost) {}
+  std::string sqlstate;
+  bool connection_lost;
+};
+
+using Result = std::unique_ptr<PGresult, decltype(&PQclear)>;
+
+class Connection {
+ public:
+  explicit Connection(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+  ~Connection() { PQfinish(conn_); }
+  Connection(const Connection &) = delete;
+  Connection &operator=(const Connection &) = delete;
+
+  // (Re)connects, trying `attempts` times: a server that is restarting
+  // takes a few seconds to accept connections again.
+  void connect(int attempts = kConnectAttempts) {
+    for (int attempt = 1;; ++attempt) {
+      PQfinish(conn_);
+      conn_ = PQconnectdb(conninfo_.c_str());
+      if (PQstatus(conn_) == CONNECTION_OK) return;
+      if (attempt >= attempts) throw DbError(one_line(PQerrorMessage(conn_)), "", true);
+      std::this_thread::sleep_for(kConnectDelay);
+    }
+  }
+
+  // Runs one statement with text parameters (PQexecParams: values never
+  // become SQL text); throws DbError unless it succeeded.
+  Result exec(const char *sql, const std::vector<std::string> &params = {}) {
+    std::vector<const char *> values;
+    for (const std::string &p : params) values.push_back(p.c_str());
+    Result r(PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(),
+                          nullptr, nullptr, 0),
+             &PQclear);
+    const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
+    const char *state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
+    const char *msg = r ? PQresultErrorMessage(r.get()) : "";
+    throw DbError(one_line(*msg ? msg : PQerrorMessage(conn_)), state ? state : "",
+                  PQstatus(conn_) != CONNECTION_OK);
+  }
+
+  // A read-only statement: safe to repeat, so on a lost connection it
+  // reconnects and runs it again.
+  Result read(const char *sql, const std::vector<std::string> &params) {
+    for (int attempt = 1;; ++attempt) {
+      try {
+        return exec(sql, params);
+      } catch (const DbError &e) {
+        if (!e.connection_lost || attempt == kConnectAttempts) throw;
+        std::fprintf(stderr, "agent_loop: connection lost (%s); reconnecting\n", e.what());
+        connect();
+      }
+    }
+  }
+
+  // Ends the current transaction. If the connection is gone, so is the
+  // transaction: reconnect.
+  void rollback() {
+    try {
+      exec("ROLLBACK");
+    } catch (const DbError &e) {
+      if (!e.connection_lost) throw;
+      connect();
+    }
+  }
+
+ private:
+  // libpq's messages end in a newline and may span lines: make them one.
+  static std::string one_line(const char *msg) {
+    std::string out;
+    for (const char *c = msg; *c; ++c) {
+      const bool space = *c == '\n' || *c == '\t' || *c == ' ';
+      if (!space)
+        out += *c;
+      else if (!out.empty() && out.back() != ' ')
+        out += ' ';
+    }
+    if (!out.empty() && out.back() == ' ') out.pop_back();
+    return out;
+  }
+
+  std::string conninfo_;
+  PGconn *conn_ = nullptr;
+};
+
+// ------------------------------------------------------------- state
+
+// What the loop knows, all of it derived from the journal.
+struct State {
+  int64_t latest = 0;     // the last sequence replayed
+  bool started = false;   // the journal holds the Started event
+  int completed = 0;      // the last iteration with an IterationCompleted
+  int steps_done = 0;     // steps of iteration completed + 1 already journaled
+  long long sum = 0;      // the running sum after iteration `completed`
+  long long pending = 0;  // the ToolCall result of iteration completed + 1
+};
+
+// Folds one journal entry into the state. Kinds the loop does not know (an
+// operator's note, say) only move `latest`.
+void apply(State &st, int64_t sequence, int iteration, const std::string &kind, long long result) {
+  st.latest = sequence;
+  const bool current = iteration == st.completed + 1;
+  if (kind == "Started") {
+    st.started = true;
+  } else if (kind == kStepKind[kThought] && current) {
+    st.steps_done = 1;
+  } else if (kind == kStepKind[kToolCall] && current) {
+    st.steps_done = 2;
+    st.pending = result;
+  } else if (kind == kStepKind[kCompleted] && current) {
+    st.completed = iteration;
+    st.sum = result;
+    st.steps_done = 0;
+  }
+}
+
+// Replays the journal after st.latest to its end, kReplayPage entries at a
+// time. The journal is gap-free, so a missing sequence means compaction
+// removed entries this loop needs (it keeps no checkpoint of its own).
+void catch_up(Connection &db, const Options &o, State &st) {
+  for (;;) {
+    Result r = db.read(
+        "SELECT sequence, iteration, kind, event ->> 'result' "
+        "FROM agent_journal.replay($1, $2, $3)",
+        {o.agent, std::to_string(st.latest + 1), std::to_string(kReplayPage)});
+    const int rows = PQntuples(r.get());
+    for (int i = 0; i < rows; ++i) {
+      const int64_t sequence = std::strtoll(PQgetvalue(r.get(), i, 0), nullptr, 10);
+      if (sequence != st.latest + 1)
+        throw DbError("journal has no entry " + std::to_string(st.latest + 1) +
+                          " (compacted?): cannot rebuild the loop's state",
+                      "", false);
+      apply(st, sequence, std::atoi(PQgetvalue(r.get(), i, 1)), PQgetvalue(r.get(), i, 2),
+            std::strtoll(PQgetvalue(r.get(), i, 3), nullptr, 10));  // NULL reads as ""
+    }
+    if (rows < kReplayPage) return;
+  }
+}
+
+// ------------------------------------------------------------- journaling
+
+// Appends `event` to iteration `iteration` with idempotency key `key` and
+// expected_sequence = st.latest, and runs `metrics` in the same transaction;
+// then replays, which applies the new entry. Returns the entry's sequence,
+// or 0 when someone else appended first (40001): the state is then caught
+// up and the caller decides again what to journal.
+int64_t journal(Connection &db, const Options &o, State &st, int iteration,
+                const std::string &event, const std::string &key,
+                const std::function<void()> &metrics) {
+  const std::string expected = std::to_string(st.latest);
+  int64_t sequence = 0;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      db.exec("BEGIN");
+      Result r = db.exec("SELECT agent_journal.append($1, $2, $3, $4, $5)",
+                         {o.agent, std::to_string(iteration), event, expected, key});
+      sequence = std::strtoll(PQgetvalue(r.get(), 0, 0), nullptr, 10);
+      metrics();
+      db.exec("COMMIT");
+      break;
+    } catch (const DbError &e) {
+      if (e.connection_lost && attempt < kConnectAttempts) {
+        // Did it commit? The key answers that: the same call again returns
+        // the original sequence if it did, and appends if it did not.
+        std::fprintf(stderr, "agent_loop: connection lost (%s); reconnecting, retrying key %s\n",
+                     e.what(), key.c_str());
+        db.connect();
+        continue;
+      }
+      if (e.sqlstate != "40001") throw;
+      db.rollback();
+      catch_up(db, o, st);
+      std::fprintf(stderr, "agent_loop: conflict at expected_sequence %s; replayed to %lld\n",
+                   expected.c_str(), static_cast<long long>(st.latest));
+      return 0;
+    }
+  }
+  catch_up(db, o, st);
+  return sequence;
+}
+
+// Idempotency keys: agent_loop/<agent>/<what>, e.g. agent_loop/<agent>/7/tool_call.
+std::string key(const Options &o, const std::string &what) {
+  return "agent_loop/" + o.agent + "/" + what;
+}
+
+// The event for `step` of iteration k, built only from replayed state: a
+// retry, or a restarted process, builds the same bytes. (The same key with
+// a different event is an error, 22023, not a retry.)
+std::string step_event(const State &st, int k, Step step) {
+  char buf[256];
+  switch (step) {
+    case kThought:
+      std::snprintf(buf, sizeof buf,
+                    R"({"type": "Thought", "iteration": %d, "text": "the sum is %lld; add %d"})", k,
+                    st.sum, k);
+      break;
+    case kToolCall:
+      std::snprintf(buf, sizeof buf,
+                    R"({"type": "ToolCall", "iteration": %d, "tool": "add", )"
+                    R"("args": {"a": %lld, "b": %d}, "result": %lld})",
+                    k, st.sum, k, st.sum + k);
+      break;
+    case kCompleted:  // the tool's result, as the journal recorded it
+      std::snprintf(buf, sizeof buf,
+                    R"({"type": "IterationCompleted", "iteration": %d, "result": %lld})", k,
+                    st.pending);
+      break;
+  }
+  return buf;
+}
+
+// A runtime snapshot in the shape ingest_snapshot validates. A real runtime
+// reports its scheduler, task manager and load balancer; this one derives
+// plausible numbers from its progress (k iterations done, 3 steps each).
+std::string snapshot_json(int k, double uptime, int step_ms) {
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  char buf[1024];
+  std::snprintf(
+      buf, sizeof buf,
+      R"({"timestamp": %.3f, )"
+      R"("scheduler": {"total_scheduled": %d, "uptime_seconds": %.3f, "running_agents": 1, )"
+      R"("queued_agents": 0, "suspended_agents": 0, "max_capacity": 8, "load_factor": 0.125}, )"
+      R"("task_manager": {"total_tasks": %d, "healthy_tasks": %d, )"
+      R"("average_uptime_seconds": %.3f, "total_memory_usage": %lld}, )"
+      R"("load_balancer": {"total_allocations": %d, "active_allocations": 1, )"
+      R"("memory_utilization": %.3f, "cpu_utilization": %.3f, "allocation_failures": 0, )"
+      R"("average_allocation_time_ms": %.3f}, )"
+      R"("system": {"memory_usage_mb": %.2f, "cpu_usage_percent": %.1f}})",
+      now, k, uptime, 3 * k, 3 * k, uptime, (4LL << 20) + k * 65536LL, k, 0.05 + 0.001 * k,
+      step_ms > 0 ? 0.02 : 0.5, 0.01 * step_ms, 4.0 + k / 16.0, step_ms > 0 ? 2.0 : 50.0);
+  return buf;
+}
+
+// ------------------------------------------------------------- the loop
+
+int run(const Options &o) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = Clock::now();
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  Connection db(o.conninfo);
+  db.connect(1);  // a wrong conninfo fails at once; later reconnects retry
+
+  // 1. Resume: rebuild the state from the journal. last_completed_iteration
+  //    is the highest iteration journaled, which counts an iteration whose
+  //    Thought was written but that never completed: the replay, not it,
+  //    says which steps are done.
+  Result where =
+      db.read("SELECT agent_journal.next_sequence($1), agent_journal.last_completed_iteration($1)",
+              {o.agent});
+  State st;
+  catch_up(db, o, st);
+  std::printf(
+      "agent %s: next_sequence %s, last_completed_iteration %s; replayed %lld entries: "
+      "%d iterations completed, %d steps into the next\n",
+      o.agent.c_str(), PQgetvalue(where.get(), 0, 0), PQgetvalue(where.get(), 0, 1),
+      static_cast<long long>(st.latest), st.completed, st.steps_done);
+
+  // 2. Say so in the journal: Started once per agent, Resumed on each
+  //    restart with work left. The Resumed key names the sequence it
+  //    follows, so only a retry of this very append can match it.
+  const bool fresh = !st.started;
+  while (st.completed < o.iterations) {
+    std::string event = R"({"type": "Started"})", what = "started";
+    if (!fresh) {
+      event = R"({"type": "Resumed", "from_iteration": )" + std::to_string(st.completed + 1) +
+              R"(, "from_step": ")" + kStepKey[st.steps_done] + "\"}";
+      what = "resumed@" + std::to_string(st.latest);
+    }
+    if (journal(db, o, st, st.completed, event, key(o, what), [] {}) != 0) break;
+  }
+
+  // 3. Run: the next step is always "the first one the journal lacks".
+  int conflicts = 0;
+  int timed_iteration = 0;
+  Clock::time_point iteration_start = t0;
+  while (st.completed < o.iterations) {
+    const int k = st.completed + 1;
+    const Step step = static_cast<Step>(st.steps_done);
+    if (k != timed_iteration) {
+      timed_iteration = k;
+      iteration_start = Clock::now();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(o.step_ms));  // think, call the tool
+
+    auto metrics = [&] {
+      db.exec(
+          "SELECT agent_journal.counter_add('agent_loop_steps_total', 1, "
+          "jsonb_build_object('agent', $1::text, 'step', $2::text), "
+          "'steps journaled by examples/agent_loop')",
+          {o.agent, kStepKey[step]});
+      if (step != kCompleted) return;
+      db.exec("SELECT agent_journal.histogram_observe('agent_loop_iteration_seconds', $1::float8)",
+              {std::to_string(seconds_since(iteration_start))});
+      db.exec("SELECT agent_journal.ingest_snapshot($1::jsonb, $2::text)",
+              {snapshot_json(k, seconds_since(t0), o.step_ms), o.service});
+    };
+    const int64_t sequence = journal(db, o, st, k, step_event(st, k, step),
+                                     key(o, std::to_string(k) + "/" + kStepKey[step]), metrics);
+    if (sequence == 0) {
+      if (++conflicts == kMaxConflicts)
+        throw DbError("too many conflicting appends", "40001", false);
+      continue;
+    }
+    conflicts = 0;
+    if (step == kCompleted)
+      std::printf("iteration %d done (sequence %lld)\n", k, static_cast<long long>(sequence));
+  }
+  std::printf("done: %d iterations, latest sequence %lld\n", st.completed,
+              static_cast<long long>(st.latest));
+  return kExitOk;
+}
+
+// ------------------------------------------------------------- arguments
+
+void usage(std::FILE *to) {
+  std::fputs(
+      "usage: agent_loop [--conninfo CONNINFO] --agent UUID --iterations N\n"
+      "                  [--step-ms M] [--service NAME]\n"
+      "  --conninfo   libpq connection string (default \"\": PG* environment variables)\n"
+      "  --agent      the agent's id; run again with the same id to resume\n"
+      "  --iterations iterations the agent runs in total (>= 1)\n"
+      "  --step-ms    pause before each step, in milliseconds (default 50)\n"
+      "  --service    service label of the metric snapshots (default agent-loop)\n",
+      to);
+}
+
+bool parse_int(const char *s, int min, int &out) {
+  char *end = nullptr;
+  const long v = std::strtol(s, &end, 10);
+  if (end == s || *end != '\0' || v < min || v > 1000000000) return false;
+  out = static_cast<int>(v);
+  return true;
+}
+
+bool looks_like_uuid(const std::string &s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+
+bool parse_args(int argc, char **argv, Options &o) {
+  for (int i = 1; i < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (i + 1 >= argc) return false;
+    const char *value = argv[i + 1];
+    if (flag == "--conninfo")
+      o.conninfo = value;
+    else if (flag == "--agent")
+      o.agent = value;
+    else if (flag == "--service")
+      o.service = value;
+    else if (flag == "--iterations") {
+      if (!parse_int(value, 1, o.iterations)) return false;
+    } else if (flag == "--step-ms") {
+      if (!parse_int(value, 0, o.step_ms)) return false;
+    } else
+      return false;
+  }
+  return looks_like_uuid(o.agent) && o.iterations >= 1 && !o.service.empty();
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  // Line-buffered: each "iteration k done" is visible as soon as it is true.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (argc == 2 && std::strcmp(argv[1], "--help") == 0) {
+    usage(stdout);
+    return kExitOk;
+  }
+  Options o;
+  if (!parse_args(argc, argv, o)) {
+    usage(stderr);
+    return kExitUsage;
+  }
+  try {
+    return run(o);
+  } catch (const DbError &e) {
+    std::fprintf(stderr, "agent_loop: database error%s%s: %s\n", e.sqlstate.empty() ? "" : " ",
+                 e.sqlstate.c_str(), e.what());
+    return kExitDatabase;
+  }
+}
