@@ -21,7 +21,7 @@ ISOLATION_OPTS = --inputdir=tests/isolation --outputdir=$(ISOLATION_OUT) --load-
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -Isrc
 PG_CXXFLAGS = -std=c++17 -Wno-register -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK += -lstdc++
+SHLIB_LINK += -lstdc++ -lcurl
 
 # No LLVM bitcode for the C++ module: JIT inlining of these functions buys
 # nothing and PGXS would compile them with clang without our flags.

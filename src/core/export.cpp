@@ -1,6 +1,7 @@
 #include "core/export.hpp"
 
 #include <cctype>
+#include <cstring>
 #include <stdexcept>
 
 namespace aj {
@@ -45,14 +46,7 @@ std::string_view trim(std::string_view s) {
 
 // RFC 9110 token characters.
 bool is_tchar(unsigned char c) {
-  if (std::isalnum(c)) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
+  return std::isalnum(c) || (c != 0 && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
 }
 
 int hex_digit(char c) {
@@ -66,8 +60,7 @@ int hex_digit(char c) {
 
 void validate_otlp_endpoint(std::string_view endpoint) {
   if (endpoint.empty()) return;
-  if (endpoint.size() > 2048)
-    throw std::invalid_argument("otlp_endpoint: longer than 2048 bytes");
+  if (endpoint.size() > 2048) throw std::invalid_argument("otlp_endpoint: longer than 2048 bytes");
   size_t scheme = starts_with_nocase(endpoint, "http://")    ? 7
                   : starts_with_nocase(endpoint, "https://") ? 8
                                                              : 0;
@@ -98,8 +91,7 @@ std::vector<std::pair<std::string, std::string>> parse_otlp_headers(std::string_
     if (!raw.empty()) {
       std::string where = "otlp_headers: item " + std::to_string(item);
       size_t eq = raw.find('=');
-      if (eq == std::string_view::npos)
-        throw std::invalid_argument(where + ": expected key=value");
+      if (eq == std::string_view::npos) throw std::invalid_argument(where + ": expected key=value");
       std::string_view key = trim(raw.substr(0, eq));
       std::string_view val = trim(raw.substr(eq + 1));
       if (key.empty()) throw std::invalid_argument(where + ": empty header name");
@@ -114,8 +106,7 @@ std::vector<std::pair<std::string, std::string>> parse_otlp_headers(std::string_
           int hi = i + 2 < val.size() ? hex_digit(val[i + 1]) : -1;
           int lo = i + 2 < val.size() ? hex_digit(val[i + 2]) : -1;
           if (hi < 0 || lo < 0)
-            throw std::invalid_argument(where + " (" + std::string(key) +
-                                        "): bad percent escape");
+            throw std::invalid_argument(where + " (" + std::string(key) + "): bad percent escape");
           c = static_cast<char>(hi * 16 + lo);
           i += 2;
         }

@@ -5,6 +5,7 @@
 // Rendering reads everything through SPI in one read-only snapshot, builds
 // the C++ model (src/core) in an object owned by the function's memory
 // context (owned.hpp), renders it in C++ and copies the text out.
+#include "pg/exporter.hpp"
 #include "pg/owned.hpp"
 #include "pg/pg.hpp"
 
@@ -681,6 +682,8 @@ void load_model(Model *m) {
   t.appended_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
   t.compacted_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
   cpp_or_error(run_cpp([&] { aj::append_journal_families(t, m->families); }, err, sizeof err), err);
+  // The exporter's health (shared memory; only when preloaded).
+  cpp_or_error(aj_exporter_health(&m->families, err, sizeof err), err);
 }
 
 enum class Format { Prometheus, OpenMetrics, Otlp, Samples };

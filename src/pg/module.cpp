@@ -1,4 +1,5 @@
 // Module entry: the magic block and the GUCs (agent_journal.*).
+#include "pg/exporter.hpp"
 #include "pg/pg.hpp"
 
 extern "C" {
@@ -29,5 +30,38 @@ void _PG_init(void) {
       "A service whose current snapshot is older than this is not rendered (0 = no limit).",
       nullptr, &ajpg::snapshot_max_age_seconds, 0, 0, INT_MAX, PGC_SUSET, GUC_UNIT_S,
       nullptr, nullptr, nullptr);
+  // The exporter (exporter.cpp): a background worker when preloaded.
+  DefineCustomIntVariable(
+      "agent_journal.export_interval",
+      "Seconds between two exports of the exporter background worker.", nullptr,
+      &ajpg::export_interval_s, 15, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable(
+      "agent_journal.export_database",
+      "Database whose metrics the exporter background worker exports.",
+      "The extension must be installed there. A change restarts the worker.",
+      &ajpg::export_database, "postgres", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable(
+      "agent_journal.textfile_path",
+      "File the exporter writes the Prometheus exposition to (empty = off).",
+      "An absolute path ending in .prom, in node_exporter's textfile collector directory; "
+      "replaced atomically, mode 0644.",
+      &ajpg::textfile_path, "", PGC_SIGHUP, 0, ajpg::check_textfile_path, nullptr, nullptr);
+  DefineCustomStringVariable(
+      "agent_journal.otlp_endpoint",
+      "OTLP/HTTP endpoint the exporter pushes metrics to (empty = off).",
+      "An http:// or https:// URL; the exporter POSTs JSON to <endpoint>/v1/metrics.",
+      &ajpg::otlp_endpoint, "", PGC_SIGHUP, 0, ajpg::check_otlp_endpoint, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "agent_journal.otlp_timeout",
+      "Timeout of one OTLP push (connect and transfer).", nullptr, &ajpg::otlp_timeout_ms, 5000,
+      100, 600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable(
+      "agent_journal.otlp_headers",
+      "Extra HTTP headers of OTLP pushes, as key=value pairs separated by commas.",
+      "As OTEL_EXPORTER_OTLP_HEADERS: \"Authorization=Bearer x,X-Tenant=a\"; values are "
+      "percent-decoded (%2C for a comma). Visible to superusers only.",
+      &ajpg::otlp_headers, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, ajpg::check_otlp_headers, nullptr,
+      nullptr);
   MarkGUCPrefixReserved("agent_journal");
+  if (process_shared_preload_libraries_in_progress) ajpg::exporter_register();
 }
