@@ -35,6 +35,22 @@ SPIPlanPtr cached_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *
   return *slot;
 }
 
+uint64 run_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *types, Datum *args,
+                const char *nulls, int expect_rc, bool read_only, long count) {
+  int rc = SPI_execute_plan(cached_plan(slot, sql, nargs, types), args, nulls, read_only, count);
+  if (rc != expect_rc)
+    elog(ERROR, "agent_journal: %s returned %s for: %s", "SPI_execute_plan",
+         SPI_result_code_string(rc), sql);
+  return SPI_processed;
+}
+
+int64 result_int8(int col) {
+  bool isnull;
+  if (SPI_processed == 0) elog(ERROR, "agent_journal: query returned no row");
+  Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+  return isnull ? 0 : DatumGetInt64(d);
+}
+
 void lock_agent(const pg_uuid_t *agent) {
   uint64 h = hash_bytes_extended(agent->data, UUID_LEN, 0x414A);
   LOCKTAG tag;

@@ -258,23 +258,17 @@ bool lookup_key(Datum agent, Datum key, bytea *hash, int64 *seq) {
 void store_key(Datum agent, Datum key, int64 first, int64 last, bytea *hash) {
   static const Oid types[] = {UUIDOID, TEXTOID, INT8OID, INT8OID, BYTEAOID};
   Datum args[5] = {agent, key, Int64GetDatum(first), Int64GetDatum(last), PointerGetDatum(hash)};
-  int rc = SPI_execute_plan(
-      cached_plan(&p_key_ins,
-                  "INSERT INTO agent_journal.idempotency_keys "
-                  "(agent_id, idempotency_key, first_sequence, last_sequence, request_hash) "
-                  "VALUES ($1, $2, $3, $4, $5)",
-                  5, types),
-      args, nullptr, false, 0);
-  if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: key insert failed: %d", rc);
+  run_plan(&p_key_ins,
+           "INSERT INTO agent_journal.idempotency_keys "
+           "(agent_id, idempotency_key, first_sequence, last_sequence, request_hash) "
+           "VALUES ($1, $2, $3, $4, $5)",
+           5, types, args, nullptr, SPI_OK_INSERT);
 }
 
 void create_state(Datum agent) {
   Datum args[1] = {agent};
-  int rc = SPI_execute_plan(
-      cached_plan(&p_state_ins, "INSERT INTO agent_journal.agent_state (agent_id) VALUES ($1)", 1,
-                  T_UUID),
-      args, nullptr, false, 0);
-  if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: state insert failed: %d", rc);
+  run_plan(&p_state_ins, "INSERT INTO agent_journal.agent_state (agent_id) VALUES ($1)", 1,
+           T_UUID, args, nullptr, SPI_OK_INSERT);
 }
 
 void check_expected(FunctionCallInfo fcinfo, int argno, int64 latest) {
@@ -345,11 +339,8 @@ Datum aj_append(PG_FUNCTION_ARGS) {
   static const Oid types[] = {UUIDOID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID, JSONBOID};
   Datum args[6] = {agent, Int64GetDatum(seq), Int32GetDatum(iteration), kind,
                    TimestampTzGetDatum(entry_time(l)), JsonbPGetDatum(event)};
-  int rc = SPI_execute_plan(
-      cached_plan(&p_insert, "INSERT INTO agent_journal.entries VALUES ($1, $2, $3, $4, $5, $6)", 6,
-                  types),
-      args, nullptr, false, 0);
-  if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: insert failed: %d", rc);
+  run_plan(&p_insert, "INSERT INTO agent_journal.entries VALUES ($1, $2, $3, $4, $5, $6)", 6,
+           types, args, nullptr, SPI_OK_INSERT);
   if (!l.known) create_state(agent);
   if (has_key) store_key(agent, key, seq, seq, hash);
   spi_end(who);
@@ -409,15 +400,14 @@ Datum aj_append_batch(PG_FUNCTION_ARGS) {
                    TimestampTzGetDatum(entry_time(l)),
                    PointerGetDatum(arr),
                    PointerGetDatum(kind_arr)};
-  int rc = SPI_execute_plan(
-      cached_plan(&p_insert_batch,
-                  "INSERT INTO agent_journal.entries "
-                  "SELECT $1, $2 OPERATOR(pg_catalog.+) u.o, $3, u.k, $4, u.e "
-                  "FROM ROWS FROM (pg_catalog.unnest($5), pg_catalog.unnest($6)) WITH ORDINALITY AS u(e, k, o)",
-                  6, types),
-      args, nullptr, false, 0);
-  if (rc != SPI_OK_INSERT || SPI_processed != (uint64)n)
-    elog(ERROR, "agent_journal: batch insert failed: %d", rc);
+  uint64 inserted = run_plan(
+      &p_insert_batch,
+      "INSERT INTO agent_journal.entries "
+      "SELECT $1, $2 OPERATOR(pg_catalog.+) u.o, $3, u.k, $4, u.e "
+      "FROM ROWS FROM (pg_catalog.unnest($5), pg_catalog.unnest($6)) WITH ORDINALITY AS u(e, k, o)",
+      6, types, args, nullptr, SPI_OK_INSERT);
+  if (inserted != (uint64)n) elog(ERROR, "agent_journal: batch inserted %llu of %d rows",
+                                  (unsigned long long)inserted, n);
   int64 last = l.sequence + n;
   if (!l.known) create_state(agent);
   if (has_key) store_key(agent, key, l.sequence + 1, last, hash);
@@ -543,15 +533,12 @@ Datum aj_compact(PG_FUNCTION_ARGS) {
         DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
     static const Oid utypes[] = {UUIDOID, INT8OID, INT4OID};
     Datum uargs[3] = {agent, Int64GetDatum(through), Int32GetDatum(max_iter)};
-    rc = SPI_execute_plan(
-        cached_plan(&p_state_upd,
-                    "UPDATE agent_journal.agent_state SET "
-                    "compacted_through = GREATEST(compacted_through, $2), "
-                    "compacted_iteration = GREATEST(compacted_iteration, $3) "
-                    "WHERE agent_id OPERATOR(pg_catalog.=) $1",
-                    3, utypes),
-        uargs, nullptr, false, 0);
-    if (rc != SPI_OK_UPDATE) elog(ERROR, "agent_journal: compact state update failed: %d", rc);
+    run_plan(&p_state_upd,
+             "UPDATE agent_journal.agent_state SET "
+             "compacted_through = GREATEST(compacted_through, $2), "
+             "compacted_iteration = GREATEST(compacted_iteration, $3) "
+             "WHERE agent_id OPERATOR(pg_catalog.=) $1",
+             3, utypes, uargs, nullptr, SPI_OK_UPDATE);
   }
   spi_end(who);
   PG_RETURN_INT64(removed);
@@ -565,26 +552,17 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
   OwnerSwitch who = spi_begin();
   lock_agent(DatumGetUUIDP(agent));
   (void)read_latest_locked(agent, who);
-  int rc = SPI_execute_plan(
-      cached_plan(&p_forget_entries,
-                  "DELETE FROM agent_journal.entries WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
-                  T_UUID),
-      args, nullptr, false, 0);
-  if (rc != SPI_OK_DELETE) elog(ERROR, "agent_journal: forget failed: %d", rc);
-  int64 removed = (int64)SPI_processed;
-  rc = SPI_execute_plan(
-      cached_plan(&p_forget_keys,
-                  "DELETE FROM agent_journal.idempotency_keys "
-                  "WHERE agent_id OPERATOR(pg_catalog.=) $1",
-                  1, T_UUID),
-      args, nullptr, false, 0);
-  if (rc != SPI_OK_DELETE) elog(ERROR, "agent_journal: forget keys failed: %d", rc);
-  rc = SPI_execute_plan(
-      cached_plan(&p_forget_state,
-                  "DELETE FROM agent_journal.agent_state WHERE agent_id OPERATOR(pg_catalog.=) $1",
-                  1, T_UUID),
-      args, nullptr, false, 0);
-  if (rc != SPI_OK_DELETE) elog(ERROR, "agent_journal: forget state failed: %d", rc);
+  // Entries first (their count is the answer), then keys, then the state.
+  int64 removed = (int64)run_plan(
+      &p_forget_entries,
+      "DELETE FROM agent_journal.entries WHERE agent_id OPERATOR(pg_catalog.=) $1", 1, T_UUID,
+      args, nullptr, SPI_OK_DELETE);
+  run_plan(&p_forget_keys,
+           "DELETE FROM agent_journal.idempotency_keys WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
+           T_UUID, args, nullptr, SPI_OK_DELETE);
+  run_plan(&p_forget_state,
+           "DELETE FROM agent_journal.agent_state WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
+           T_UUID, args, nullptr, SPI_OK_DELETE);
   spi_end(who);
   PG_RETURN_INT64(removed);
 }
@@ -602,14 +580,11 @@ Datum aj_bind_agent(PG_FUNCTION_ARGS) {
   static const Oid types[] = {UUIDOID, OIDOID};
   Datum args[2] = {agent, PG_ARGISNULL(1) ? (Datum)0 : PG_GETARG_DATUM(1)};
   char nulls[2] = {' ', PG_ARGISNULL(1) ? 'n' : ' '};
-  int rc = SPI_execute_plan(
-      cached_plan(&p_bind,
-                  "INSERT INTO agent_journal.agent_state AS s (agent_id, owner) "
-                  "VALUES ($1, $2::pg_catalog.regrole) ON CONFLICT (agent_id) "
-                  "DO UPDATE SET owner = EXCLUDED.owner",
-                  2, types),
-      args, nulls, false, 0);
-  if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: bind failed: %d", rc);
+  run_plan(&p_bind,
+           "INSERT INTO agent_journal.agent_state AS s (agent_id, owner) "
+           "VALUES ($1, $2::pg_catalog.regrole) ON CONFLICT (agent_id) "
+           "DO UPDATE SET owner = EXCLUDED.owner",
+           2, types, args, nulls, SPI_OK_INSERT);
   spi_end(who);
   PG_RETURN_VOID();
 }

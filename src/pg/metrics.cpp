@@ -420,15 +420,11 @@ Datum aj_record_rejection(PG_FUNCTION_ARGS) {
   Jsonb *labels = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, nullptr));
 
   OwnerSwitch who = spi_begin();
-  int rc = SPI_execute_plan(
-      cached_plan(&p_reject_ins,
-                  "INSERT INTO agent_journal.rejections (reason, detail, agent_id) "
-                  "VALUES ($1, $2, $3) RETURNING id",
-                  3, t3),
-      a3, n3, false, 0);
-  if (rc != SPI_OK_INSERT_RETURNING) elog(ERROR, "agent_journal: rejection insert failed");
-  bool isnull;
-  int64 id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  run_plan(&p_reject_ins,
+           "INSERT INTO agent_journal.rejections (reason, detail, agent_id) "
+           "VALUES ($1, $2, $3) RETURNING id",
+           3, t3, a3, n3, SPI_OK_INSERT_RETURNING);
+  int64 id = result_int8();
   counter_add_internal(REJECTIONS_FAMILY, labels, 1, nullptr, true);
   spi_end(who);
   PG_RETURN_INT64(id);
@@ -457,15 +453,11 @@ Datum aj_ingest_snapshot(PG_FUNCTION_ARGS) {
   static const Oid t3[] = {TEXTOID, FLOAT8OID, JSONBOID};
   Datum a3[3] = {PG_GETARG_DATUM(1), Float8GetDatum(ts), JsonbPGetDatum(jb)};
   OwnerSwitch who = spi_begin();
-  int rc = SPI_execute_plan(
-      cached_plan(&p_snap_ins,
-                  "INSERT INTO agent_journal.snapshots (service, snapshot_ts, snapshot) "
-                  "VALUES ($1, $2, $3) RETURNING id",
-                  3, t3),
-      a3, nullptr, false, 0);
-  if (rc != SPI_OK_INSERT_RETURNING) elog(ERROR, "agent_journal: snapshot insert failed");
-  bool isnull;
-  int64 id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  run_plan(&p_snap_ins,
+           "INSERT INTO agent_journal.snapshots (service, snapshot_ts, snapshot) "
+           "VALUES ($1, $2, $3) RETURNING id",
+           3, t3, a3, nullptr, SPI_OK_INSERT_RETURNING);
+  int64 id = result_int8();
   spi_end(who);
   PG_RETURN_INT64(id);
 }

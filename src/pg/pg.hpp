@@ -61,6 +61,14 @@ void require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 // Prepare `sql` once per backend and keep the plan (SPI_keepplan).
 SPIPlanPtr cached_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes);
 
+// Runs the cached plan for `sql` (prepared on first use), checks that SPI
+// answered `expect_rc`, and returns SPI_processed. `nulls` as in
+// SPI_execute_plan (nullptr: none).
+uint64 run_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *types, Datum *args,
+                const char *nulls, int expect_rc, bool read_only = false, long count = 0);
+// Column `col` of the first row of the last SPI result as int64.
+int64 result_int8(int col = 1);
+
 // Transaction-scoped exclusive lock on one agent's journal: an advisory lock
 // tag (no WAL, released at commit/abort) in a key space of its own
 // (locktag_field4 = AJ_LOCK_SPACE) so it never collides with the
