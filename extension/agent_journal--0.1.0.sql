@@ -9,8 +9,8 @@ REVOKE ALL ON SCHEMA agent_journal FROM PUBLIC;
 -- journal assigns `sequence` under a per-agent transaction-scoped lock.
 CREATE TABLE agent_journal.entries (
     agent_id    uuid        NOT NULL,
-    sequence    bigint      NOT NULL CHECK (sequence > 0),
-    iteration   integer     NOT NULL CHECK (iteration >= 0),
+    sequence    bigint      NOT NULL,  -- > 0, checked by append (a CHECK
+    iteration   integer     NOT NULL,  -- >= 0, here would be re-parsed per insert)
     kind        text        NOT NULL,
     recorded_at timestamptz NOT NULL,
     event       jsonb       NOT NULL,

@@ -123,6 +123,14 @@ BEGIN ISOLATION LEVEL SERIALIZABLE;
 SELECT agent_journal.append(:b, 2, '{"type": "S1"}');
 COMMIT;
 SELECT sequence, kind FROM agent_journal.replay(:b);
+-- several appends to one agent inside ONE statement, at every level
+SELECT agent_journal.append(:b, 3, jsonb_build_object('type', 'Multi', 'i', i)) FROM generate_series(1, 3) i;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT agent_journal.append(:b, 3, jsonb_build_object('type', 'MultiRR', 'i', i)) FROM generate_series(1, 3) i;
+WITH x AS (SELECT agent_journal.append(:b, 3, '{"type": "CteOne"}') AS s)
+SELECT s, agent_journal.append_batch(:b, 3, ARRAY['{"type": "CteBatch"}']::jsonb[]) FROM x;
+COMMIT;
+SELECT count(*), max(sequence), count(DISTINCT sequence) FROM agent_journal.replay(:b);
 
 -- compaction removes a prefix and never lowers the sequence or iteration
 SELECT agent_journal.compact(:a, 5);

@@ -12,6 +12,15 @@
 #include "pg/pg.hpp"
 
 extern "C" {
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "storage/proc.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "utils/memutils.h"
@@ -40,7 +49,7 @@ constexpr int MAX_KEY_BYTES = 512;
 constexpr int MAX_BATCH = 1000000;
 
 // ---------------------------------------------------------------- plans
-SPIPlanPtr p_latest, p_state_ins, p_bind, p_key, p_key_ins, p_insert, p_insert_batch,
+SPIPlanPtr p_state_ins, p_bind, p_key, p_key_ins, p_insert, p_insert_batch,
     p_replay, p_max_iter, p_delete, p_state_upd, p_forget_entries, p_forget_keys,
     p_forget_state;
 
@@ -63,40 +72,87 @@ enum class View {
   Statement,    // the calling statement's snapshot (read-only functions)
 };
 
-// Reads the agent's latest sequence, compaction point and owner in one
-// query (two index probes). Must be called inside SPI.
+// The journal's relations, looked up once per transaction (DROP/CREATE
+// EXTENSION can change their OIDs between transactions, never inside one
+// that uses them).
+struct Rels {
+  Oid entries, entries_pkey, state, state_pkey;
+};
+Rels rels_cache;
+LocalTransactionId rels_lxid = InvalidLocalTransactionId;
+
+const Rels &rels() {
+  if (rels_lxid == MyProc->lxid) return rels_cache;
+  Oid nsp = get_namespace_oid("agent_journal", false);
+  Rels r{get_relname_relid("entries", nsp), get_relname_relid("entries_pkey", nsp),
+         get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp)};
+  if (!OidIsValid(r.entries) || !OidIsValid(r.entries_pkey) || !OidIsValid(r.state) ||
+      !OidIsValid(r.state_pkey))
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("agent_journal's tables or their primary keys are missing"),
+                    errhint("Reinstall the extension.")));
+  rels_cache = r;
+  rels_lxid = MyProc->lxid;
+  return rels_cache;
+}
+
+// Column numbers (extension/agent_journal--0.1.0.sql).
+constexpr AttrNumber ENTRY_SEQUENCE = 2, ENTRY_RECORDED_AT = 5;
+constexpr AttrNumber STATE_COMPACTED_THROUGH = 3, STATE_OWNER = 5;
+
+// The first tuple of `agent` in `index` of `heap`, in `dir` (an index
+// probe, no executor); calls `use` with the slot if there is one.
+template <typename F>
+void probe(Oid heap_oid, Oid index_oid, Datum agent, Snapshot snap, ScanDirection dir, F &&use) {
+  Relation heap = table_open(heap_oid, AccessShareLock);
+  Relation index = index_open(index_oid, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, agent);
+  IndexScanDesc scan = index_beginscan(heap, index, snap, 1, 0);
+  index_rescan(scan, &key, 1, nullptr, 0);
+  TupleTableSlot *slot = table_slot_create(heap, nullptr);
+  if (index_getnext_slot(scan, dir, slot)) use(slot);
+  ExecDropSingleTupleTableSlot(slot);
+  index_endscan(scan);
+  index_close(index, AccessShareLock);
+  table_close(heap, AccessShareLock);
+}
+
+// Reads the agent's latest sequence, compaction point and owner: a
+// backward probe of the entries' primary key and a probe of agent_state.
 Latest read_latest(Datum agent, View view) {
   Latest l;
-  Datum args[1] = {agent};
-  Snapshot snap = view == View::Fresh ? GetLatestSnapshot() : InvalidSnapshot;
-  bool read_only = view == View::Statement;
-  SPIPlanPtr plan = cached_plan(
-      &p_latest,
-      "SELECT s.compacted_through, s.owner::pg_catalog.oid, l.sequence, l.recorded_at "
-      "FROM (SELECT $1 AS id) a "
-      "LEFT JOIN agent_journal.agent_state s ON s.agent_id OPERATOR(pg_catalog.=) a.id "
-      "LEFT JOIN LATERAL (SELECT e.sequence, e.recorded_at FROM agent_journal.entries e "
-      "  WHERE e.agent_id OPERATOR(pg_catalog.=) a.id ORDER BY e.sequence DESC LIMIT 1) l ON true",
-      1, T_UUID);
-  int rc = SPI_execute_snapshot(plan, args, nullptr, snap, InvalidSnapshot, read_only, false, 1);
-  if (rc != SPI_OK_SELECT || SPI_processed != 1)
-    elog(ERROR, "agent_journal: latest probe failed: %d", rc);
-  HeapTuple tup = SPI_tuptable->vals[0];
-  TupleDesc desc = SPI_tuptable->tupdesc;
-  bool isnull;
-  Datum d = SPI_getbinval(tup, desc, 1, &isnull);
-  if (!isnull) {
+  const Rels &r = rels();
+  // Writers: make this transaction's earlier inserts (even from the same
+  // statement) visible, as SPI does before each statement.
+  if (view != View::Statement) CommandCounterIncrement();
+  Snapshot snap;
+  if (view == View::Fresh) {
+    snap = GetLatestSnapshot();
+  } else if (view == View::Transaction) {
+    PushCopiedSnapshot(GetTransactionSnapshot());
+    UpdateActiveSnapshotCommandId();
+    snap = GetActiveSnapshot();
+  } else {
+    snap = GetActiveSnapshot();
+  }
+  snap = RegisterSnapshot(snap);
+  probe(r.state, r.state_pkey, agent, snap, ForwardScanDirection, [&](TupleTableSlot *slot) {
+    bool isnull;
     l.known = true;
-    l.sequence = DatumGetInt64(d);
-  }
-  d = SPI_getbinval(tup, desc, 2, &isnull);
-  if (!isnull) l.owner = DatumGetObjectId(d);
-  d = SPI_getbinval(tup, desc, 3, &isnull);
-  if (!isnull) {
+    l.sequence = DatumGetInt64(slot_getattr(slot, STATE_COMPACTED_THROUGH, &isnull));
+    Datum owner = slot_getattr(slot, STATE_OWNER, &isnull);
+    if (!isnull) l.owner = DatumGetObjectId(owner);
+  });
+  probe(r.entries, r.entries_pkey, agent, snap, BackwardScanDirection, [&](TupleTableSlot *slot) {
+    bool isnull;
     l.has_entry = true;
-    l.sequence = DatumGetInt64(d);  // compaction removes a prefix: the last entry is the latest
-    l.last_recorded_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-  }
+    // Compaction removes a prefix: the last entry is the latest sequence.
+    l.sequence = DatumGetInt64(slot_getattr(slot, ENTRY_SEQUENCE, &isnull));
+    l.last_recorded_at = DatumGetTimestampTz(slot_getattr(slot, ENTRY_RECORDED_AT, &isnull));
+  });
+  UnregisterSnapshot(snap);
+  if (view == View::Transaction) PopActiveSnapshot();
   return l;
 }
 
