@@ -50,7 +50,7 @@ constexpr int MAX_BATCH = 1000000;
 
 // ---------------------------------------------------------------- plans
 SPIPlanPtr p_state_ins, p_bind, p_key, p_key_ins, p_insert, p_insert_batch,
-    p_replay, p_max_iter, p_delete, p_state_upd, p_forget_entries, p_forget_keys,
+    p_max_iter, p_delete, p_state_upd, p_forget_entries, p_forget_keys,
     p_forget_state;
 
 const Oid T_UUID[] = {UUIDOID};
@@ -486,34 +486,40 @@ Datum aj_replay(PG_FUNCTION_ARGS) {
   InitMaterializedSRF(fcinfo, 0);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
 
-  static const Oid types[] = {UUIDOID, INT8OID, INT8OID};
-  Datum args[3] = {PG_GETARG_DATUM(0), Int64GetDatum(from), limited ? PG_GETARG_DATUM(2) : (Datum)0};
-  char nulls[3] = {' ', ' ', limited ? ' ' : 'n'};
+  int64 max_entries = limited ? PG_GETARG_INT64(2) : PG_INT64_MAX;
+  Datum agent = PG_GETARG_DATUM(0);
 
-  OwnerSwitch who = spi_begin();
-  check_tenant(read_latest(args[0], View::Statement), who, args[0]);
-  Portal portal = SPI_cursor_open(
-      nullptr,
-      cached_plan(&p_replay,
-                  "SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries "
-                  "WHERE agent_id OPERATOR(pg_catalog.=) $1 AND sequence OPERATOR(pg_catalog.>=) $2 "
-                  "ORDER BY sequence LIMIT $3",
-                  3, types),
-      args, nulls, true);
-  // Stream in chunks into the tuplestore, which spills to disk beyond work_mem.
+  OwnerSwitch who = spi_begin();  // SPI for the admin lookup of the tenant check
+  check_tenant(read_latest(agent, View::Statement), who, agent);
+  // A forward scan of the primary key (agent_id, sequence >= from) straight
+  // into the tuplestore, which spills to disk beyond work_mem: one copy per
+  // row, no executor, no SPI result set.
+  const Rels &r = rels();
+  Relation heap = table_open(r.entries, AccessShareLock);
+  Relation index = index_open(r.entries_pkey, AccessShareLock);
+  ScanKeyData keys[2];
+  ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, agent);
+  ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(from));
+  IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 2, 0);
+  index_rescan(scan, keys, 2, nullptr, 0);
+  TupleTableSlot *slot = table_slot_create(heap, nullptr);
+  // entries: agent_id, sequence, iteration, kind, recorded_at, event
+  static const AttrNumber cols[5] = {2, 3, 4, 5, 6};
   Datum values[5];
   bool isnull[5];
-  for (;;) {
-    SPI_cursor_fetch(portal, true, 1000);
-    if (SPI_processed == 0) break;
-    for (uint64 i = 0; i < SPI_processed; i++) {
-      heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, isnull);
-      tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+  for (int64 n = 0; n < max_entries && index_getnext_slot(scan, ForwardScanDirection, slot); n++) {
+    slot_getsomeattrs(slot, 6);
+    for (int i = 0; i < 5; i++) {
+      values[i] = slot->tts_values[cols[i] - 1];
+      isnull[i] = slot->tts_isnull[cols[i] - 1];
     }
-    SPI_freetuptable(SPI_tuptable);
-    CHECK_FOR_INTERRUPTS();
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+    if ((n & 1023) == 0) CHECK_FOR_INTERRUPTS();
   }
-  SPI_cursor_close(portal);
+  ExecDropSingleTupleTableSlot(slot);
+  index_endscan(scan);
+  index_close(index, AccessShareLock);
+  table_close(heap, AccessShareLock);
   spi_end(who);
   return (Datum)0;
 }
