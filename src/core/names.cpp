@@ -156,10 +156,12 @@ bool is_reserved_metric_name(const std::string &name) {
 }
 
 void validate_label_name(const std::string &name) {
-  const std::string path = label_path(name);
-  if (name.empty()) fail(path, "label name must not be empty");
+  // The path is built only when a check fails: this runs for every label
+  // of every series on each render.
+  auto path = [&name] { return label_path(name); };
+  if (name.empty()) fail(path(), "label name must not be empty");
   if (name.size() > kMaxLabelNameBytes) {
-    fail(path, "label name is " + std::to_string(name.size()) + " bytes long, at most " +
+    fail(path(), "label name is " + std::to_string(name.size()) + " bytes long, at most " +
                    std::to_string(kMaxLabelNameBytes) + " allowed");
   }
   bool ok = is_letter_or_underscore(name[0]);
@@ -167,25 +169,27 @@ void validate_label_name(const std::string &name) {
     ok = is_letter_or_underscore(name[i]) || is_digit(name[i]);
   }
   if (!ok) {
-    fail(path, "label name " + quote_for_message(name) +
+    fail(path(), "label name " + quote_for_message(name) +
                    " is not valid: must match [a-zA-Z_][a-zA-Z0-9_]*");
   }
   if (starts_with(name, "__")) {
-    fail(path, "label name \"" + name + "\" is reserved: names starting with __ are internal");
+    fail(path(), "label name \"" + name + "\" is reserved: names starting with __ are internal");
   }
   if (name == "le" || name == "quantile") {
-    fail(path, "label name \"" + name + "\" is reserved");
+    fail(path(), "label name \"" + name + "\" is reserved");
   }
 }
 
 void validate_label_value(const std::string &name, const std::string &value) {
-  const std::string path = label_path(name);
+  // The path is built only when a check fails: this runs for every label
+  // of every series on each render.
+  auto path = [&name] { return label_path(name); };
   if (value.size() > kMaxLabelValueBytes) {
-    fail(path, "label value is " + std::to_string(value.size()) + " bytes long, at most " +
+    fail(path(), "label value is " + std::to_string(value.size()) + " bytes long, at most " +
                    std::to_string(kMaxLabelValueBytes) + " allowed");
   }
-  if (value.find('\0') != std::string::npos) fail(path, "label value contains a nul byte");
-  if (!is_valid_utf8(value)) fail(path, "label value is not valid utf-8");
+  if (value.find('\0') != std::string::npos) fail(path(), "label value contains a nul byte");
+  if (!is_valid_utf8(value)) fail(path(), "label value is not valid utf-8");
 }
 
 Labels normalize_labels(Labels labels) {
