@@ -45,8 +45,7 @@ namespace {
 constexpr uint32 FAMILY_CREATE_LOCK = 1;  // advisory key in AJ_LOCK_SPACE + 1
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
-SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_counter_add,
-    p_gauge_set, p_gauge_add, p_hist, p_reject_ins, r_families, r_series, r_snapshots, r_totals,
+SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_series, r_snapshots, r_totals,
     p_observability;
 
 #define AJ_INVALID(...) \
@@ -261,26 +260,62 @@ double value_arg(FunctionCallInfo fcinfo, int argno, const char *argname, bool n
   return v;
 }
 
-// Upsert of one counter/gauge series; returns the stored value.
-double upsert_value(SPIPlanPtr *slot, const char *sql, const char *name, Jsonb *labels, double v) {
-  static const Oid t3[] = {TEXTOID, JSONBOID, FLOAT8OID};
-  Datum a3[3] = {CStringGetTextDatum(name), JsonbPGetDatum(labels), Float8GetDatum(v)};
-  int rc = SPI_execute_plan(cached_plan(slot, sql, 3, t3), a3, nullptr, false, 0);
-  if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-    elog(ERROR, "agent_journal: series upsert failed: %d", rc);
+// Counter / gauge updates. Each has a fast statement that upserts only if
+// the family already exists with the right type (and, when `help` is
+// given, already has a help text), and the plain upsert used after
+// ensure_family when the fast one wrote nothing. The fast path is one
+// statement per call; the slow one runs once per family (or on an error).
+enum class Update { CounterAdd, GaugeSet, GaugeAdd };
+
+struct UpdateSql {
+  const char *fast;
+  const char *plain;
+  SPIPlanPtr fast_plan, plain_plan;
+};
+
+#define AJ_UPSERT_HEAD "INSERT INTO agent_journal.metric_series AS s (name, labels, value) "
+#define AJ_UPSERT_FAST                                                                  \
+  "SELECT $1, $2, $3 FROM agent_journal.metric_families f "                             \
+  "WHERE f.name OPERATOR(pg_catalog.=) $1 AND f.type OPERATOR(pg_catalog.=) $4 "        \
+  "AND ($5::pg_catalog.bool OR f.help IS NOT NULL) "
+#define AJ_UPSERT_ADD                                                                        \
+  "ON CONFLICT (name, labels) DO UPDATE SET value = s.value OPERATOR(pg_catalog.+) "         \
+  "EXCLUDED.value, updated_at = pg_catalog.clock_timestamp() RETURNING s.value"
+#define AJ_UPSERT_SET                                                                  \
+  "ON CONFLICT (name, labels) DO UPDATE SET value = EXCLUDED.value, "                  \
+  "updated_at = pg_catalog.clock_timestamp() RETURNING s.value"
+
+UpdateSql update_sql[3] = {
+    {AJ_UPSERT_HEAD AJ_UPSERT_FAST AJ_UPSERT_ADD, AJ_UPSERT_HEAD "VALUES ($1, $2, $3) " AJ_UPSERT_ADD,
+     nullptr, nullptr},
+    {AJ_UPSERT_HEAD AJ_UPSERT_FAST AJ_UPSERT_SET, AJ_UPSERT_HEAD "VALUES ($1, $2, $3) " AJ_UPSERT_SET,
+     nullptr, nullptr},
+    {AJ_UPSERT_HEAD AJ_UPSERT_FAST AJ_UPSERT_ADD, AJ_UPSERT_HEAD "VALUES ($1, $2, $3) " AJ_UPSERT_ADD,
+     nullptr, nullptr},
+};
+
+// Records one value; returns the series' stored value. Inside SPI.
+double record_value(Update u, const char *name, Jsonb *labels, double v, const char *help,
+                    bool internal) {
+  UpdateSql &q = update_sql[(int)u];
+  aj::MetricType type = u == Update::CounterAdd ? aj::MetricType::Counter : aj::MetricType::Gauge;
+  static const Oid t5[] = {TEXTOID, JSONBOID, FLOAT8OID, TEXTOID, BOOLOID};
+  Datum a5[5] = {CStringGetTextDatum(name), JsonbPGetDatum(labels), Float8GetDatum(v),
+                 CStringGetTextDatum(aj::type_name(type)), BoolGetDatum(help == nullptr)};
+  bool reserved = strncmp(name, "agent_runtime_", 14) == 0 || strncmp(name, "agent_journal_", 14) == 0;
   bool isnull;
+  if ((internal || !reserved) &&
+      run_plan(&q.fast_plan, q.fast, 5, t5, a5, nullptr, SPI_OK_INSERT_RETURNING) == 1)
+    return DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  ensure_family(name, type, help, 0, nullptr, internal);
+  if (run_plan(&q.plain_plan, q.plain, 3, t5, a5, nullptr, SPI_OK_INSERT_RETURNING) != 1)
+    elog(ERROR, "agent_journal: series upsert wrote no row");
   return DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-const char *const COUNTER_ADD_SQL =
-    "INSERT INTO agent_journal.metric_series AS s (name, labels, value) VALUES ($1, $2, $3) "
-    "ON CONFLICT (name, labels) DO UPDATE SET value = s.value OPERATOR(pg_catalog.+) EXCLUDED.value, "
-    "updated_at = pg_catalog.clock_timestamp() RETURNING s.value";
-
 double counter_add_internal(const char *name, Jsonb *labels, double v, const char *help,
                             bool internal) {
-  ensure_family(name, aj::MetricType::Counter, help, 0, nullptr, internal);
-  return upsert_value(&p_counter_add, COUNTER_ADD_SQL, name, labels, v);
+  return record_value(Update::CounterAdd, name, labels, v, help, internal);
 }
 
 }  // namespace
@@ -309,12 +344,7 @@ Datum aj_gauge_set(PG_FUNCTION_ARGS) {
   Jsonb *labels = labels_arg(fcinfo, 2);
   const char *help = help_arg(fcinfo, 3);
   OwnerSwitch who = spi_begin();
-  ensure_family(name, aj::MetricType::Gauge, help, 0, nullptr, false);
-  upsert_value(&p_gauge_set,
-               "INSERT INTO agent_journal.metric_series AS s (name, labels, value) VALUES ($1, $2, $3) "
-               "ON CONFLICT (name, labels) DO UPDATE SET value = EXCLUDED.value, "
-               "updated_at = pg_catalog.clock_timestamp() RETURNING s.value",
-               name, labels, v);
+  record_value(Update::GaugeSet, name, labels, v, help, false);
   spi_end(who);
   PG_RETURN_VOID();
 }
@@ -326,13 +356,7 @@ Datum aj_gauge_add(PG_FUNCTION_ARGS) {
   Jsonb *labels = labels_arg(fcinfo, 2);
   const char *help = help_arg(fcinfo, 3);
   OwnerSwitch who = spi_begin();
-  ensure_family(name, aj::MetricType::Gauge, help, 0, nullptr, false);
-  double total = upsert_value(
-      &p_gauge_add,
-      "INSERT INTO agent_journal.metric_series AS s (name, labels, value) VALUES ($1, $2, $3) "
-      "ON CONFLICT (name, labels) DO UPDATE SET value = s.value OPERATOR(pg_catalog.+) EXCLUDED.value, "
-      "updated_at = pg_catalog.clock_timestamp() RETURNING s.value",
-      name, labels, v);
+  double total = record_value(Update::GaugeAdd, name, labels, v, help, false);
   spi_end(who);
   PG_RETURN_FLOAT8(total);
 }
