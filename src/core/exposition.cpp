@@ -447,12 +447,33 @@ Dropped prepare_families(std::vector<Family> &families, const RenderOptions &opt
         ++d.invalid;
       }
     }
-    std::stable_sort(series.begin(), series.end(),
-                     [](const Series &a, const Series &b) { return a.labels < b.labels; });
-    auto last = std::unique(series.begin(), series.end(),
-                            [](const Series &a, const Series &b) { return a.labels == b.labels; });
-    d.duplicate += static_cast<uint64_t>(series.end() - last);
-    series.erase(last, series.end());
+    // Sort by labels through one flat key per series ("n1\0v1\0n2\0v2\0":
+    // names and values hold no NUL, so comparing keys compares the label
+    // lists pair by pair) and a permutation, instead of moving Series
+    // objects around: one memcmp per comparison, one move per series.
+    {
+      std::vector<std::pair<std::string, std::size_t>> order;
+      order.reserve(series.size());
+      for (std::size_t i = 0; i < series.size(); ++i) {
+        std::string key;
+        for (const auto &[name, value] : series[i].labels) {
+          key.append(name).push_back('\0');
+          key.append(value).push_back('\0');
+        }
+        order.emplace_back(std::move(key), i);
+      }
+      std::sort(order.begin(), order.end());  // ties by index: the first one wins
+      std::vector<Series> sorted;
+      sorted.reserve(series.size());
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        if (i > 0 && order[i].first == order[i - 1].first) {
+          ++d.duplicate;
+          continue;
+        }
+        sorted.push_back(std::move(series[order[i].second]));
+      }
+      series = std::move(sorted);
+    }
     if (options.max_series_per_family > 0 && series.size() > options.max_series_per_family) {
       d.cardinality += series.size() - options.max_series_per_family;
       series.resize(options.max_series_per_family);
