@@ -1,0 +1,818 @@
+#!/usr/bin/python3
+"""The agent_journal benchmark suite, driven by bench/run.
+
+Expects a running throwaway cluster (PGHOST/PGPORT/PGUSER/PGDATABASE in the
+environment) with nothing in it yet. Creates the extension and the baseline
+objects, runs every workload against its baseline in the same run
+(alternating A/B, then B/A, ... for AJ_BENCH_ROUNDS rounds, pgbench
+-M prepared on both sides), and writes a Markdown report (and a PNG chart
+unless smoke). Standard library only: runs on Debian's /usr/bin/python3.
+
+Exit status: 0 when every workload ran or was skipped as n/a, 1 when one
+failed. Goals are reported, never asserted.
+"""
+import datetime
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+WORKLOADS = os.path.join(BENCH, "workloads")
+
+SMOKE = os.environ.get("AJ_BENCH_SMOKE", "0") not in ("", "0")
+ROUNDS = int(os.environ.get("AJ_BENCH_ROUNDS", "1" if SMOKE else "5"))
+SECONDS = int(os.environ.get("AJ_BENCH_SECONDS", "2" if SMOKE else "6"))
+WORKDIR = os.environ["AJ_BENCH_WORKDIR"]  # files the server reads (COPY, pg_read_file)
+OUT_MD = os.environ["AJ_BENCH_OUT_MD"]
+OUT_PNG = os.environ.get("AJ_BENCH_OUT_PNG", "")
+ONLY = set(filter(None, os.environ.get("AJ_BENCH_ONLY", "").split(",")))
+REPLAY_N = 10_000 if SMOKE else 1_000_000
+MEMORY_NS = [1_000, 10_000] if SMOKE else [100_000, 1_000_000]
+PROM_SIZES = [10_000] if SMOKE else [10_000, 100_000, 1_000_000]
+PROM_FAMILIES = 20
+BATCH = 1000
+
+# One event, the same on every side: a typical tool call (~190 bytes).
+EVENT = ('{"type": "tool_call", "tool": "web_search", "call_id": "call-0042", '
+         '"args": {"query": "durable execution journal postgres", "max_results": 5}, '
+         '"tokens": {"prompt": 812, "completion": 64}, "ok": true}')
+# The runtime snapshot of the C++ core's tests (src/core/snapshot.hpp).
+SNAPSHOT = ('{"timestamp": 1700000000, '
+            '"scheduler": {"total_scheduled": 10, "uptime_seconds": 3600, "running_agents": 5, '
+            '"queued_agents": 3, "suspended_agents": 2, "max_capacity": 1000, "load_factor": 0.005}, '
+            '"task_manager": {"total_tasks": 5, "healthy_tasks": 4, '
+            '"average_uptime_seconds": 1800.0, "total_memory_usage": 1024}, '
+            '"load_balancer": {"total_allocations": 100, "active_allocations": 5, '
+            '"memory_utilization": 0.45, "cpu_utilization": 0.30, "allocation_failures": 2, '
+            '"average_allocation_time_ms": 1.5}, '
+            '"system": {"memory_usage_mb": 512.0, "cpu_usage_percent": 30.0}, '
+            '"compaction": {"total_compactions": 7, "total_tokens_saved": 12000, '
+            '"compactions_by_tier": {"summarize": 5, "truncate": 2}, '
+            '"context_utilization_ratio": 0.62}}')
+ONE_AGENT = "00000000-0000-0000-0000-0000000000aa"
+REPLAY_AGENT = "00000000-0000-0000-0000-0000000000bb"
+
+
+class Failed(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------ psql
+
+def psql(sql, env_extra=None):
+    """Runs SQL (several statements allowed); returns stdout, unaligned, tuples only."""
+    env = dict(os.environ, **(env_extra or {}))
+    p = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                       env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Failed(f"psql: {p.stderr.strip()} (sql: {sql[:200]})")
+    return p.stdout.strip()
+
+
+def psql_file(path):
+    p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", path],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Failed(f"psql -f {path}: {p.stderr.strip()}")
+
+
+def quote(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def exists(kind, name):
+    fn = {"proc": "to_regprocedure", "rel": "to_regclass"}[kind]
+    return psql(f"SELECT {fn}('{name}') IS NOT NULL") == "t"
+
+
+def wait_ready(timeout=90):
+    """After a backend crash the server restarts and recovers: wait for it."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["pg_isready", "-q"]).returncode != 0:
+        if time.monotonic() > deadline:
+            raise Failed("server not accepting connections")
+        time.sleep(1)
+
+
+def reset():
+    psql("SELECT bench.reset(); CHECKPOINT;")
+
+
+# --------------------------------------------------------------- pgbench
+
+def pgbench(script, clients, defines=None, pgoptions=None, seconds=None, transactions=None):
+    """One pgbench -M prepared run; returns {'tps':, 'lat_ms':}."""
+    seconds = seconds or SECONDS
+    length = ["-t", str(transactions)] if transactions else ["-T", str(seconds)]
+    cmd = ["pgbench", "-n", "-M", "prepared"] + length + [
+           "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
+           "-f", script if os.path.isabs(script) else os.path.join(WORKLOADS, script)]
+    for k, v in (defines or {}).items():
+        cmd += ["-D", f"{k}={v}"]
+    env = dict(os.environ)
+    if pgoptions:
+        env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + pgoptions).strip()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    out = p.stdout + p.stderr
+    tps = re.search(r"^tps = ([0-9.]+)", out, re.M)
+    lat = re.search(r"^latency average = ([0-9.]+) ms", out, re.M)
+    failed = re.search(r"^number of failed transactions: (\d+)", out, re.M)
+    if p.returncode != 0 or not tps or (failed and int(failed.group(1)) > 0):
+        errs = [l for l in out.splitlines() if "ERROR" in l or "error" in l or "aborted" in l]
+        raise Failed(f"pgbench {os.path.basename(script)}: " + (errs[0] if errs else out.strip()[-300:]))
+    return {"tps": float(tps.group(1)), "lat_ms": float(lat.group(1)) if lat else None}
+
+
+def warmup(*runs):
+    """One untimed execution of each read workload: hint bits set, caches warm."""
+    for script, kw in runs:
+        pgbench(script, 1, kw.get("defines"), kw.get("pgoptions"), transactions=1)
+
+
+def alternate(sides, rounds=ROUNDS, before=reset):
+    """Runs each side once per round, order rotated every round (A B, B A,
+    ...), `before` ahead of every run. sides: [(key, fn)] -> {key: [values]}."""
+    samples = {k: [] for k, _ in sides}
+    for r in range(rounds):
+        order = sides[r % len(sides):] + sides[:r % len(sides)] if len(sides) > 2 else \
+            (sides if r % 2 == 0 else sides[::-1])
+        for key, fn in order:
+            if before:
+                before()
+            samples[key].append(fn())
+    return samples
+
+
+# --------------------------------------------------------------- results
+
+ROWS = []       # rows of the main table
+MEMORY = []     # replay memory rows
+PROM = []       # (series, ours_ms, sql_ms)
+NOTES = []
+FOREIGN = []    # (workload key, CPUs used by other processes meanwhile)
+FAILED = []
+
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def add_row(workload, ours, base, unit, clients, sync="on", goal=None, goal_text="—",
+            higher_is_better=True, met=None, samples=None, short=None):
+    """ratio is always ours' speed over the baseline's (> 1: ours faster);
+    short: the chart's label."""
+    ratio = None
+    if ours is not None and base is not None and ours > 0 and base > 0:
+        ratio = ours / base if higher_is_better else base / ours
+    if met is None and goal is not None and ratio is not None:
+        met = ratio >= goal
+    ROWS.append(dict(workload=workload, ours=ours, base=base, unit=unit, ratio=ratio,
+                     goal=goal, goal_text=goal_text, met=met, clients=clients, sync=sync,
+                     samples=samples or {}, short=short or workload))
+
+
+def na_row(workload, unit, clients, goal_text, why, sync="on"):
+    ROWS.append(dict(workload=workload, ours=None, base=None, unit=unit, ratio=None, goal=None,
+                     goal_text=goal_text, met=None, clients=clients, sync=sync, samples={},
+                     na=why))
+
+
+def human(n):
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k"
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+# ------------------------------------------------------------- workloads
+
+def w1_append_distinct():
+    d = {"event": EVENT}
+    s = alternate([("ours", lambda: pgbench("append_client_agent.sql", 8, d)["tps"]),
+                   ("base", lambda: pgbench("insert_client_agent.sql", 8, d)["tps"])])
+    add_row("1. append, 8 agents (1 per client) vs INSERT", med(s["ours"]), med(s["base"]),
+            "appends/s", 8, goal=0.90, goal_text="≥ 0.90×", samples=s,
+            short="1 append, 8 agents / INSERT")
+
+
+def w2_append_one_agent():
+    d = {"event": EVENT, "agent": ONE_AGENT}
+    for sync in ("on", "off"):
+        opt = f"-c synchronous_commit={sync}"
+        s = alternate([("ours", lambda: pgbench("append_one_agent.sql", 8, d, opt)["tps"]),
+                       ("base", lambda: pgbench("insert_one_agent.sql", 8, d, opt)["tps"])])
+        add_row(f"2. append, ONE agent, 8 clients vs INSERT", med(s["ours"]), med(s["base"]),
+                "appends/s", 8, sync=sync, goal=0.5 if sync == "off" else None,
+                goal_text="≥ 0.5× (with off)" if sync == "off" else "— (report)", samples=s,
+                short=f"2 append, 1 agent / INSERT, sync {sync}")
+
+
+def w3_batch():
+    events, rows = [], []
+    kinds = ["tool_call", "tool_result", "model_call", "checkpoint"]
+    for i in range(BATCH):
+        ev = EVENT.replace('"tool_call"', f'"{kinds[i % 4]}"').replace("call-0042", f"call-{i:04d}")
+        events.append('"' + ev.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        rows.append("\t".join([ONE_AGENT, "1", kinds[i % 4], ev.replace("\\", "\\\\")]))
+    batchfile = os.path.join(WORKDIR, "batch_events.txt")
+    rowsfile = os.path.join(WORKDIR, "batch_rows.tsv")
+    with open(batchfile, "w") as f:
+        f.write("{" + ",".join(events) + "}")
+    with open(rowsfile, "w") as f:
+        f.write("\n".join(rows) + "\n")
+    copy_script = os.path.join(WORKDIR, "copy_batch.sql")
+    with open(os.path.join(WORKLOADS, "copy_batch.sql")) as f:
+        text = f.read().replace("@ROWSFILE@", rowsfile)
+    with open(copy_script, "w") as f:
+        f.write(text)
+    # Same rows on both sides?
+    n = psql(f"SELECT cardinality(pg_read_file('{batchfile}')::jsonb[])")
+    if int(n) != BATCH:
+        raise Failed(f"batch file has {n} events, expected {BATCH}")
+    s = alternate([("ours", lambda: BATCH * pgbench("append_batch.sql", 2, {"batchfile": batchfile})["tps"]),
+                   ("base", lambda: BATCH * pgbench(copy_script, 2)["tps"])])
+    add_row(f"3. append_batch({BATCH}) vs COPY of {BATCH} rows", med(s["ours"]), med(s["base"]),
+            "rows/s", 2, goal=0.5, goal_text="≥ 0.5×", samples=s,
+            short=f"3 append_batch({BATCH}) / COPY")
+
+
+def load_replay(agent, n):
+    psql(f"""
+      INSERT INTO agent_journal.entries
+      SELECT '{agent}'::uuid, g, g / 10, 'tool_call', now() + g * interval '1 microsecond',
+             '{EVENT}'::jsonb || jsonb_build_object('n', g)
+      FROM generate_series(1, {n}) g;
+      INSERT INTO agent_journal.agent_state (agent_id) VALUES ('{agent}');
+      INSERT INTO bench.replay_plain SELECT '{agent}'::uuid, sequence, iteration, kind, recorded_at, event
+      FROM agent_journal.entries WHERE agent_id = '{agent}';""")
+
+
+def vacuum():
+    # Visibility maps set on both tables, statistics fresh (one VACUUM per call:
+    # VACUUM refuses to run in the implicit transaction of a multi-statement -c).
+    psql("VACUUM ANALYZE agent_journal.entries")
+    psql("VACUUM ANALYZE bench.replay_plain")
+
+
+class MemSampler:
+    """Peak private memory (RssAnon: palloc'd memory, not shared buffers)
+    of one backend, sampled from /proc every 2 ms while a query runs."""
+
+    def __init__(self, pid):
+        self.pid, self.peak_anon, self.hwm, self.stop = pid, 0, 0, False
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def read(self):
+        vals = {}
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("RssAnon", "VmHWM"):
+                    vals[k] = int(v.split()[0]) // 1024  # MB
+        return vals
+
+    def run(self):
+        while not self.stop:
+            try:
+                v = self.read()
+            except OSError:
+                return
+            self.peak_anon = max(self.peak_anon, v.get("RssAnon", 0))
+            self.hwm = max(self.hwm, v.get("VmHWM", 0))
+            time.sleep(0.002)
+
+
+def measure_memory(sql):
+    """Runs `sql` in a fresh backend; returns (idle MB, peak RssAnon MB,
+    VmHWM MB, temp MB, seconds). Temp: the temp blocks written by the same
+    query run again under EXPLAIN (ANALYZE, BUFFERS) in that backend."""
+    p = subprocess.Popen(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, bufsize=1)
+
+    def ask(q, lines=1):
+        p.stdin.write(q + "\n")
+        p.stdin.flush()
+        out = []
+        for _ in range(lines):
+            line = p.stdout.readline()
+            if not line:
+                raise Failed(f"psql: {p.stderr.read().strip()} (sql: {q[:200]})")
+            out.append(line.strip())
+        return "\n".join(out)
+
+    try:
+        pid = int(ask("SELECT pg_backend_pid();"))
+        m = MemSampler(pid)
+        idle = m.read().get("RssAnon", 0)
+        m.t.start()
+        t0 = time.monotonic()
+        ask(sql)
+        secs = time.monotonic() - t0
+        m.stop = True
+        m.t.join()
+        temp = ask(f"SELECT bench.temp_written_blocks({quote(sql.rstrip(';'))});")
+        return idle, m.peak_anon, m.hwm, int(temp) * 8192 / 2**20, secs
+    finally:
+        p.stdin.close()
+        p.wait()
+
+
+def w4_replay():
+    reset()
+    load_replay(REPLAY_AGENT, REPLAY_N)
+    vacuum()
+    d = {"agent": REPLAY_AGENT}
+    warmup(("replay.sql", {"defines": d}), ("replay_plain.sql", {"defines": d}))
+    s = alternate([("ours", lambda: REPLAY_N * pgbench("replay.sql", 1, d)["tps"]),
+                   ("base", lambda: REPLAY_N * pgbench("replay_plain.sql", 1, d)["tps"])],
+                  before=None)
+    add_row(f"4. replay {REPLAY_N:,} entries vs SELECT … ORDER BY sequence", med(s["ours"]),
+            med(s["base"]), "rows/s", 1, goal=0.8, goal_text="≥ 0.8×", samples=s,
+            short=f"4 replay {human(REPLAY_N)} / SELECT")
+    # Peak backend memory of one replay, at two sizes (a fresh backend each).
+    for i, n in enumerate(MEMORY_NS):
+        agent = REPLAY_AGENT if n == REPLAY_N else f"00000000-0000-0000-0000-0000000001{i:02d}"
+        if n != REPLAY_N:
+            load_replay(agent, n)
+            vacuum()
+        with open(os.path.join(WORKLOADS, "replay.sql")) as f:
+            ours_sql = re.sub(r"^--.*\n", "", f.read(), flags=re.M).replace(":agent", f"'{agent}'")
+        with open(os.path.join(WORKLOADS, "replay_plain.sql")) as f:
+            base_sql = re.sub(r"^--.*\n", "", f.read(), flags=re.M).replace(":agent", f"'{agent}'")
+        ours = measure_memory(" ".join(ours_sql.split()))
+        base = measure_memory(" ".join(base_sql.split()))
+        MEMORY.append(dict(n=n, ours=ours, base=base))
+
+
+def w5_ingest():
+    if not exists("proc", "agent_journal.ingest_snapshot(jsonb,text)"):
+        return na_row("5. ingest_snapshot vs INSERT of the jsonb", "snapshots/s", 8, "≥ 0.7×",
+                      "agent_journal.ingest_snapshot(jsonb, text) not in this build")
+    d = {"snapshot": SNAPSHOT}
+    s = alternate([("ours", lambda: pgbench("ingest_snapshot.sql", 8, d)["tps"]),
+                   ("base", lambda: pgbench("insert_snapshot.sql", 8, d)["tps"])])
+    add_row("5. ingest_snapshot (8 services) vs INSERT of the jsonb", med(s["ours"]), med(s["base"]),
+            "snapshots/s", 8, goal=0.7, goal_text="≥ 0.7×", samples=s,
+            short="5 ingest_snapshot / INSERT")
+
+
+def w6_counter():
+    if not exists("proc", "agent_journal.counter_add(text,double precision,jsonb,text)"):
+        return na_row("6. counter_add, one series vs UPDATE one row", "increments/s", 8, "≥ 1×",
+                      "agent_journal.counter_add(text, float8, jsonb, text) not in this build")
+    s = alternate([("ours", lambda: pgbench("counter_add.sql", 8)["tps"]),
+                   ("base", lambda: pgbench("counter_update.sql", 8)["tps"])])
+    add_row("6. counter_add, one series, 8 clients vs UPDATE one row", med(s["ours"]),
+            med(s["base"]), "increments/s", 8, goal=1.0, goal_text="≥ 1×", samples=s,
+            short="6 counter_add / UPDATE")
+
+
+def load_series(n):
+    reset()
+    psql(f"""
+      INSERT INTO agent_journal.metric_families (name, type, help)
+      SELECT CASE WHEN f < {PROM_FAMILIES // 2} THEN format('bench_family_%s_total', lpad(f::text, 2, '0'))
+                  ELSE format('bench_family_%s', lpad(f::text, 2, '0')) END,
+             CASE WHEN f < {PROM_FAMILIES // 2} THEN 'counter' ELSE 'gauge' END,
+             format(E'Bench family %s: a "quoted" word, a back\\\\slash', f)
+      FROM generate_series(0, {PROM_FAMILIES - 1}) f;
+      INSERT INTO agent_journal.metric_series (name, labels, value)
+      SELECT fam.name,
+             jsonb_build_object('instance', 'host-' || (i % 1000), 'path', '/api/v1/items/' || i,
+                                'status', (200 + i % 5)::text),
+             i * 1.5
+      FROM generate_series(0, {n - 1}) i
+      JOIN (SELECT name, (row_number() OVER (ORDER BY name) - 1)::int AS f
+            FROM agent_journal.metric_families WHERE name LIKE 'bench\\_family\\_%') fam
+        ON fam.f = i % {PROM_FAMILIES};""")
+    psql("VACUUM ANALYZE agent_journal.metric_families")
+    psql("VACUUM ANALYZE agent_journal.metric_series")
+
+
+def w7_prometheus():
+    missing = [x for x in ("agent_journal.prometheus", "agent_journal.metric_series",
+                           "agent_journal.metric_families") if not exists("rel", x)]
+    if missing:
+        for n, goal in zip(PROM_SIZES, ["≤ 10 ms", "≤ 100 ms", "—"]):
+            na_row(f"7. prometheus view, {n:,} series vs pure SQL", "ms", 1, goal,
+                   ", ".join(missing) + " not in this build")
+        return
+    # Render every series (the default cap is 10,000 per family).
+    opt = "-c agent_journal.max_series_per_family=2147483647"
+    for n, goal in zip(PROM_SIZES, [10.0, 100.0, None]):
+        load_series(n)
+        got = psql("SELECT count(*) FROM agent_journal.metric_series")
+        if int(got) != n:
+            raise Failed(f"loaded {got} series, expected {n}")
+        warmup(("prometheus.sql", {"pgoptions": opt}), ("prometheus_sql.sql", {"pgoptions": opt}))
+        s = alternate([("ours", lambda: pgbench("prometheus.sql", 1, pgoptions=opt)["lat_ms"]),
+                       ("base", lambda: pgbench("prometheus_sql.sql", 1, pgoptions=opt)["lat_ms"])],
+                      before=None)
+        ours, base = med(s["ours"]), med(s["base"])
+        add_row(f"7. prometheus view, {n:,} series / {PROM_FAMILIES} families vs pure SQL", ours, base,
+                "ms", 1, goal=None, goal_text=f"≤ {goal:.0f} ms" if goal else "— (report)",
+                higher_is_better=False, met=(ours <= goal) if goal else None, samples=s)
+        PROM.append((n, ours, base))
+
+
+def w8_peers():
+    d = {"event": EVENT}
+    sides = [("ours", lambda: pgbench("append_client_agent.sql", 8, d)["tps"]),
+             ("classic", lambda: pgbench("classic_append.sql", 8, d)["tps"])]
+    have_pgq = exists("rel", "pgq.queue")
+    if have_pgq:
+        sides.append(("pgq", lambda: pgbench("pgq_insert_event.sql", 8, d)["tps"]))
+    s = alternate(sides)
+    add_row("8a. append vs classic PL/pgSQL event store (advisory lock + max+1)",
+            med(s["ours"]), med(s["classic"]), "appends/s", 8, goal=1.0, goal_text="> 1× (faster)",
+            met=None, samples={"ours": s["ours"], "base": s["classic"]},
+            short="8a append / classic event store")
+    ROWS[-1]["met"] = ROWS[-1]["ratio"] is not None and ROWS[-1]["ratio"] > 1.0
+    if have_pgq:
+        add_row("8b. append vs PgQ insert_event (one queue)", med(s["ours"]), med(s["pgq"]),
+                "appends/s", 8, goal=0.9, goal_text="≥ 0.9× (within 10%)",
+                samples={"ours": s["ours"], "base": s["pgq"]}, short="8b append / PgQ insert_event")
+    else:
+        na_row("8b. append vs PgQ insert_event (one queue)", "appends/s", 8, "≥ 0.9× (within 10%)",
+               "extension pgq not available (bench/install-deps installs postgresql-15-pgq3)")
+
+
+WORKLOAD_FNS = [("1", w1_append_distinct), ("2", w2_append_one_agent), ("3", w3_batch),
+                ("8", w8_peers), ("4", w4_replay), ("5", w5_ingest), ("6", w6_counter),
+                ("7", w7_prometheus)]
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        kb = int(f.readline().split()[1])
+    return f"{os.cpu_count()} CPUs, {kb / 2**20:.0f} GiB RAM, {cpu}"
+
+
+def git_rev():
+    try:
+        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + (" (+ uncommitted changes)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+class ForeignCpu(threading.Thread):
+    """CPU time used by processes that are neither this driver's (pgbench,
+    psql) nor the bench cluster's, sampled from /proc once a second: the
+    noise other work on the machine added to the measurements."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.roots = {os.getpid()}
+        try:
+            with open(os.path.join(os.environ["AJ_CLUSTER_DIR"], "data", "postmaster.pid")) as f:
+                self.roots.add(int(f.readline()))
+        except (OSError, ValueError, KeyError):
+            pass
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.seen, self.total, self.stop, self.scans = {}, 0.0, False, 0
+
+    def scan(self):
+        procs = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    st = f.read()
+            except OSError:
+                continue
+            fields = st[st.rfind(")") + 2:].split()
+            # fields[1] = ppid, [11] utime, [12] stime, [19] starttime (stat fields 4, 14, 15, 22)
+            procs[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / self.tick, fields[19])
+        for pid, (ppid, cpu, start) in procs.items():
+            p, ours = pid, False
+            for _ in range(64):
+                if p in self.roots:
+                    ours = True
+                    break
+                if p not in procs or p in (0, 1, 2):
+                    break
+                p = procs[p][0]
+            if ours or ppid == 2 or pid == 2:
+                continue
+            key = (pid, start)
+            prev = self.seen.get(key)
+            if prev is None:
+                prev = cpu if self.scans == 0 else 0.0
+            self.total += cpu - prev
+            self.seen[key] = cpu
+        self.scans += 1
+
+    def run(self):
+        while not self.stop:
+            try:
+                self.scan()
+            except Exception:  # a monitor must never take the run down
+                pass
+            time.sleep(1)
+
+
+def so_path():
+    libdir = subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True).stdout.strip()
+    return os.path.join(libdir, "agent_journal.so")
+
+
+def so_sanitized():
+    """True when the installed module is built with ASan/UBSan: its numbers mean nothing."""
+    try:
+        with open(so_path(), "rb") as f:
+            data = f.read()
+        return b"__asan_init" in data or b"__ubsan_handle" in data
+    except OSError:
+        return False
+
+
+def so_fingerprint():
+    """sha256 prefix and mtime of the installed module: a `make install`
+    during the run would mix two builds in one report."""
+    import hashlib
+    path = so_path()
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        mtime = datetime.datetime.utcfromtimestamp(os.path.getmtime(path)).strftime("%Y-%m-%d %H:%M:%S")
+        return f"{digest} ({mtime} UTC)"
+    except OSError as e:
+        return f"unreadable: {e}"
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def write_report(started, elapsed, settings):
+    mach = machine()
+    L = []
+    L.append(f"# agent_journal benchmarks{' (smoke)' if SMOKE else ''}")
+    L.append("")
+    L.append(f"{started:%Y-%m-%d %H:%M} UTC, commit {git_rev()}, {elapsed / 60:.1f} min. "
+             f"Made by `bench/run{' --smoke' if SMOKE else ''}`; see bench/README.md.")
+    L.append("")
+    L.append(f"- machine: {mach}; load average (1/5/15 min) at start {settings.pop('load_start')}, "
+             f"at end {loadavg()} (includes the run itself; other work on the machine shows here too: both sides of a "
+             f"pair share it, alternation spreads it)")
+    L.append(f"- server: {settings['version']}; " +
+             ", ".join(f"{k}={v}" for k, v in settings.items() if k != "version"))
+    L.append(f"- method: {ROUNDS} round(s) of {SECONDS} s per side (pgbench -M prepared -T), sides "
+             f"alternated A/B then B/A; every write round starts from emptied tables and a "
+             f"CHECKPOINT; values are medians")
+    L.append("- ratio = ours ÷ baseline as a speed (> 1: ours faster; for ms: baseline ms ÷ ours ms)")
+    L.append("")
+    L.append("| workload | ours | baseline | unit | ratio | goal | met? | clients | machine | synchronous_commit |")
+    L.append("|---|---:|---:|---|---:|---|---|---:|---|---|")
+    short_mach = f"{os.cpu_count()} CPU / {int(round(int(open('/proc/meminfo').readline().split()[1]) / 2**20))} GiB"
+    for r in ROWS:
+        if r.get("na"):
+            L.append(f"| {r['workload']} | n/a | n/a | {r['unit']} | n/a | {r['goal_text']} | n/a "
+                     f"| {r['clients']} | {short_mach} | {r['sync']} |")
+            continue
+        if r.get("error"):
+            L.append(f"| {r['workload']} | error | error | {r['unit']} | — | {r['goal_text']} | error "
+                     f"| {r['clients']} | {short_mach} | {r['sync']} |")
+            continue
+        met = "—" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else "—"
+        L.append(f"| {r['workload']} | {fmt(r['ours'])} | {fmt(r['base'])} | {r['unit']} | {ratio} "
+                 f"| {r['goal_text']} | {met} | {r['clients']} | {short_mach} | {r['sync']} |")
+    L.append("")
+    L.append(f"Machine: {mach}.")
+    skipped = [r for r in ROWS if r.get("na") or r.get("error")]
+    if skipped:
+        L.append("")
+        for r in skipped:
+            L.append(f"- {r['workload']}: {'n/a: ' + r['na'] if r.get('na') else 'error: ' + r['error']}")
+    if MEMORY:
+        L.append("")
+        L.append("## Replay: backend memory")
+        L.append("")
+        L.append("One replay in a fresh backend, sampled every 2 ms from /proc/<pid>/status: RssAnon is "
+                 "the backend's private memory (palloc, tuplestore), VmHWM its peak resident set "
+                 "including the shared buffers it touched. Temp = bytes spilled to temporary files "
+                 "(temp blocks written, from the same query under EXPLAIN (ANALYZE, BUFFERS)).")
+        L.append("")
+        L.append("| entries | side | idle RssAnon MB | peak RssAnon MB | VmHWM MB | temp MB | seconds |")
+        L.append("|---:|---|---:|---:|---:|---:|---:|")
+        for m in MEMORY:
+            for side, v in (("replay()", m["ours"]), ("plain SELECT", m["base"])):
+                L.append(f"| {m['n']:,} | {side} | {v[0]} | {v[1]} | {v[2]} | {v[3]:.0f} | {v[4]:.2f} |")
+        if len(MEMORY) >= 2:
+            a, b = MEMORY[0]["ours"][1], MEMORY[-1]["ours"][1]
+            flat = b <= a * 1.25 + 16
+            L.append("")
+            L.append(f"Flat? replay() peak private memory {a} MB at {MEMORY[0]['n']:,} entries, {b} MB at "
+                     f"{MEMORY[-1]['n']:,}: {'yes' if flat else '**no**'} (criterion: ≤ 1.25× + 16 MB).")
+    L.append("")
+    L.append("## Samples (one per round, in run order)")
+    L.append("")
+    for r in ROWS:
+        if r["samples"]:
+            parts = "; ".join(f"{k}: " + ", ".join(fmt(x) for x in v) for k, v in r["samples"].items())
+            L.append(f"- {r['workload']} [{r['unit']}, sync {r['sync']}]: {parts}")
+    if FOREIGN:
+        L.append("")
+        L.append("Other processes on the machine (not this driver, not the bench cluster) used, on "
+                 f"average, in CPUs out of {os.cpu_count()}: " +
+                 ", ".join(f"workload {k} {v:.2f}" for k, v in FOREIGN) + ".")
+    if NOTES:
+        L.append("")
+        L.append("## Notes")
+        L.append("")
+        L.extend(f"- {n}" for n in NOTES)
+    L.append("")
+    os.makedirs(os.path.dirname(OUT_MD), exist_ok=True)
+    with open(OUT_MD, "w") as f:
+        f.write("\n".join(L))
+    # The table to the terminal too.
+    print("\n".join(l for l in L if l.startswith("|") or l.startswith("Flat")), flush=True)
+
+
+def write_chart():
+    if not OUT_PNG:
+        return
+    if not shutil.which("gnuplot"):
+        log("gnuplot not found (bench/install-deps installs it): no chart")
+        return
+    bars = [r for r in ROWS if r["ratio"] is not None and r["unit"] != "ms"]
+    dat = os.path.join(WORKDIR, "ratios.dat")
+    with open(dat, "w") as f:
+        for i, r in enumerate(bars):
+            label = r["short"]
+            goal = r["goal"] if r["goal"] is not None else "NaN"
+            f.write(f'{i} "{label}" {r["ratio"]:.4f} {goal}\n')
+    prom = os.path.join(WORKDIR, "prom.dat")
+    with open(prom, "w") as f:
+        for n, ours, base in PROM:
+            goal = {10_000: 10, 100_000: 100}.get(n, "NaN")
+            f.write(f"{n} {ours:.3f} {base:.3f} {goal}\n")
+    panels = 2 if PROM else 1
+    top = max([1.3] + [r["ratio"] * 1.15 for r in bars])
+    gp = f"""
+set terminal pngcairo noenhanced size {700 * panels + 200},620 font "DejaVu Sans,10"
+set output "{OUT_PNG}"
+set multiplot layout 1,{panels} title "agent_journal vs baselines — {machine()}" font ",11"
+set title "throughput ratio ours / baseline (median of {ROUNDS}; dots = goal)"
+set style fill solid 0.7 border -1
+set boxwidth 0.6
+set yrange [0:{top:.2f}]
+set xrange [-0.6:{len(bars) - 0.4}]
+set grid ytics
+set xtics rotate by -35 left font ",8"
+set bmargin 11
+unset key
+plot "{dat}" using 1:3:xtic(2) with boxes lc rgb "#3b78b0", \\
+     "" using 1:3:(sprintf("%.2f", $3)) with labels offset 0,0.7 font ",8", \\
+     "" using 1:4 with points pt 7 ps 1.3 lc rgb "#d03030", \\
+     1 with lines dt 2 lw 1.5 lc rgb "#505050"
+"""
+    if PROM:
+        gp += f"""
+set title "prometheus exposition: ms per render (log scales)"
+set logscale xy
+set xrange [5000:2000000]
+set yrange [*:*]
+set xtics norotate font ",9" (10000, 100000, 1000000)
+set format x "%.0s%c"
+set xlabel "series ({PROM_FAMILIES} families)"
+set ylabel "ms"
+set bmargin 5
+set key top left
+plot "{prom}" using 1:2 with linespoints pt 7 lw 2 title "agent_journal.prometheus", \\
+     "" using 1:3 with linespoints pt 5 lw 2 title "pure SQL", \\
+     "" using 1:4 with points pt 9 ps 1.6 lc rgb "#d03030" title "goal"
+"""
+    gp += "unset multiplot\n"
+    p = subprocess.run(["gnuplot"], input=gp, capture_output=True, text=True)
+    if p.returncode != 0:
+        log(f"gnuplot failed: {p.stderr.strip()}")
+    else:
+        log(f"chart: {OUT_PNG}")
+
+
+def keep_server_log():
+    """The cluster is removed on exit: keep the server log of a failed run."""
+    src = os.path.join(os.environ.get("AJ_CLUSTER_DIR", ""), "server.log")
+    dst = os.path.splitext(OUT_MD)[0] + ".server.log"
+    try:
+        shutil.copyfile(src, dst)
+        NOTES.append(f"server log of this run: {os.path.relpath(dst, REPO)}")
+        log(f"server log kept: {dst}")
+    except OSError:
+        pass
+
+
+def main():
+    started = datetime.datetime.utcnow()
+    t0 = time.monotonic()
+    log(f"{'smoke' if SMOKE else 'full'} run: {ROUNDS} round(s) x {SECONDS} s per side; "
+        f"load average {loadavg()}")
+    if so_sanitized():
+        msg = ("the installed agent_journal.so is built with sanitizers (ASan/UBSan): "
+               "these numbers do not describe a release build")
+        log("WARNING: " + msg)
+        NOTES.insert(0, "**WARNING**: " + msg)
+    try:
+        psql("CREATE EXTENSION agent_journal")
+    except Failed as e:
+        log(f"setup failed: {e}")
+        keep_server_log()
+        return 1
+    psql_file(os.path.join(WORKLOADS, "setup.sql"))
+    if psql("SELECT count(*) FROM pg_available_extensions WHERE name = 'pgq'") == "1":
+        psql("CREATE EXTENSION pgq; SELECT pgq.create_queue('bench_q');")
+    else:
+        NOTES.append("PgQ not installed: run bench/install-deps (postgresql-15-pgq3)")
+    settings = {"version": psql("SHOW server_version"), "load_start": loadavg()}
+    build = so_fingerprint()
+    extversion = psql("SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")
+    NOTES.append(f"agent_journal {extversion}, module sha256 {build}")
+    for g in ("synchronous_commit", "shared_buffers", "max_wal_size", "fsync", "wal_level", "jit"):
+        settings[g] = psql(f"SHOW {g}")
+    fns = psql("SELECT string_agg(p.proname, ', ' ORDER BY p.proname) FROM pg_proc p "
+               "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'agent_journal'")
+    NOTES.append(f"agent_journal functions in this build: {fns}")
+    foreign = ForeignCpu()
+    foreign.start()
+    for key, fn in WORKLOAD_FNS:
+        if ONLY and key not in ONLY:
+            continue
+        log(f"workload {key}: {fn.__name__}")
+        before = len(ROWS)
+        w0, f0 = time.monotonic(), foreign.total
+        try:
+            wait_ready()
+            fn()
+        except Failed as e:
+            msg = str(e).splitlines()[0][:300]
+            log(f"workload {key} failed: {msg}")
+            FAILED.append(key)
+            if len(ROWS) == before:
+                ROWS.append(dict(workload=f"{key}. {fn.__name__}", ours=None, base=None, unit="",
+                                 ratio=None, goal=None, goal_text="", met=None, clients="",
+                                 sync="on", samples={}, error=msg))
+        now = so_fingerprint()
+        if now.split()[0] != build.split()[0]:  # the hash; a re-install of the same build is fine
+            msg = (f"the installed agent_journal.so changed during workload {key} ({build} -> {now}): "
+                   f"this report mixes builds; run again")
+            log("WARNING: " + msg)
+            NOTES.insert(0, "**WARNING**: " + msg)
+            build = now
+        other = (foreign.total - f0) / max(time.monotonic() - w0, 1e-9)
+        FOREIGN.append((key, other))
+        if other >= 0.2:
+            log(f"  other processes on the machine used {other:.1f} CPUs meanwhile")
+        for r in ROWS[before:]:
+            if r.get("na"):
+                log(f"  {r['workload']}: n/a ({r['na']})")
+            elif not r.get("error"):
+                ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
+                log(f"  {r['workload']} [sync {r['sync']}]: ours {fmt(r['ours'])} / "
+                    f"baseline {fmt(r['base'])} {r['unit']} = {ratio}")
+    if FAILED:
+        keep_server_log()
+    write_report(started, time.monotonic() - t0, settings)
+    if not SMOKE:
+        write_chart()
+    log(f"report: {OUT_MD} ({(time.monotonic() - t0) / 60:.1f} min)")
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
