@@ -286,13 +286,11 @@ $fn$;
 COMMENT ON FUNCTION agent_journal.access_privileges(text) IS
   'the privileges each access level (writer, reader, scraper, admin) consists of';
 
-CREATE FUNCTION agent_journal.grant_access(role name, access text)
+CREATE FUNCTION agent_journal.check_access_args(role name, access text)
 RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-  p record;
 BEGIN
   IF role IS NULL THEN RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004'; END IF;
   IF access IS NULL THEN RAISE EXCEPTION 'access must not be NULL' USING ERRCODE = '22004'; END IF;
@@ -303,6 +301,20 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role) THEN
     RAISE EXCEPTION 'role "%" does not exist', role USING ERRCODE = '42704';
   END IF;
+END
+$fn$;
+COMMENT ON FUNCTION agent_journal.check_access_args(name, text) IS
+  'raises the error grant_access / revoke_access give for a NULL, unknown role or unknown level';
+
+CREATE FUNCTION agent_journal.grant_access(role name, access text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p record;
+BEGIN
+  PERFORM agent_journal.check_access_args(role, access);
   EXECUTE format('GRANT USAGE ON SCHEMA agent_journal TO %I', role);
   FOR p IN SELECT * FROM agent_journal.access_privileges(access) LOOP
     EXECUTE format('GRANT %s ON %s %s TO %I', p.privilege, p.object_type, p.object_name, role);
@@ -322,15 +334,7 @@ AS $fn$
 DECLARE
   p record;
 BEGIN
-  IF role IS NULL THEN RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = '22004'; END IF;
-  IF access IS NULL THEN RAISE EXCEPTION 'access must not be NULL' USING ERRCODE = '22004'; END IF;
-  IF access NOT IN ('writer', 'reader', 'scraper', 'admin') THEN
-    RAISE EXCEPTION 'access must be writer, reader, scraper or admin, got "%"', access
-      USING ERRCODE = '22023';
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role) THEN
-    RAISE EXCEPTION 'role "%" does not exist', role USING ERRCODE = '42704';
-  END IF;
+  PERFORM agent_journal.check_access_args(role, access);
   DELETE FROM agent_journal.access_grants g WHERE g.role = revoke_access.role::regrole AND g.access = revoke_access.access;
   -- Revoke this level's privileges, then give back those that another
   -- level the role still holds includes.

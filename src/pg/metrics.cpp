@@ -325,40 +325,32 @@ using namespace ajpg;
 
 // ================================================================ writers
 
-Datum aj_counter_add(PG_FUNCTION_ARGS) {
-  require_writable("agent_journal.counter_add()");
+// counter_add, gauge_set, gauge_add: (name, value, labels, help).
+static double record_from_sql(FunctionCallInfo fcinfo, Update u, const char *fn,
+                              const char *value_name) {
+  require_writable(fn);
   const char *name = name_arg(fcinfo);
-  double v = value_arg(fcinfo, 1, "value", true);
+  double v = value_arg(fcinfo, 1, value_name, u == Update::CounterAdd);
   Jsonb *labels = labels_arg(fcinfo, 2);
   const char *help = help_arg(fcinfo, 3);
   OwnerSwitch who = spi_begin();
-  double total = counter_add_internal(name, labels, v, help, false);
+  double stored = record_value(u, name, labels, v, help, false);
   spi_end(who);
-  PG_RETURN_FLOAT8(total);
+  return stored;
+}
+
+Datum aj_counter_add(PG_FUNCTION_ARGS) {
+  PG_RETURN_FLOAT8(
+      record_from_sql(fcinfo, Update::CounterAdd, "agent_journal.counter_add()", "value"));
 }
 
 Datum aj_gauge_set(PG_FUNCTION_ARGS) {
-  require_writable("agent_journal.gauge_set()");
-  const char *name = name_arg(fcinfo);
-  double v = value_arg(fcinfo, 1, "value", false);
-  Jsonb *labels = labels_arg(fcinfo, 2);
-  const char *help = help_arg(fcinfo, 3);
-  OwnerSwitch who = spi_begin();
-  record_value(Update::GaugeSet, name, labels, v, help, false);
-  spi_end(who);
+  (void)record_from_sql(fcinfo, Update::GaugeSet, "agent_journal.gauge_set()", "value");
   PG_RETURN_VOID();
 }
 
 Datum aj_gauge_add(PG_FUNCTION_ARGS) {
-  require_writable("agent_journal.gauge_add()");
-  const char *name = name_arg(fcinfo);
-  double v = value_arg(fcinfo, 1, "delta", false);
-  Jsonb *labels = labels_arg(fcinfo, 2);
-  const char *help = help_arg(fcinfo, 3);
-  OwnerSwitch who = spi_begin();
-  double total = record_value(Update::GaugeAdd, name, labels, v, help, false);
-  spi_end(who);
-  PG_RETURN_FLOAT8(total);
+  PG_RETURN_FLOAT8(record_from_sql(fcinfo, Update::GaugeAdd, "agent_journal.gauge_add()", "delta"));
 }
 
 Datum aj_histogram_observe(PG_FUNCTION_ARGS) {
