@@ -177,6 +177,16 @@ SELECT agent_journal.prune_snapshots(interval '1 day');
 SELECT service, snapshot->'scheduler'->'running_agents' FROM agent_journal.snapshots ORDER BY 1;
 SELECT pg_temp.err($$SELECT agent_journal.prune_snapshots(NULL)$$);
 
+-- a large render stops at statement_timeout (or pg_cancel_backend) with 57014
+INSERT INTO agent_journal.metric_families (name, type, help) VALUES ('big_total', 'counter', 'Big');
+INSERT INTO agent_journal.metric_series (name, labels, value)
+SELECT 'big_total', jsonb_build_object('i', i::text), i FROM generate_series(1, 30000) i;
+SET statement_timeout = '5ms';
+SELECT octet_length(exposition) FROM agent_journal.prometheus;  -- ERROR 57014, the session goes on
+RESET statement_timeout;
+DELETE FROM agent_journal.metric_families WHERE name = 'big_total';
+SELECT count(*) FROM agent_journal.metric_series WHERE name = 'big_total';
+
 -- read paths write nothing: they run in a read-only transaction
 BEGIN READ ONLY;
 SELECT length(exposition) > 0 FROM agent_journal.prometheus;
