@@ -100,6 +100,28 @@ Jsonb *labels_arg(FunctionCallInfo fcinfo, int argno) {
 }
 
 // ------------------------------------------------------------ families
+// The elements of a float8[] / int8[] the extension stored itself (never
+// with NULLs), as palloc'd C arrays.
+double *float8_elems(Datum array, int *n) {
+  Datum *elems;
+  bool *nulls;
+  deconstruct_array(DatumGetArrayTypeP(array), FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+                    &elems, &nulls, n);
+  double *out = (double *)palloc(sizeof(double) * (*n + 1));
+  for (int i = 0; i < *n; i++) out[i] = DatumGetFloat8(elems[i]);
+  return out;
+}
+
+int64 *int8_elems(Datum array, int *n) {
+  Datum *elems;
+  bool *nulls;
+  deconstruct_array(DatumGetArrayTypeP(array), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+                    &elems, &nulls, n);
+  int64 *out = (int64 *)palloc(sizeof(int64) * (*n + 1));
+  for (int i = 0; i < *n; i++) out[i] = DatumGetInt64(elems[i]);
+  return out;
+}
+
 struct FamilyInfo {
   aj::MetricType type;
   int nbounds;
@@ -211,20 +233,15 @@ FamilyInfo ensure_family(const char *name, aj::MetricType type, const char *help
   if (st != type)
     AJ_INVALID("name: metric family \"%s\" is a %s, not a %s", name, stored_type,
                aj::type_name(type));
-  bool help_missing = SPI_getbinval(tup, desc, 2, &isnull), help_null = isnull;
-  (void)help_missing;
+  (void)SPI_getbinval(tup, desc, 2, &isnull);
+  bool help_null = isnull;
   FamilyInfo info{type, 0, nullptr};
   if (type == aj::MetricType::Histogram) {
     Datum bd = SPI_getbinval(tup, desc, 3, &isnull);
     if (isnull) elog(ERROR, "agent_journal: histogram family \"%s\" has no buckets", name);
-    Datum *elems;
-    bool *nulls;
     int n;
-    deconstruct_array(DatumGetArrayTypeP(bd), FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-                      &elems, &nulls, &n);
+    info.bounds = float8_elems(bd, &n);
     info.nbounds = n;
-    info.bounds = (double *)palloc(sizeof(double) * (n + 1));
-    for (int i = 0; i < n; i++) info.bounds[i] = DatumGetFloat8(elems[i]);
     if (bounds_in != nullptr) {
       bool same = nwant == n;
       for (int i = 0; same && i < n; i++) same = want[i] == info.bounds[i];
@@ -567,14 +584,7 @@ void load_model(Model *m) {
     Datum bd = SPI_getbinval(ft->vals[i], ft->tupdesc, 4, &isnull);
     int nb = 0;
     double *bounds = nullptr;
-    if (!isnull) {
-      Datum *elems;
-      bool *nulls;
-      deconstruct_array(DatumGetArrayTypeP(bd), FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-                        &elems, &nulls, &nb);
-      bounds = (double *)palloc(sizeof(double) * (nb + 1));
-      for (int j = 0; j < nb; j++) bounds[j] = DatumGetFloat8(elems[j]);
-    }
+    if (!isnull) bounds = float8_elems(bd, &nb);
     cpp_or_error(run_cpp([&] {
                    aj::Family f;
                    f.name = name;
@@ -609,14 +619,7 @@ void load_model(Model *m) {
       Datum bd = SPI_getbinval(tup, desc, 4, &isnull);
       int nb = 0;
       int64 *buckets = nullptr;
-      if (!isnull) {
-        Datum *elems;
-        bool *nulls;
-        deconstruct_array(DatumGetArrayTypeP(bd), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-                          &elems, &nulls, &nb);
-        buckets = (int64 *)palloc(sizeof(int64) * (nb + 1));
-        for (int j = 0; j < nb; j++) buckets[j] = DatumGetInt64(elems[j]);
-      }
+      if (!isnull) buckets = int8_elems(bd, &nb);
       Datum sd = SPI_getbinval(tup, desc, 5, &isnull);
       double sum = isnull ? 0 : DatumGetFloat8(sd);
       Datum cd = SPI_getbinval(tup, desc, 6, &isnull);
