@@ -47,7 +47,8 @@ SELECT agent_journal.append('00000000-0000-0000-0000-0000000000a1', 0, '{"type":
 SELECT agent_journal.append('00000000-0000-0000-0000-0000000000b1', 0, '{"type": "Shared"}');
 SELECT agent_journal.counter_add('alice_steps_total');
 SELECT aj_err($$SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000a1', 'regress_aj_alice')$$);
-SELECT aj_err($$SELECT * FROM agent_journal.entries$$);
+-- writers read entries directly too (replay is an inlined query on it), through RLS
+SELECT sequence, kind FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000a1';
 SELECT aj_err($$INSERT INTO agent_journal.entries VALUES ('00000000-0000-0000-0000-0000000000a1', 99, 0, 'x', now(), '{}')$$);
 SELECT aj_err($$SELECT agent_journal.grant_access('regress_aj_alice', 'admin')$$);
 -- the scraper sees the exposition, no journal contents
@@ -73,6 +74,12 @@ SELECT aj_err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000a
 SELECT aj_err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000a2', 1, '{}')$$);
 SELECT aj_err($$SELECT agent_journal.append_batch('00000000-0000-0000-0000-0000000000a1', 1, ARRAY['{}']::jsonb[])$$);
 SELECT aj_err($$SELECT * FROM agent_journal.replay('00000000-0000-0000-0000-0000000000a1')$$);
+SELECT aj_err($$SELECT * FROM agent_journal.replay('00000000-0000-0000-0000-0000000000a1', 1, 0)$$);
+-- (a query the planner proves reads no row of it skips the check, and gets no rows)
+SELECT aj_err($$SELECT count(*) FROM agent_journal.replay('00000000-0000-0000-0000-0000000000a1') r WHERE false$$);
+-- directly, RLS hides alice's agent from bob's writer role
+SELECT count(*) FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000a1';
+SELECT count(*) > 0 AS sees_shared FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000b1';
 SELECT aj_err($$SELECT agent_journal.latest_sequence('00000000-0000-0000-0000-0000000000a1')$$);
 SELECT aj_err($$SELECT agent_journal.last_completed_iteration('00000000-0000-0000-0000-0000000000a1')$$);
 SELECT aj_err($$SELECT agent_journal.observability('00000000-0000-0000-0000-0000000000a1')$$);
@@ -95,6 +102,18 @@ SELECT aj_err($$SELECT * FROM agent_journal.replay('00000000-0000-0000-0000-0000
 SET ROLE regress_aj_alice;
 SELECT count(*) FROM agent_journal.replay('00000000-0000-0000-0000-0000000000a1');
 RESET ROLE;
+-- one transaction, one session: RLS's per-call-site answers follow the user
+-- and the command (a bind in between changes what bob sees)
+BEGIN;
+SET LOCAL ROLE regress_aj_bob;
+SELECT count(*) FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000b1';
+SET LOCAL ROLE regress_aj_alice;
+SELECT count(*) FROM agent_journal.entries WHERE agent_id IN ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1');
+RESET ROLE;
+SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000b1', 'regress_aj_alice');
+SET LOCAL ROLE regress_aj_bob;
+SELECT count(*) FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000b1';
+ROLLBACK;
 
 -- direct SQL: row-level security shows a reader only what it may see
 \c - regress_aj_reader

@@ -8,8 +8,36 @@ SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 0, '{"type":
 SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 1, '{"type": "Before2"}', 1, 'k');
 SELECT agent_journal.compact('00000000-0000-0000-0000-0000000000e1', 1);
 SELECT count(*) FROM pg_proc WHERE proname = 'ingest_snapshot';
+ALTER EXTENSION agent_journal UPDATE TO '0.2.0';
+SELECT extversion FROM pg_extension WHERE extname = 'agent_journal';
+-- 0.2.0: a writer role; replay is still the C function, served by this library
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_aj_upgrade_writer;
+RESET client_min_messages;
+CREATE ROLE regress_aj_upgrade_writer;
+SELECT agent_journal.grant_access('regress_aj_upgrade_writer', 'writer');
+SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.oid = 'agent_journal.replay(uuid, bigint, bigint)'::regprocedure;
+SET ROLE regress_aj_upgrade_writer;
+SELECT sequence, kind FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1');
+SELECT count(*) FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1', 1, 0);
+RESET ROLE;
 ALTER EXTENSION agent_journal UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'agent_journal';
+-- 0.3.0: replay is SQL (inlined) and reads entries as the caller; the
+-- writer granted under 0.2.0 got what that now takes
+SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.oid = 'agent_journal.replay(uuid, bigint, bigint)'::regprocedure;
+SELECT has_table_privilege('regress_aj_upgrade_writer', 'agent_journal.entries', 'SELECT') AS writer_reads_entries;
+SET ROLE regress_aj_upgrade_writer;
+SELECT sequence, kind FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1');
+RESET ROLE;
+-- after a restore, reapply_access grants every recorded level again
+REVOKE SELECT ON agent_journal.entries FROM regress_aj_upgrade_writer;
+SELECT agent_journal.reapply_access();
+SELECT has_table_privilege('regress_aj_upgrade_writer', 'agent_journal.entries', 'SELECT') AS writer_reads_entries;
+SELECT agent_journal.revoke_access('regress_aj_upgrade_writer', 'writer');
+DROP ROLE regress_aj_upgrade_writer;
 -- the journal is intact and continues; keys still answer
 SELECT sequence, kind FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1');
 SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 1, '{"type": "Before2"}', NULL, 'k');

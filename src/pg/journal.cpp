@@ -36,6 +36,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(aj_append);
 PG_FUNCTION_INFO_V1(aj_append_batch);
 PG_FUNCTION_INFO_V1(aj_replay);
+PG_FUNCTION_INFO_V1(aj_replay_guard);
 PG_FUNCTION_INFO_V1(aj_latest_sequence);
 PG_FUNCTION_INFO_V1(aj_next_sequence);
 PG_FUNCTION_INFO_V1(aj_last_completed_iteration);
@@ -515,22 +516,48 @@ Datum aj_append_batch(PG_FUNCTION_ARGS) {
   PG_RETURN_INT64(last);
 }
 
-Datum aj_replay(PG_FUNCTION_ARGS) {
+// replay's arguments (agent_id, from_sequence, max_entries), checked;
+// returns max_entries, or -1 for none (NULL).
+static int64 replay_args(FunctionCallInfo fcinfo) {
   require_arg(fcinfo, 0, "agent_id");
   require_arg(fcinfo, 1, "from_sequence");
   int64 from = PG_GETARG_INT64(1);
   if (from < 1)
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                     errmsg("from_sequence must be >= 1, got %lld", (long long)from)));
-  bool limited = !PG_ARGISNULL(2);
-  if (limited && PG_GETARG_INT64(2) < 0)
+  if (PG_ARGISNULL(2)) return -1;
+  int64 max_entries = PG_GETARG_INT64(2);
+  if (max_entries < 0)
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                    errmsg("max_entries must be >= 0, got %lld", (long long)PG_GETARG_INT64(2))));
+                    errmsg("max_entries must be >= 0, got %lld", (long long)max_entries)));
+  return max_entries;
+}
 
+// From 0.3.0, replay is an SQL function that PostgreSQL inlines into the
+// calling query: a plain index scan of entries, streamed, no tuplestore.
+// Its LIMIT is replay_guard(...), which the executor evaluates once before
+// the first row: it checks the arguments and the caller's access to the
+// agent (the errors replay always gave) and returns the limit. Row-level
+// security then only sees rows of an agent the caller may read.
+Datum aj_replay_guard(PG_FUNCTION_ARGS) {
+  int64 max_entries = replay_args(fcinfo);
+  Datum agent = PG_GETARG_DATUM(0);
+  OwnerSwitch who = spi_begin();
+  check_tenant(read_latest(agent, View::Statement), who, agent);
+  spi_end(who);
+  if (max_entries < 0) PG_RETURN_NULL();
+  PG_RETURN_INT64(max_entries);
+}
+
+// replay as 0.1.0 and 0.2.0 declare it (a C set-returning function), for
+// databases not yet updated with ALTER EXTENSION agent_journal UPDATE.
+Datum aj_replay(PG_FUNCTION_ARGS) {
+  int64 max_arg = replay_args(fcinfo);
+  int64 from = PG_GETARG_INT64(1);
   InitMaterializedSRF(fcinfo, 0);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
 
-  int64 max_entries = limited ? PG_GETARG_INT64(2) : PG_INT64_MAX;
+  int64 max_entries = max_arg < 0 ? PG_INT64_MAX : max_arg;
   Datum agent = PG_GETARG_DATUM(0);
 
   OwnerSwitch who = spi_begin();  // SPI for the admin lookup of the tenant check
@@ -695,22 +722,88 @@ Datum aj_bind_agent(PG_FUNCTION_ARGS) {
   PG_RETURN_VOID();
 }
 
-// Row-level security on the journal tables calls this per row: may the
-// current user see this agent?
+// Row-level security on the journal tables calls agent_visible per row
+// (and is_admin when it says no), so both remember their last answer in
+// the call site's fn_extra. An answer is reused only for the same user in
+// the same transaction and command, looking through a snapshot that sees
+// the same transactions as committed: same xmin and xmax (xmax moves as
+// soon as any transaction at or past it ends) and as many in progress
+// (one finishing below xmax leaves the in-progress list). A replay of one
+// agent thus costs one lookup, not one per row.
+namespace {
+struct AnswerKey {
+  Oid user;
+  LocalTransactionId lxid;
+  CommandId curcid;
+  TransactionId xmin, xmax;
+  uint32 xcnt;
+  int32 subxcnt;
+  bool suboverflowed, in_recovery;
+  bool operator==(const AnswerKey &o) const {
+    return user == o.user && lxid == o.lxid && curcid == o.curcid && xmin == o.xmin &&
+           xmax == o.xmax && xcnt == o.xcnt && subxcnt == o.subxcnt &&
+           suboverflowed == o.suboverflowed && in_recovery == o.in_recovery;
+  }
+};
+
+// The key of the current view, or false if it can't be keyed (no active
+// MVCC snapshot).
+bool answer_key(AnswerKey *k) {
+  if (!ActiveSnapshotSet()) return false;
+  Snapshot s = GetActiveSnapshot();
+  if (s->snapshot_type != SNAPSHOT_MVCC) return false;
+  *k = AnswerKey{GetUserId(), MyProc->lxid, s->curcid, s->xmin, s->xmax,
+                 s->xcnt, s->subxcnt, s->suboverflowed, s->takenDuringRecovery};
+  return true;
+}
+
+struct AnswerCache {
+  bool valid = false;
+  AnswerKey key{};
+  pg_uuid_t agent{};  // agent_visible only
+  bool answer = false;
+};
+
+AnswerCache *answer_cache(FunctionCallInfo fcinfo) {
+  if (fcinfo->flinfo->fn_extra == nullptr) {
+    void *mem = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(AnswerCache));
+    fcinfo->flinfo->fn_extra = new (mem) AnswerCache();
+  }
+  return static_cast<AnswerCache *>(fcinfo->flinfo->fn_extra);
+}
+}  // namespace
+
 Datum aj_agent_visible(PG_FUNCTION_ARGS) {
   if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
   Datum agent = PG_GETARG_DATUM(0);
+  const pg_uuid_t *id = DatumGetUUIDP(agent);
+  AnswerKey key{};
+  bool keyed = answer_key(&key);
+  AnswerCache *c = answer_cache(fcinfo);
+  if (keyed && c->valid && c->key == key && memcmp(&c->agent, id, sizeof(pg_uuid_t)) == 0)
+    PG_RETURN_BOOL(c->answer);
   OwnerSwitch who = spi_begin();
   Latest l = read_latest(agent, View::Statement);
   bool ok = !OidIsValid(l.owner) || tenant_allows(who.saved_user, l.owner);
   spi_end(who);
+  c->valid = keyed;
+  c->key = key;
+  c->agent = *id;
+  c->answer = ok;
   PG_RETURN_BOOL(ok);
 }
 
 Datum aj_is_admin(PG_FUNCTION_ARGS) {
+  AnswerKey key{};
+  bool keyed = answer_key(&key);
+  AnswerCache *c = answer_cache(fcinfo);
+  if (keyed && c->valid && c->key == key) PG_RETURN_BOOL(c->answer);
   OwnerSwitch who = spi_begin();
   bool ok = is_admin(who.saved_user);
   spi_end(who);
+  c->valid = keyed;
+  c->key = key;
+  c->answer = ok;
   PG_RETURN_BOOL(ok);
 }
 
