@@ -2,134 +2,79 @@
 -- Upgrade script (not a test): lives in extension/, installed by `make install`.
 \echo Use "ALTER EXTENSION agent_journal UPDATE TO '0.3.0'" to load this file. \quit
 
--- replay's checks, run once per call: the arguments and the caller's access
--- to the agent (the errors replay gives). Returns max_entries (NULL: all).
+-- What replay() shows the current user: it may execute replay and see the
+-- agent (tenant binding). Answers are cached per call site (README, "How
+-- replay reads").
+CREATE FUNCTION agent_journal.may_replay_support(internal)
+RETURNS internal
+AS 'MODULE_PATHNAME', 'aj_may_replay_support'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION agent_journal.may_replay_support(internal) IS
+  'planner support for may_replay: selectivity 1 (a replay reads an agent the caller may see)';
+CREATE FUNCTION agent_journal.may_replay(agent_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'aj_may_replay'
+LANGUAGE C STABLE PARALLEL SAFE
+SUPPORT agent_journal.may_replay_support;
+COMMENT ON FUNCTION agent_journal.may_replay(uuid) IS
+  'whether the current user may replay this agent: EXECUTE on replay and the agent visible to it';
+
+-- replay's checks, run once per call: EXECUTE on replay, the arguments and
+-- the caller's access to the agent (the errors replay gives). Returns
+-- max_entries (NULL: all).
 CREATE FUNCTION agent_journal.replay_guard(
     agent_id uuid, from_sequence bigint, max_entries bigint)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'aj_replay_guard'
 LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION agent_journal.replay_guard(uuid, bigint, bigint) IS
-  'replay''s argument and access checks; returns max_entries (NULL: no limit)';
+  'replay''s privilege, argument and tenant checks; returns max_entries (NULL: no limit)';
+
+-- The rows replay reads. An ordinary (not security_invoker) view: it reads
+-- entries with its owner's rights, and its security-barrier filter shows
+-- each user only the agents replay() would show it. A security barrier
+-- keeps the view a subquery, planned before the query around it; its ORDER
+-- BY (the primary key's order) is what makes that plan the ordered index
+-- scan replay needs rather than a scan and a sort.
+CREATE VIEW agent_journal.replay_rows WITH (security_barrier) AS
+  SELECT e.agent_id, e.sequence, e.iteration, e.kind, e.recorded_at, e.event
+  FROM agent_journal.entries e
+  WHERE agent_journal.may_replay(e.agent_id)
+  ORDER BY e.agent_id, e.sequence;
+COMMENT ON VIEW agent_journal.replay_rows IS
+  'journal entries the current user may replay (what replay() reads)';
 
 -- replay becomes an SQL function that PostgreSQL inlines into the calling
--- query: an index scan of entries_pkey streamed to the caller, in constant
--- memory, instead of a C function whose rows the executor stores in a
--- tuplestore (spilling to disk beyond work_mem) before reading them back.
--- Inlining needs: LANGUAGE sql, not STRICT, not SECURITY DEFINER, no SET
--- clause. The body is parsed now (BEGIN ATOMIC), so the caller's
--- search_path plays no part. The LIMIT is evaluated once, before the first
--- row, also for max_entries = 0. It reads entries as the calling role:
--- grant_access gives writers and readers SELECT on entries, and row-level
--- security (tenant_read) shows them only the agents they may use.
+-- query: an index scan of entries_pkey streamed to the caller in constant
+-- memory, where a C set-returning function had its rows stored in a
+-- tuplestore (spilling to disk past work_mem) and read back. Inlining needs
+-- LANGUAGE sql, not STRICT, not SECURITY DEFINER, no SET clause, and
+-- EXECUTE on replay for the caller. BEGIN ATOMIC parses the body now, so
+-- the caller's search_path plays no part. The LIMIT runs once, before the
+-- first row, also for max_entries = 0.
 CREATE OR REPLACE FUNCTION agent_journal.replay(
     agent_id uuid, from_sequence bigint DEFAULT 1, max_entries bigint DEFAULT NULL)
 RETURNS TABLE (sequence bigint, iteration integer, kind text,
                recorded_at timestamptz, event jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE ROWS 1000
 BEGIN ATOMIC
-  SELECT e.sequence, e.iteration, e.kind, e.recorded_at, e.event
-  FROM agent_journal.entries e
-  WHERE e.agent_id = replay.agent_id AND e.sequence >= replay.from_sequence
-  ORDER BY e.sequence
+  SELECT r.sequence, r.iteration, r.kind, r.recorded_at, r.event
+  FROM agent_journal.replay_rows r
+  WHERE r.agent_id = replay.agent_id AND r.sequence >= replay.from_sequence
+  ORDER BY r.sequence
   LIMIT agent_journal.replay_guard(replay.agent_id, replay.from_sequence, replay.max_entries);
 END;
 
--- Writers now need SELECT on entries (and the functions its row-level
--- security calls) to replay; readers need replay_guard.
-CREATE OR REPLACE FUNCTION agent_journal.access_privileges(access text)
-RETURNS TABLE (object_type text, object_name text, privilege text)
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-  SELECT t.object_type, t.object_name, t.privilege FROM (VALUES
-    ('writer', 'FUNCTION', 'agent_journal.append(uuid, integer, jsonb, bigint, text)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.append_batch(uuid, integer, jsonb[], bigint, text)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.replay(uuid, bigint, bigint)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.replay_guard(uuid, bigint, bigint)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.agent_visible(uuid)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.is_admin()', 'EXECUTE'),
-    ('writer', 'TABLE', 'agent_journal.entries', 'SELECT'),
-    ('writer', 'FUNCTION', 'agent_journal.latest_sequence(uuid)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.next_sequence(uuid)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.last_completed_iteration(uuid)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.compact(uuid, bigint)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.forget_agent(uuid)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.observability(uuid, integer)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.ingest_snapshot(jsonb, text)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.counter_add(text, double precision, jsonb, text)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.gauge_set(text, double precision, jsonb, text)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.gauge_add(text, double precision, jsonb, text)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.histogram_observe(text, double precision, jsonb, double precision[], text)', 'EXECUTE'),
-    ('writer', 'FUNCTION', 'agent_journal.record_rejection(text, text, uuid)', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.replay(uuid, bigint, bigint)', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.replay_guard(uuid, bigint, bigint)', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.latest_sequence(uuid)', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.next_sequence(uuid)', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.last_completed_iteration(uuid)', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.observability(uuid, integer)', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.agent_visible(uuid)', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.is_admin()', 'EXECUTE'),
-    ('reader', 'TABLE', 'agent_journal.entries', 'SELECT'),
-    ('reader', 'TABLE', 'agent_journal.agent_state', 'SELECT'),
-    ('reader', 'TABLE', 'agent_journal.agents', 'SELECT'),
-    ('reader', 'FUNCTION', 'agent_journal.prometheus_text()', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.openmetrics_text()', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.otlp_json(text)', 'EXECUTE'),
-    ('reader', 'FUNCTION', 'agent_journal.metric_samples_fn()', 'EXECUTE'),
-    ('reader', 'TABLE', 'agent_journal.prometheus', 'SELECT'),
-    ('reader', 'TABLE', 'agent_journal.openmetrics', 'SELECT'),
-    ('reader', 'TABLE', 'agent_journal.metric_samples', 'SELECT'),
-    ('scraper', 'FUNCTION', 'agent_journal.prometheus_text()', 'EXECUTE'),
-    ('scraper', 'FUNCTION', 'agent_journal.openmetrics_text()', 'EXECUTE'),
-    ('scraper', 'FUNCTION', 'agent_journal.otlp_json(text)', 'EXECUTE'),
-    ('scraper', 'FUNCTION', 'agent_journal.metric_samples_fn()', 'EXECUTE'),
-    ('scraper', 'TABLE', 'agent_journal.prometheus', 'SELECT'),
-    ('scraper', 'TABLE', 'agent_journal.openmetrics', 'SELECT'),
-    ('scraper', 'TABLE', 'agent_journal.metric_samples', 'SELECT')
-  ) AS t(access, object_type, object_name, privilege)
-  WHERE t.access = $1
-  UNION ALL
-  -- admin: every function and every table and view of the extension
-  SELECT CASE WHEN d.classid = 'pg_proc'::regclass THEN 'FUNCTION' ELSE 'TABLE' END,
-         CASE WHEN d.classid = 'pg_proc'::regclass THEN d.objid::regprocedure::text
-              ELSE d.objid::regclass::text END,
-         CASE WHEN d.classid = 'pg_proc'::regclass THEN 'EXECUTE'
-              WHEN c.relkind = 'v' THEN 'SELECT'
-              WHEN c.relkind = 'S' THEN 'USAGE, SELECT'
-              ELSE 'SELECT, INSERT, UPDATE, DELETE' END
-  FROM pg_depend d
-  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'agent_journal'
-  LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
-  WHERE $1 = 'admin' AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-    AND (d.classid = 'pg_proc'::regclass OR (d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'v', 'S')))
-$fn$;
-
--- Roles given an access level before this version get what it now includes.
--- (PostgreSQL records privileges granted by an extension script as the
--- extension's initial privileges, which pg_dump leaves out: after restoring
--- a dump of a database upgraded to 0.3.0, run agent_journal.reapply_access();
--- README, "Upgrading".)
-CREATE FUNCTION agent_journal.reapply_access()
-RETURNS integer
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-  g record;
-  n integer := 0;
-BEGIN
-  FOR g IN SELECT r.rolname, a.access FROM agent_journal.access_grants a
-           JOIN pg_roles r ON r.oid = a.role ORDER BY r.rolname, a.access LOOP
-    PERFORM agent_journal.grant_access(g.rolname, g.access);
-    n := n + 1;
-  END LOOP;
-  RETURN n;
-END
-$fn$;
-COMMENT ON FUNCTION agent_journal.reapply_access() IS
-  'grant again every access level recorded by grant_access (after an upgrade or a restore); returns how many';
-SELECT agent_journal.reapply_access();
-
+-- The inlined query runs as the caller, who thus uses these three. Each
+-- answers only a user who may execute replay (granted by grant_access to
+-- writers and readers), so PUBLIC may have them: roles need no new grant
+-- on upgrade (privileges granted by an extension script become its initial
+-- privileges, which pg_dump would leave out), and without USAGE on the
+-- schema nobody can name them anyway.
+REVOKE ALL ON FUNCTION agent_journal.may_replay_support(internal) FROM PUBLIC;
+REVOKE ALL ON FUNCTION agent_journal.may_replay(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION agent_journal.replay_guard(uuid, bigint, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION agent_journal.reapply_access() FROM PUBLIC;
+REVOKE ALL ON agent_journal.replay_rows FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION agent_journal.may_replay(uuid) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION agent_journal.replay_guard(uuid, bigint, bigint) TO PUBLIC;
+GRANT SELECT ON agent_journal.replay_rows TO PUBLIC;

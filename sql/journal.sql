@@ -174,11 +174,12 @@ SELECT agent_journal.append(:a, 3, '{"type": "Tool", "n": 2}', idempotency_key =
 SELECT agent_journal.forget_agent('00000000-0000-0000-0000-0000000000fd');
 
 -- the catalog: no STRICT functions, writers volatile and parallel unsafe,
--- every function documented, nothing granted to PUBLIC
+-- every function documented, nothing granted to PUBLIC but replay's two
+-- helpers (they answer only roles that may execute replay: sql/privileges.sql)
 SELECT proname, provolatile, proparallel, proisstrict
 FROM pg_proc WHERE pronamespace = 'agent_journal'::regnamespace ORDER BY proname;
 SELECT count(*) AS undocumented FROM pg_proc p
 WHERE pronamespace = 'agent_journal'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;
-SELECT count(*) AS public_execute FROM pg_proc p
+SELECT string_agg(proname, ', ' ORDER BY proname) AS public_execute FROM pg_proc p
 WHERE pronamespace = 'agent_journal'::regnamespace
   AND has_function_privilege('public', p.oid, 'EXECUTE');

@@ -18,15 +18,21 @@ CREATE ROLE regress_aj_nobody LOGIN;
 CREATE ROLE regress_aj_temp;
 CREATE ROLE regress_aj_alice_team LOGIN IN ROLE regress_aj_alice;
 
--- after CREATE EXTENSION, PUBLIC can do nothing; nothing is SECURITY DEFINER
+-- after CREATE EXTENSION, PUBLIC can do nothing (no schema usage; the three
+-- objects inlined replay uses answer only roles that may execute replay);
+-- nothing is SECURITY DEFINER
 SELECT has_schema_privilege('public', 'agent_journal', 'USAGE') AS public_usage;
-SELECT count(*) AS public_tables FROM pg_class
+SELECT relname AS public_tables FROM pg_class
 WHERE relnamespace = 'agent_journal'::regnamespace AND has_table_privilege('public', oid, 'SELECT');
+SELECT proname AS public_functions FROM pg_proc
+WHERE pronamespace = 'agent_journal'::regnamespace AND has_function_privilege('public', oid, 'EXECUTE')
+ORDER BY 1;
 SELECT count(*) AS security_definer FROM pg_proc WHERE pronamespace = 'agent_journal'::regnamespace AND prosecdef;
 SET ROLE regress_aj_nobody;
 SELECT aj_err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000a1', 0, '{}')$$);
 SELECT aj_err($$SELECT * FROM agent_journal.prometheus$$);
 SELECT aj_err($$SELECT * FROM agent_journal.entries$$);
+SELECT aj_err($$SELECT * FROM agent_journal.replay_rows$$);
 RESET ROLE;
 
 -- grant_access levels
@@ -47,8 +53,7 @@ SELECT agent_journal.append('00000000-0000-0000-0000-0000000000a1', 0, '{"type":
 SELECT agent_journal.append('00000000-0000-0000-0000-0000000000b1', 0, '{"type": "Shared"}');
 SELECT agent_journal.counter_add('alice_steps_total');
 SELECT aj_err($$SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000a1', 'regress_aj_alice')$$);
--- writers read entries directly too (replay is an inlined query on it), through RLS
-SELECT sequence, kind FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000a1';
+SELECT aj_err($$SELECT * FROM agent_journal.entries$$);
 SELECT aj_err($$INSERT INTO agent_journal.entries VALUES ('00000000-0000-0000-0000-0000000000a1', 99, 0, 'x', now(), '{}')$$);
 SELECT aj_err($$SELECT agent_journal.grant_access('regress_aj_alice', 'admin')$$);
 -- the scraper sees the exposition, no journal contents
@@ -60,6 +65,10 @@ SELECT aj_err($$SELECT * FROM agent_journal.replay('00000000-0000-0000-0000-0000
 SELECT aj_err($$SELECT * FROM agent_journal.agents$$);
 SELECT aj_err($$SELECT * FROM agent_journal.entries$$);
 SELECT aj_err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000a1', 0, '{}')$$);
+-- nor through replay's helpers (it has USAGE on the schema, not replay)
+SELECT count(*) FROM agent_journal.replay_rows;
+SELECT agent_journal.may_replay('00000000-0000-0000-0000-0000000000a1');
+SELECT aj_err($$SELECT agent_journal.replay_guard('00000000-0000-0000-0000-0000000000a1', 1, NULL)$$);
 
 -- an admin binds agent a1 to alice
 \c - regress_aj_admin
@@ -77,9 +86,9 @@ SELECT aj_err($$SELECT * FROM agent_journal.replay('00000000-0000-0000-0000-0000
 SELECT aj_err($$SELECT * FROM agent_journal.replay('00000000-0000-0000-0000-0000000000a1', 1, 0)$$);
 -- (a query the planner proves reads no row of it skips the check, and gets no rows)
 SELECT aj_err($$SELECT count(*) FROM agent_journal.replay('00000000-0000-0000-0000-0000000000a1') r WHERE false$$);
--- directly, RLS hides alice's agent from bob's writer role
-SELECT count(*) FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000a1';
-SELECT count(*) > 0 AS sees_shared FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000b1';
+-- replay's view hides alice's agent from bob
+SELECT count(*) FROM agent_journal.replay_rows WHERE agent_id = '00000000-0000-0000-0000-0000000000a1';
+SELECT count(*) > 0 AS sees_shared FROM agent_journal.replay_rows WHERE agent_id = '00000000-0000-0000-0000-0000000000b1';
 SELECT aj_err($$SELECT agent_journal.latest_sequence('00000000-0000-0000-0000-0000000000a1')$$);
 SELECT aj_err($$SELECT agent_journal.last_completed_iteration('00000000-0000-0000-0000-0000000000a1')$$);
 SELECT aj_err($$SELECT agent_journal.observability('00000000-0000-0000-0000-0000000000a1')$$);
@@ -102,18 +111,30 @@ SELECT aj_err($$SELECT * FROM agent_journal.replay('00000000-0000-0000-0000-0000
 SET ROLE regress_aj_alice;
 SELECT count(*) FROM agent_journal.replay('00000000-0000-0000-0000-0000000000a1');
 RESET ROLE;
--- one transaction, one session: RLS's per-call-site answers follow the user
--- and the command (a bind in between changes what bob sees)
+-- one transaction, one session: the per-call-site answers of replay's
+-- filter follow the user and the command (a bind in between changes what
+-- bob sees)
 BEGIN;
 SET LOCAL ROLE regress_aj_bob;
-SELECT count(*) FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000b1';
+SELECT count(*) FROM agent_journal.replay_rows WHERE agent_id = '00000000-0000-0000-0000-0000000000b1';
 SET LOCAL ROLE regress_aj_alice;
-SELECT count(*) FROM agent_journal.entries WHERE agent_id IN ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1');
+SELECT count(*) FROM agent_journal.replay_rows WHERE agent_id IN ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1');
 RESET ROLE;
 SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000b1', 'regress_aj_alice');
 SET LOCAL ROLE regress_aj_bob;
-SELECT count(*) FROM agent_journal.entries WHERE agent_id = '00000000-0000-0000-0000-0000000000b1';
+SELECT count(*) FROM agent_journal.replay_rows WHERE agent_id = '00000000-0000-0000-0000-0000000000b1';
+SELECT aj_err($$SELECT count(*) FROM agent_journal.replay('00000000-0000-0000-0000-0000000000b1', 1, 0)$$);
 ROLLBACK;
+-- a leaky function of the caller's cannot see rows the view's filter drops
+-- (security barrier): it is called only for the rows bob may replay
+CREATE FUNCTION public.aj_leak(a uuid) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS $$
+BEGIN RAISE NOTICE 'saw %', a; RETURN true; END $$;
+GRANT EXECUTE ON FUNCTION public.aj_leak(uuid) TO PUBLIC;
+SET ROLE regress_aj_bob;
+SELECT count(*) FROM agent_journal.replay_rows WHERE public.aj_leak(agent_id)
+  AND agent_id IN ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1');
+RESET ROLE;
+DROP FUNCTION public.aj_leak(uuid);
 
 -- direct SQL: row-level security shows a reader only what it may see
 \c - regress_aj_reader

@@ -22,6 +22,9 @@ extern "C" {
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "nodes/makefuncs.h"
+#include "nodes/supportnodes.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "storage/proc.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -37,6 +40,8 @@ PG_FUNCTION_INFO_V1(aj_append);
 PG_FUNCTION_INFO_V1(aj_append_batch);
 PG_FUNCTION_INFO_V1(aj_replay);
 PG_FUNCTION_INFO_V1(aj_replay_guard);
+PG_FUNCTION_INFO_V1(aj_may_replay);
+PG_FUNCTION_INFO_V1(aj_may_replay_support);
 PG_FUNCTION_INFO_V1(aj_latest_sequence);
 PG_FUNCTION_INFO_V1(aj_next_sequence);
 PG_FUNCTION_INFO_V1(aj_last_completed_iteration);
@@ -82,6 +87,7 @@ enum class View {
 // that uses them).
 struct Rels {
   Oid entries, entries_pkey, state, state_pkey;
+  Oid replay;  // agent_journal.replay(uuid, bigint, bigint)
 };
 Rels rels_cache;
 LocalTransactionId rels_lxid = InvalidLocalTransactionId;
@@ -89,10 +95,13 @@ LocalTransactionId rels_lxid = InvalidLocalTransactionId;
 const Rels &rels() {
   if (rels_lxid == MyProc->lxid) return rels_cache;
   Oid nsp = get_namespace_oid("agent_journal", false);
+  static const Oid replay_args[] = {UUIDOID, INT8OID, INT8OID};
   Rels r{get_relname_relid("entries", nsp), get_relname_relid("entries_pkey", nsp),
-         get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp)};
+         get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp),
+         LookupFuncName(list_make2(makeString(pstrdup("agent_journal")), makeString(pstrdup("replay"))),
+                        3, replay_args, true)};
   if (!OidIsValid(r.entries) || !OidIsValid(r.entries_pkey) || !OidIsValid(r.state) ||
-      !OidIsValid(r.state_pkey))
+      !OidIsValid(r.state_pkey) || !OidIsValid(r.replay))
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("agent_journal's tables or their primary keys are missing"),
                     errhint("Reinstall the extension.")));
@@ -540,6 +549,10 @@ static int64 replay_args(FunctionCallInfo fcinfo) {
 // agent (the errors replay always gave) and returns the limit. Row-level
 // security then only sees rows of an agent the caller may read.
 Datum aj_replay_guard(PG_FUNCTION_ARGS) {
+  // Anyone may call the guard (it is replay's, and PUBLIC may execute it);
+  // it answers only callers who may execute replay itself.
+  if (pg_proc_aclcheck(rels().replay, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+    aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, "replay");
   int64 max_entries = replay_args(fcinfo);
   Datum agent = PG_GETARG_DATUM(0);
   OwnerSwitch who = spi_begin();
@@ -771,40 +784,75 @@ AnswerCache *answer_cache(FunctionCallInfo fcinfo) {
   }
   return static_cast<AnswerCache *>(fcinfo->flinfo->fn_extra);
 }
+
+// The call site's answer for `agent` (nullptr: no agent argument), from
+// its cache or from compute().
+template <typename F>
+bool cached_answer(FunctionCallInfo fcinfo, const pg_uuid_t *agent, F &&compute) {
+  static const pg_uuid_t none{};
+  if (agent == nullptr) agent = &none;
+  AnswerKey key{};
+  bool keyed = answer_key(&key);
+  AnswerCache *c = answer_cache(fcinfo);
+  if (keyed && c->valid && c->key == key && memcmp(&c->agent, agent, sizeof(pg_uuid_t)) == 0)
+    return c->answer;
+  bool answer = compute();
+  c->valid = keyed;
+  c->key = key;
+  c->agent = *agent;
+  c->answer = answer;
+  return answer;
+}
+
+// May the current user see this agent (its tenant binding)?
+bool visible_now(Datum agent) {
+  OwnerSwitch who = spi_begin();
+  Latest l = read_latest(agent, View::Statement);
+  bool ok = !OidIsValid(l.owner) || tenant_allows(who.saved_user, l.owner);
+  spi_end(who);
+  return ok;
+}
+
+bool may_execute_replay() {
+  return pg_proc_aclcheck(rels().replay, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+}
 }  // namespace
 
 Datum aj_agent_visible(PG_FUNCTION_ARGS) {
   if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
   Datum agent = PG_GETARG_DATUM(0);
-  const pg_uuid_t *id = DatumGetUUIDP(agent);
-  AnswerKey key{};
-  bool keyed = answer_key(&key);
-  AnswerCache *c = answer_cache(fcinfo);
-  if (keyed && c->valid && c->key == key && memcmp(&c->agent, id, sizeof(pg_uuid_t)) == 0)
-    PG_RETURN_BOOL(c->answer);
-  OwnerSwitch who = spi_begin();
-  Latest l = read_latest(agent, View::Statement);
-  bool ok = !OidIsValid(l.owner) || tenant_allows(who.saved_user, l.owner);
-  spi_end(who);
-  c->valid = keyed;
-  c->key = key;
-  c->agent = *id;
-  c->answer = ok;
-  PG_RETURN_BOOL(ok);
+  PG_RETURN_BOOL(cached_answer(fcinfo, DatumGetUUIDP(agent), [&] { return visible_now(agent); }));
+}
+
+// replay_rows' filter: what replay() would show the current user, i.e.
+// it may execute replay and see the agent.
+Datum aj_may_replay(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
+  Datum agent = PG_GETARG_DATUM(0);
+  PG_RETURN_BOOL(cached_answer(fcinfo, DatumGetUUIDP(agent),
+                               [&] { return may_execute_replay() && visible_now(agent); }));
+}
+
+// may_replay's planner support: its selectivity is 1. A caller replays
+// agents it may see, so the filter passes every row; the default guess
+// (1/3) would make a replay of a large journal look small enough for a
+// sort to beat the ordered primary-key scan.
+Datum aj_may_replay_support(PG_FUNCTION_ARGS) {
+  Node *req = (Node *)PG_GETARG_POINTER(0);
+  if (IsA(req, SupportRequestSelectivity)) {
+    ((SupportRequestSelectivity *)req)->selectivity = 1.0;
+    PG_RETURN_POINTER(req);
+  }
+  PG_RETURN_POINTER(nullptr);
 }
 
 Datum aj_is_admin(PG_FUNCTION_ARGS) {
-  AnswerKey key{};
-  bool keyed = answer_key(&key);
-  AnswerCache *c = answer_cache(fcinfo);
-  if (keyed && c->valid && c->key == key) PG_RETURN_BOOL(c->answer);
-  OwnerSwitch who = spi_begin();
-  bool ok = is_admin(who.saved_user);
-  spi_end(who);
-  c->valid = keyed;
-  c->key = key;
-  c->answer = ok;
-  PG_RETURN_BOOL(ok);
+  PG_RETURN_BOOL(cached_answer(fcinfo, nullptr, [] {
+    OwnerSwitch who = spi_begin();
+    bool ok = is_admin(who.saved_user);
+    spi_end(who);
+    return ok;
+  }));
 }
 
 namespace ajpg {

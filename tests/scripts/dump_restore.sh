@@ -55,3 +55,31 @@ expect_eq "rejection ids continue" \
   "$(q $DST "SELECT agent_journal.record_rejection('tenant_limit') = 3")" "t"
 dropdb $SRC
 dropdb $DST
+
+# A database upgraded from 0.2.0 with a writer granted before the update:
+# after dump and restore the writer still appends and replays. (Privileges
+# an upgrade script granted would be recorded as the extension's initial
+# privileges and left out of the dump; 0.3.0 needs no per-role grant.)
+ROLE=aj_dump_writer
+qr() { psql -X -q -v ON_ERROR_STOP=1 -At -d $DST -c "SET ROLE $ROLE" -c "$1"; }  # as the writer
+psql -X -q -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS $ROLE" -c "CREATE ROLE $ROLE" >/dev/null
+dropdb --if-exists $SRC >/dev/null 2>&1 || true
+createdb $SRC
+psql -X -q -v ON_ERROR_STOP=1 -d $SRC >/dev/null <<SQL
+CREATE EXTENSION agent_journal VERSION '0.2.0';
+SELECT agent_journal.grant_access('$ROLE', 'writer');
+ALTER EXTENSION agent_journal UPDATE;
+SELECT agent_journal.append('$A', 0, '{"type": "Upgraded"}');
+SQL
+pg_dump -Fc -d $SRC -f "$TMPD/upgraded.dump"
+createdb $DST
+pg_restore -d $DST --exit-on-error "$TMPD/upgraded.dump" 2>"$TMPD/restore.err" || { cat "$TMPD/restore.err"; fail "pg_restore (upgraded)"; }
+expect_eq "upgraded + restored: extension version" \
+  "$(q $DST "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "0.3.0"
+expect_eq "upgraded + restored: the writer granted under 0.2.0 appends" \
+  "$(qr "SELECT agent_journal.append('$A', 1, '{\"type\": \"Restored\"}')")" "2"
+expect_eq "upgraded + restored: and replays" \
+  "$(qr "SELECT string_agg(kind, ',' ORDER BY sequence) FROM agent_journal.replay('$A')")" "Upgraded,Restored"
+dropdb $SRC
+dropdb $DST
+psql -X -q -c "DROP ROLE $ROLE" >/dev/null
