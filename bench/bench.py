@@ -110,8 +110,10 @@ def reset():
 
 # --------------------------------------------------------------- pgbench
 
-def pgbench(script, clients, defines=None, pgoptions=None, seconds=None, transactions=None):
-    """One pgbench -M prepared run; returns {'tps':, 'lat_ms':}."""
+def pgbench(script, clients, defines=None, pgoptions=None, seconds=None, transactions=None,
+            user=None):
+    """One pgbench -M prepared run (as `user`, default the superuser);
+    returns {'tps':, 'lat_ms':}."""
     seconds = seconds or SECONDS
     length = ["-t", str(transactions)] if transactions else ["-T", str(seconds)]
     cmd = ["pgbench", "-n", "-M", "prepared"] + length + [
@@ -120,6 +122,8 @@ def pgbench(script, clients, defines=None, pgoptions=None, seconds=None, transac
     for k, v in (defines or {}).items():
         cmd += ["-D", f"{k}={v}"]
     env = dict(os.environ)
+    if user:
+        env["PGUSER"] = user
     if pgoptions:
         env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + pgoptions).strip()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -349,6 +353,19 @@ def w4_replay():
     add_row(f"4. replay {REPLAY_N:,} entries vs SELECT … ORDER BY sequence", med(s["ours"]),
             med(s["base"]), "rows/s", 1, goal=0.8, goal_text="≥ 0.8×", samples=s,
             short=f"4 replay {human(REPLAY_N)} / SELECT")
+    # The same replay as a role granted 'writer' (what a runtime uses): it
+    # goes through replay_rows' per-row filter, which a superuser does too,
+    # and its privilege checks. The baseline stays the superuser's SELECT.
+    if exists("proc", "agent_journal.replay_guard(uuid,bigint,bigint)"):
+        psql("DROP ROLE IF EXISTS bench_writer; CREATE ROLE bench_writer LOGIN; "
+             "SELECT agent_journal.grant_access('bench_writer', 'writer');")
+        warmup(("replay.sql", {"defines": d}))
+        s = alternate([("ours", lambda: REPLAY_N * pgbench("replay.sql", 1, d, user="bench_writer")["tps"]),
+                       ("base", lambda: REPLAY_N * pgbench("replay_plain.sql", 1, d)["tps"])],
+                      before=None)
+        add_row(f"4w. replay {REPLAY_N:,} entries as a writer role vs SELECT", med(s["ours"]),
+                med(s["base"]), "rows/s", 1, goal=0.8, goal_text="≥ 0.8×", samples=s,
+                short=f"4w replay as writer / SELECT")
     # Peak backend memory of one replay, at two sizes (a fresh backend each).
     for i, n in enumerate(MEMORY_NS):
         agent = REPLAY_AGENT if n == REPLAY_N else f"00000000-0000-0000-0000-0000000001{i:02d}"
