@@ -1,4 +1,5 @@
--- agent_journal 0.2.0 -> 0.3.0: replay streams.
+-- agent_journal 0.2.0 -> 0.3.0: replay streams; counters under contention
+-- add to per-backend slots instead of waiting for the series row.
 -- Upgrade script (not a test): lives in extension/, installed by `make install`.
 \echo Use "ALTER EXTENSION agent_journal UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -64,6 +65,23 @@ BEGIN ATOMIC
   ORDER BY r.sequence
   LIMIT agent_journal.replay_guard(replay.agent_id, replay.from_sequence, replay.max_entries);
 END;
+
+-- A counter_add that finds its series row being updated by another running
+-- transaction adds to its own backend slot's row here instead of waiting
+-- for that row lock (held until commit). A counter's total is its
+-- metric_series value plus its slots. Rows are ordinary rows: an increment
+-- is rolled back or made durable with its transaction, as before.
+CREATE TABLE agent_journal.counter_slots (
+    name   text             NOT NULL,
+    labels jsonb            NOT NULL,
+    slot   integer          NOT NULL,
+    value  double precision NOT NULL DEFAULT 0,
+    PRIMARY KEY (name, labels, slot)
+);
+COMMENT ON TABLE agent_journal.counter_slots IS
+  'per-backend-slot parts of counters that met contention; a total is metric_series.value plus these';
+SELECT pg_catalog.pg_extension_config_dump('agent_journal.counter_slots', '');
+REVOKE ALL ON agent_journal.counter_slots FROM PUBLIC;
 
 -- The inlined query runs as the caller, who thus uses these three. Each
 -- answers only a user who may execute replay (granted by grant_access to

@@ -10,7 +10,15 @@
 #include "pg/pg.hpp"
 
 extern "C" {
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "storage/proc.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
+#include "utils/rel.h"
 }
 
 #include <cmath>
@@ -45,7 +53,7 @@ namespace {
 constexpr uint32 FAMILY_CREATE_LOCK = 1;  // advisory key in AJ_LOCK_SPACE + 1
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
-SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_series, r_snapshots, r_totals,
+SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_series, r_slots, r_snapshots, r_totals,
     p_observability;
 
 #define AJ_INVALID(...) \
@@ -282,7 +290,7 @@ double value_arg(FunctionCallInfo fcinfo, int argno, const char *argname, bool n
 // given, already has a help text), and the plain upsert used after
 // ensure_family when the fast one wrote nothing. The fast path is one
 // statement per call; the slow one runs once per family (or on an error).
-enum class Update { CounterAdd, GaugeSet, GaugeAdd };
+enum class Update { CounterAdd, GaugeSet, GaugeAdd, CounterAddSlots };
 
 struct UpdateSql {
   const char *fast;
@@ -302,20 +310,34 @@ struct UpdateSql {
   "ON CONFLICT (name, labels) DO UPDATE SET value = EXCLUDED.value, "                  \
   "updated_at = pg_catalog.clock_timestamp() RETURNING s.value"
 
-UpdateSql update_sql[3] = {
+// Counters from 0.3.0: the series' total is its row's value plus the
+// per-backend rows of agent_journal.counter_slots (see counter_add below),
+// so every counter statement returns that sum.
+#define AJ_COUNTER_TOTAL                                                                     \
+  "ON CONFLICT (name, labels) DO UPDATE SET value = s.value OPERATOR(pg_catalog.+) "         \
+  "EXCLUDED.value, updated_at = pg_catalog.clock_timestamp() RETURNING s.value "             \
+  "OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(o.value) FROM "                    \
+  "agent_journal.counter_slots o WHERE o.name OPERATOR(pg_catalog.=) $1 "                    \
+  "AND o.labels OPERATOR(pg_catalog.=) $2), 0)"
+
+UpdateSql update_sql[4] = {
     {AJ_UPSERT_HEAD AJ_UPSERT_FAST AJ_UPSERT_ADD, AJ_UPSERT_HEAD "VALUES ($1, $2, $3) " AJ_UPSERT_ADD,
      nullptr, nullptr},
     {AJ_UPSERT_HEAD AJ_UPSERT_FAST AJ_UPSERT_SET, AJ_UPSERT_HEAD "VALUES ($1, $2, $3) " AJ_UPSERT_SET,
      nullptr, nullptr},
     {AJ_UPSERT_HEAD AJ_UPSERT_FAST AJ_UPSERT_ADD, AJ_UPSERT_HEAD "VALUES ($1, $2, $3) " AJ_UPSERT_ADD,
      nullptr, nullptr},
+    {AJ_UPSERT_HEAD AJ_UPSERT_FAST AJ_COUNTER_TOTAL,
+     AJ_UPSERT_HEAD "VALUES ($1, $2, $3) " AJ_COUNTER_TOTAL, nullptr, nullptr},
 };
 
 // Records one value; returns the series' stored value. Inside SPI.
 double record_value(Update u, const char *name, Jsonb *labels, double v, const char *help,
                     bool internal) {
   UpdateSql &q = update_sql[(int)u];
-  aj::MetricType type = u == Update::CounterAdd ? aj::MetricType::Counter : aj::MetricType::Gauge;
+  aj::MetricType type = (u == Update::CounterAdd || u == Update::CounterAddSlots)
+                            ? aj::MetricType::Counter
+                            : aj::MetricType::Gauge;
   static const Oid t5[] = {TEXTOID, JSONBOID, FLOAT8OID, TEXTOID, BOOLOID};
   Datum a5[5] = {CStringGetTextDatum(name), JsonbPGetDatum(labels), Float8GetDatum(v),
                  CStringGetTextDatum(aj::type_name(type)), BoolGetDatum(help == nullptr)};
@@ -330,9 +352,111 @@ double record_value(Update u, const char *name, Jsonb *labels, double v, const c
   return DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+// ------------------------------------------------------------ counter slots
+// Eight clients adding to one counter would each wait for the series row
+// lock until the holder commits (and flushes), one at a time. From 0.3.0 a
+// counter_add that finds the row being updated by another running
+// transaction adds to its own row in counter_slots instead, keyed by its
+// backend slot, which no other running backend uses: no wait, and the
+// commits flush together. The increment is an ordinary row change, so
+// it is exactly as transactional and durable as before (gone on rollback,
+// kept once committed). A series' total, everywhere it is read, is its row
+// plus its slots. Slot rows stay (at most one per backend slot that ever
+// met contention on the series).
+struct SlotRels {
+  Oid series, series_pkey, slots;
+};
+SlotRels slot_rels_cache;
+LocalTransactionId slot_rels_lxid = InvalidLocalTransactionId;
+
+// False when the installed schema predates counter_slots (0.2.0).
+bool slot_rels(SlotRels *out) {
+  if (slot_rels_lxid != MyProc->lxid) {
+    Oid nsp = get_namespace_oid("agent_journal", false);
+    slot_rels_cache = SlotRels{get_relname_relid("metric_series", nsp),
+                               get_relname_relid("metric_series_pkey", nsp),
+                               get_relname_relid("counter_slots", nsp)};
+    slot_rels_lxid = MyProc->lxid;
+  }
+  *out = slot_rels_cache;
+  return OidIsValid(out->series) && OidIsValid(out->series_pkey) && OidIsValid(out->slots);
+}
+
+// Is the series' latest row version being updated by another transaction
+// that is still running? A dirty-snapshot probe of the primary key, as
+// unique checks do: HeapTupleSatisfiesDirty reports the running updater in
+// the snapshot's xmax (or the running inserter in its xmin).
+bool series_busy(const SlotRels &r, Datum name, Datum labels) {
+  Relation heap = table_open(r.series, AccessShareLock);
+  Relation index = index_open(r.series_pkey, AccessShareLock);
+  ScanKeyData keys[2];
+  ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+                         index->rd_indcollation[0], F_TEXTEQ, name);
+  ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+                         index->rd_indcollation[1], F_JSONB_EQ, labels);
+  SnapshotData dirty;
+  InitDirtySnapshot(dirty);
+  IndexScanDesc scan = index_beginscan(heap, index, &dirty, 2, 0);
+  index_rescan(scan, keys, 2, nullptr, 0);
+  TupleTableSlot *slot = table_slot_create(heap, nullptr);
+  bool busy = index_getnext_slot(scan, ForwardScanDirection, slot) &&
+              ((TransactionIdIsValid(dirty.xmax) && !TransactionIdIsCurrentTransactionId(dirty.xmax)) ||
+               (TransactionIdIsValid(dirty.xmin) && !TransactionIdIsCurrentTransactionId(dirty.xmin)));
+  ExecDropSingleTupleTableSlot(slot);
+  index_endscan(scan);
+  index_close(index, AccessShareLock);
+  table_close(heap, AccessShareLock);
+  return busy;
+}
+
+SPIPlanPtr p_slot_add;
+
+// Adds to this backend's slot of a series whose row is busy; returns the
+// total (row + every slot), or false, having written nothing, if the family
+// is not a counter with the needed help text or the series row is not
+// visible yet: the caller then takes the ordinary path.
+bool slot_add(Datum name, Jsonb *labels, double v, const char *help, double *total) {
+  static const Oid t5[] = {TEXTOID, JSONBOID, FLOAT8OID, BOOLOID, INT4OID};
+  Datum a5[5] = {name, JsonbPGetDatum(labels), Float8GetDatum(v), BoolGetDatum(help == nullptr),
+                 Int32GetDatum(MyBackendId)};
+  // The outer SELECT does not see the CTE's own write: other slots plus ours.
+  if (run_plan(&p_slot_add,
+               "WITH mine AS ("
+               "  INSERT INTO agent_journal.counter_slots AS c (name, labels, slot, value) "
+               "  SELECT $1, $2, $5, $3 FROM agent_journal.metric_families f, agent_journal.metric_series s "
+               "  WHERE f.name OPERATOR(pg_catalog.=) $1 AND f.type OPERATOR(pg_catalog.=) 'counter' "
+               "    AND ($4::pg_catalog.bool OR f.help IS NOT NULL) "
+               "    AND s.name OPERATOR(pg_catalog.=) $1 AND s.labels OPERATOR(pg_catalog.=) $2 "
+               "  ON CONFLICT (name, labels, slot) DO UPDATE SET value = c.value OPERATOR(pg_catalog.+) "
+               "    EXCLUDED.value "
+               "  RETURNING c.value) "
+               "SELECT mine.value OPERATOR(pg_catalog.+) "
+               "  (SELECT s.value FROM agent_journal.metric_series s "
+               "    WHERE s.name OPERATOR(pg_catalog.=) $1 AND s.labels OPERATOR(pg_catalog.=) $2) "
+               "  OPERATOR(pg_catalog.+) "
+               "  COALESCE((SELECT pg_catalog.sum(o.value) FROM agent_journal.counter_slots o "
+               "    WHERE o.name OPERATOR(pg_catalog.=) $1 AND o.labels OPERATOR(pg_catalog.=) $2 "
+               "      AND o.slot OPERATOR(pg_catalog.<>) $5), 0) "
+               "FROM mine",
+               5, t5, a5, nullptr, SPI_OK_SELECT) != 1)
+    return false;
+  bool isnull;
+  *total = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  return true;
+}
+
+// Inside SPI. Returns the series' total.
 double counter_add_internal(const char *name, Jsonb *labels, double v, const char *help,
                             bool internal) {
-  return record_value(Update::CounterAdd, name, labels, v, help, internal);
+  SlotRels r;
+  if (!slot_rels(&r)) return record_value(Update::CounterAdd, name, labels, v, help, internal);
+  Datum name_d = CStringGetTextDatum(name);
+  double total;
+  bool reserved = strncmp(name, "agent_runtime_", 14) == 0 || strncmp(name, "agent_journal_", 14) == 0;
+  if ((internal || !reserved) && series_busy(r, name_d, JsonbPGetDatum(labels)) &&
+      slot_add(name_d, labels, v, help, &total))
+    return total;
+  return record_value(Update::CounterAddSlots, name, labels, v, help, internal);
 }
 
 }  // namespace
@@ -351,7 +475,8 @@ static double record_from_sql(FunctionCallInfo fcinfo, Update u, const char *fn,
   Jsonb *labels = labels_arg(fcinfo, 2);
   const char *help = help_arg(fcinfo, 3);
   OwnerSwitch who = spi_begin();
-  double stored = record_value(u, name, labels, v, help, false);
+  double stored = u == Update::CounterAdd ? counter_add_internal(name, labels, v, help, false)
+                                          : record_value(u, name, labels, v, help, false);
   spi_end(who);
   return stored;
 }
@@ -532,7 +657,18 @@ struct Model {
     double value;
   };
   std::vector<Sample> samples;
+  // Counter slots summed per series (name NUL labels' jsonb bytes); empty
+  // unless some counter met contention (counter_add).
+  std::unordered_map<std::string, double> slot_totals;
 };
+
+// The key slot_totals uses for a series.
+std::string slot_key(const char *name, const Jsonb *labels) {
+  std::string k(name);
+  k.push_back('\0');
+  k.append(reinterpret_cast<const char *>(labels), VARSIZE(labels));
+  return k;
+}
 
 bool interrupted() { return InterruptPending; }
 
@@ -597,6 +733,27 @@ void load_model(Model *m) {
   }
   SPI_freetuptable(ft);
 
+  // Counter slots, summed per series (read in the same snapshot).
+  SlotRels sr;
+  if (slot_rels(&sr)) {
+    rc = SPI_execute_plan(
+        cached_plan(&r_slots,
+                    "SELECT name, labels, pg_catalog.sum(value) FROM agent_journal.counter_slots "
+                    "GROUP BY name, labels",
+                    0, nullptr),
+        nullptr, nullptr, true, 0);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: counter slot read failed");
+    for (uint64 i = 0; i < SPI_processed; i++) {
+      bool isnull;
+      HeapTuple tup = SPI_tuptable->vals[i];
+      char *name = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+      Jsonb *labels = DatumGetJsonbP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+      double sum = DatumGetFloat8(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+      cpp_or_error(run_cpp([&] { m->slot_totals[slot_key(name, labels)] += sum; }, err, sizeof err), err);
+    }
+    SPI_freetuptable(SPI_tuptable);
+  }
+
   // Series, streamed through a cursor so memory stays bounded by the model.
   Portal portal = SPI_cursor_open(
       nullptr,
@@ -614,7 +771,8 @@ void load_model(Model *m) {
       bool isnull;
       char *name = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
       char **keys, **vals;
-      int nl = labels_to_pairs(DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull)), &keys, &vals);
+      Jsonb *labels = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
+      int nl = labels_to_pairs(labels, &keys, &vals);
       double value = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
       Datum bd = SPI_getbinval(tup, desc, 4, &isnull);
       int nb = 0;
@@ -631,6 +789,10 @@ void load_model(Model *m) {
                      s.labels.reserve(nl);
                      for (int j = 0; j < nl; j++) s.labels.emplace_back(keys[j], vals[j]);
                      s.value = value;
+                     if (!m->slot_totals.empty()) {
+                       auto slots = m->slot_totals.find(slot_key(name, labels));
+                       if (slots != m->slot_totals.end()) s.value += slots->second;
+                     }
                      for (int j = 0; j < nb; j++) s.bucket_counts.push_back((uint64_t)buckets[j]);
                      s.sum = sum;
                      s.count = (uint64_t)count;

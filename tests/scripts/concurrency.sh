@@ -92,6 +92,24 @@ expect_eq "8x1000 counter increments" \
   "$(q $DB "SELECT value FROM agent_journal.metric_samples WHERE name = 'hits_total'")" "8000"
 expect_eq "8x1000 histogram observations" \
   "$(q $DB "SELECT value FROM agent_journal.metric_samples WHERE name = 'hit_seconds_count'")" "8000"
+# 7. counters under contention (counter_add moves to per-backend slots):
+#    8 sessions x 500 committed increments of 1 and 500 rolled-back ones of
+#    1000: exactly 4000, whichever path each took
+cat > "$TMPD/counter_rb.sql" <<SQL
+BEGIN;
+SELECT agent_journal.counter_add('rb_total', 1);
+COMMIT;
+BEGIN;
+SELECT agent_journal.counter_add('rb_total', 1000);
+ROLLBACK;
+SQL
+pgbench -n -M prepared -c 8 -j 2 -t 500 -f "$TMPD/counter_rb.sql" $DB >"$TMPD/pgbench7.log" 2>&1 \
+  || { cat "$TMPD/pgbench7.log"; fail "pgbench counter_add with rollbacks"; }
+expect_eq "8x500 committed increments, rollbacks left out" \
+  "$(q $DB "SELECT value FROM agent_journal.metric_samples WHERE name = 'rb_total'")" "4000"
+echo "info: rb_total ended with $(q $DB "SELECT count(*) FROM agent_journal.counter_slots WHERE name = 'rb_total'") slot rows (contention moved increments there)"
+expect_eq "the exposition shows the same total" \
+  "$(q $DB "SELECT l FROM agent_journal.prometheus, regexp_split_to_table(exposition, E'\\n') l WHERE l LIKE 'rb_total %'")" "rb_total 4000"
 
 dropdb $DB
 echo "concurrency: all checks passed"

@@ -17,6 +17,8 @@ SELECT agent_journal.append_batch('$B', 0, ARRAY['{"type": "A"}', '{"type": "B"}
 SELECT agent_journal.compact('$B');
 SELECT agent_journal.ingest_snapshot('{"timestamp": 1700000000, "scheduler": {"total_scheduled": 10, "uptime_seconds": 3600, "running_agents": 5, "queued_agents": 3, "suspended_agents": 2, "max_capacity": 1000, "load_factor": 0.005}, "task_manager": {"total_tasks": 5, "healthy_tasks": 4, "average_uptime_seconds": 1800.0, "total_memory_usage": 1024}, "load_balancer": {"total_allocations": 100, "active_allocations": 5, "memory_utilization": 0.45, "cpu_utilization": 0.30, "allocation_failures": 2, "average_allocation_time_ms": 1.5}, "system": {"memory_usage_mb": 512.0, "cpu_usage_percent": 30.0}}') FROM generate_series(1, 3);
 SELECT agent_journal.counter_add('dumped_total', 7, '{"k": "v"}', 'Dumped things');
+-- a slot row, as counter_add writes under contention (the total becomes 12)
+INSERT INTO agent_journal.counter_slots (name, labels, slot, value) VALUES ('dumped_total', '{"k": "v"}', 3, 5);
 SELECT agent_journal.histogram_observe('dumped_seconds', 0.3);
 SELECT agent_journal.record_rejection('capacity_limit', 'full');
 SELECT agent_journal.record_rejection('tenant_limit');
@@ -30,6 +32,8 @@ SELECT 'keys', md5(string_agg(format('%s|%s|%s|%s|%s', agent_id, idempotency_key
 SELECT 'snapshots', md5(string_agg(format('%s|%s|%s|%s', id, service, snapshot_ts, snapshot), ',' ORDER BY id)) FROM agent_journal.snapshots;
 SELECT 'families', md5(string_agg(format('%s|%s|%s|%s', name, type, help, buckets), ',' ORDER BY name)) FROM agent_journal.metric_families;
 SELECT 'series', md5(string_agg(format('%s|%s|%s|%s|%s|%s', name, labels, value, bucket_counts, sum, count), ',' ORDER BY name, labels::text)) FROM agent_journal.metric_series;
+SELECT 'slots', md5(string_agg(format('%s|%s|%s|%s', name, labels, slot, value), ',' ORDER BY name, labels::text, slot)) FROM agent_journal.counter_slots;
+SELECT 'dumped_total', value FROM agent_journal.metric_samples WHERE name = 'dumped_total';
 SELECT 'rejections', md5(string_agg(format('%s|%s|%s', id, reason, detail), ',' ORDER BY id)) FROM agent_journal.rejections;
 SELECT 'exposition', md5(exposition) FROM agent_journal.prometheus;
 SQL
