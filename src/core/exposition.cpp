@@ -451,26 +451,47 @@ Dropped prepare_families(std::vector<Family> &families, const RenderOptions &opt
     // names and values hold no NUL, so comparing keys compares the label
     // lists pair by pair) and a permutation, instead of moving Series
     // objects around: one memcmp per comparison, one move per series.
+    // The keys live in one buffer (one allocation, not one per series); an
+    // input already in order (is_sorted) skips the sort.
     {
-      std::vector<std::pair<std::string, std::size_t>> order;
+      std::string keys;
+      std::size_t total = 0;
+      for (const Series &s : series) {
+        for (const auto &[name, value] : s.labels) total += name.size() + value.size() + 2;
+      }
+      keys.reserve(total);
+      struct Key {
+        std::size_t offset, length, index;
+      };
+      std::vector<Key> order;
       order.reserve(series.size());
       for (std::size_t i = 0; i < series.size(); ++i) {
-        std::string key;
+        const std::size_t start = keys.size();
         for (const auto &[name, value] : series[i].labels) {
-          key.append(name).push_back('\0');
-          key.append(value).push_back('\0');
+          keys.append(name).push_back('\0');
+          keys.append(value).push_back('\0');
         }
-        order.emplace_back(std::move(key), i);
+        order.push_back(Key{start, keys.size() - start, i});
       }
-      std::sort(order.begin(), order.end());  // ties by index: the first one wins
+      const auto view = [&keys](const Key &k) {
+        return std::string_view(keys.data() + k.offset, k.length);
+      };
+      // Ties by index: the first one wins.
+      const auto less = [&view](const Key &a, const Key &b) {
+        const int c = view(a).compare(view(b));
+        return c < 0 || (c == 0 && a.index < b.index);
+      };
+      if (!std::is_sorted(order.begin(), order.end(), less)) {
+        std::sort(order.begin(), order.end(), less);
+      }
       std::vector<Series> sorted;
       sorted.reserve(series.size());
       for (std::size_t i = 0; i < order.size(); ++i) {
-        if (i > 0 && order[i].first == order[i - 1].first) {
+        if (i > 0 && view(order[i]) == view(order[i - 1])) {
           ++d.duplicate;
           continue;
         }
-        sorted.push_back(std::move(series[order[i].second]));
+        sorted.push_back(std::move(series[order[i].index]));
       }
       series = std::move(sorted);
     }

@@ -1,5 +1,7 @@
 #include "core/names.hpp"
 
+#include <cstring>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -81,6 +83,23 @@ std::string quote_for_message(std::string_view s) {
   out += '"';
   if (s.size() > kMax) out += "...";
   return out;
+}
+
+bool is_plain_ascii(std::string_view s) {
+  constexpr uint64_t kHigh = 0x8080808080808080ULL, kOnes = 0x0101010101010101ULL;
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    // A high bit set, or a zero byte ((w - 1s) & ~w & high is nonzero iff
+    // some byte of w is zero, for bytes below 0x80).
+    if ((w & kHigh) != 0 || ((w - kOnes) & ~w & kHigh) != 0) return false;
+  }
+  for (; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == 0 || c >= 0x80) return false;
+  }
+  return true;
 }
 
 bool is_valid_utf8(std::string_view s) {
@@ -188,6 +207,7 @@ void validate_label_value(const std::string &name, const std::string &value) {
     fail(path(), "label value is " + std::to_string(value.size()) + " bytes long, at most " +
                    std::to_string(kMaxLabelValueBytes) + " allowed");
   }
+  if (is_plain_ascii(value)) return;  // the common case: one pass, eight bytes at a time
   if (value.find('\0') != std::string::npos) fail(path(), "label value contains a nul byte");
   if (!is_valid_utf8(value)) fail(path(), "label value is not valid utf-8");
 }
@@ -197,8 +217,13 @@ Labels normalize_labels(Labels labels) {
     validate_label_name(name);
     validate_label_value(name, value);
   }
-  std::stable_sort(labels.begin(), labels.end(),
-                   [](const auto &a, const auto &b) { return a.first < b.first; });
+  // A stable insertion sort: series have a handful of labels, and
+  // std::stable_sort would allocate a buffer for every series of a render.
+  for (std::size_t i = 1; i < labels.size(); ++i) {
+    for (std::size_t j = i; j > 0 && labels[j].first < labels[j - 1].first; --j) {
+      std::swap(labels[j], labels[j - 1]);
+    }
+  }
   for (std::size_t i = 1; i < labels.size(); ++i) {
     if (labels[i].first == labels[i - 1].first) {
       fail(label_path(labels[i].first), "label name \"" + labels[i].first + "\" given twice");

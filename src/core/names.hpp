@@ -73,6 +73,8 @@ std::vector<double> default_buckets();
 // Paths `buckets` and `buckets[i]` (index into the given vector).
 std::vector<double> validate_buckets(std::vector<double> bounds);
 
+// True if every byte is in 0x01..0x7F (so valid UTF-8 without a NUL).
+bool is_plain_ascii(std::string_view s);
 // Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
 bool is_valid_utf8(std::string_view s);
 

@@ -673,20 +673,28 @@ std::string slot_key(const char *name, const Jsonb *labels) {
 bool interrupted() { return InterruptPending; }
 
 // Reads labels jsonb into palloc'd (key, value) C strings.
-int labels_to_pairs(Jsonb *jb, char ***keys, char ***vals) {
-  int n = JB_ROOT_IS_OBJECT(jb) ? (int)JB_ROOT_COUNT(jb) : 0;
-  *keys = (char **)palloc(sizeof(char *) * (n + 1));
-  *vals = (char **)palloc(sizeof(char *) * (n + 1));
-  if (n == 0) return 0;
+// One label as pointers into the jsonb it was read from (valid while that
+// jsonb is): no copy until the C++ model makes its strings.
+struct LabelRef {
+  const char *key, *value;
+  int key_len, value_len;
+};
+
+// Reads labels jsonb (an object of strings; a non-string value reads as "")
+// into `out`, which must hold JB_ROOT_COUNT(jb) entries. Returns how many.
+int labels_to_refs(Jsonb *jb, LabelRef *out) {
+  if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_COUNT(jb) == 0) return 0;
   JsonbIterator *it = JsonbIteratorInit(&jb->root);
   JsonbValue v;
   JsonbIteratorToken tok;
   int i = 0;
   while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
     if (tok == WJB_KEY) {
-      (*keys)[i] = pnstrdup(v.val.string.val, v.val.string.len);
+      out[i].key = v.val.string.val;
+      out[i].key_len = v.val.string.len;
     } else if (tok == WJB_VALUE) {
-      (*vals)[i] = v.type == jbvString ? pnstrdup(v.val.string.val, v.val.string.len) : pstrdup("");
+      out[i].value = v.type == jbvString ? v.val.string.val : "";
+      out[i].value_len = v.type == jbvString ? v.val.string.len : 0;
       i++;
     }
   }
@@ -755,6 +763,8 @@ void load_model(Model *m) {
   }
 
   // Series, streamed through a cursor so memory stays bounded by the model.
+  LabelRef *label_refs = nullptr;
+  int label_refs_cap = 0;
   Portal portal = SPI_cursor_open(
       nullptr,
       cached_plan(&r_series,
@@ -770,9 +780,14 @@ void load_model(Model *m) {
       TupleDesc desc = SPI_tuptable->tupdesc;
       bool isnull;
       char *name = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
-      char **keys, **vals;
       Jsonb *labels = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
-      int nl = labels_to_pairs(labels, &keys, &vals);
+      int nmax = JB_ROOT_IS_OBJECT(labels) ? (int)JB_ROOT_COUNT(labels) : 0;
+      if (nmax > label_refs_cap) {
+        label_refs = label_refs ? (LabelRef *)repalloc(label_refs, sizeof(LabelRef) * nmax)
+                                : (LabelRef *)palloc(sizeof(LabelRef) * nmax);
+        label_refs_cap = nmax;
+      }
+      int nl = labels_to_refs(labels, label_refs);
       double value = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
       Datum bd = SPI_getbinval(tup, desc, 4, &isnull);
       int nb = 0;
@@ -787,7 +802,9 @@ void load_model(Model *m) {
                      if (it == m->by_name.end()) return;
                      aj::Series s;
                      s.labels.reserve(nl);
-                     for (int j = 0; j < nl; j++) s.labels.emplace_back(keys[j], vals[j]);
+                     for (int j = 0; j < nl; j++)
+                       s.labels.emplace_back(std::string(label_refs[j].key, label_refs[j].key_len),
+                                             std::string(label_refs[j].value, label_refs[j].value_len));
                      s.value = value;
                      if (!m->slot_totals.empty()) {
                        auto slots = m->slot_totals.find(slot_key(name, labels));

@@ -143,6 +143,36 @@ TEST(LabelValue, Utf8AndLength) {
   }
 }
 
+TEST(PlainAscii, EveryPositionOfEveryWord) {
+  EXPECT_TRUE(is_plain_ascii(""));
+  EXPECT_TRUE(is_plain_ascii("/api/v1/items/12345"));
+  // A NUL or a byte >= 0x80 at any offset, in the 8-byte words and in the
+  // tail, makes it not plain; 0x01 and 0x7f are plain.
+  for (std::size_t len : {1u, 7u, 8u, 9u, 16u, 23u}) {
+    for (std::size_t pos = 0; pos < len; ++pos) {
+      for (char bad : {'\0', '\x80', '\xff', '\xc3'}) {
+        std::string v(len, 'a');
+        v[pos] = bad;
+        EXPECT_FALSE(is_plain_ascii(v)) << len << " " << pos << " " << int(bad);
+      }
+      std::string edge(len, '\x7f');
+      edge[pos] = '\x01';
+      EXPECT_TRUE(is_plain_ascii(edge)) << len << " " << pos;
+    }
+  }
+  // The validator's verdicts are unchanged by its ASCII fast path.
+  EXPECT_EQ(error_of([] { validate_label_value("a", std::string("abcdefgh\0ijk", 12)); }),
+            "labels.a: label value contains a nul byte");
+  EXPECT_EQ(error_of([] { validate_label_value("a", "abcdefghijklmno\xff"); }),
+            "labels.a: label value is not valid utf-8");
+}
+
+TEST(Labels, SortIsStableAndByName) {
+  Labels in{{"zeta", "1"}, {"b", "2"}, {"a", "3"}, {"bb", "4"}, {"B", "5"}, {"_", "6"}};
+  Labels want{{"B", "5"}, {"_", "6"}, {"a", "3"}, {"b", "2"}, {"bb", "4"}, {"zeta", "1"}};
+  EXPECT_EQ(normalize_labels(in), want);
+}
+
 TEST(Utf8, Boundaries) {
   EXPECT_TRUE(is_valid_utf8(""));
   EXPECT_TRUE(is_valid_utf8("\x7f"));
