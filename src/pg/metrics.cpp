@@ -11,6 +11,7 @@
 
 extern "C" {
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -21,9 +22,11 @@ extern "C" {
 #include "utils/rel.h"
 }
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -53,7 +56,7 @@ namespace {
 constexpr uint32 FAMILY_CREATE_LOCK = 1;  // advisory key in AJ_LOCK_SPACE + 1
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
-SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_series, r_slots, r_snapshots, r_totals,
+SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals,
     p_observability;
 
 #define AJ_INVALID(...) \
@@ -660,6 +663,9 @@ struct Model {
   // Counter slots summed per series (name NUL labels' jsonb bytes); empty
   // unless some counter met contention (counter_add).
   std::unordered_map<std::string, double> slot_totals;
+  // Family index by name while the series are read (views of the names in
+  // `families`, which does not grow meanwhile).
+  std::unordered_map<std::string_view, size_t> family_at;
 };
 
 // The key slot_totals uses for a series.
@@ -705,6 +711,16 @@ void cpp_or_error(bool ok, const char *err) {
   if (ok) return;
   CHECK_FOR_INTERRUPTS();  // a canceled render reports the cancel
   ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("%s", err)));
+}
+
+// The attribute number of `column` in `desc` (an ERROR if it is missing).
+AttrNumber attnum_of(TupleDesc desc, const char *column) {
+  for (int i = 0; i < desc->natts; i++) {
+    Form_pg_attribute a = TupleDescAttr(desc, i);
+    if (!a->attisdropped && strcmp(NameStr(a->attname), column) == 0) return a->attnum;
+  }
+  elog(ERROR, "agent_journal: metric_series has no column %s", column);
+  return InvalidAttrNumber;
 }
 
 // Loads everything the exposition shows into `m`, in one snapshot.
@@ -762,65 +778,79 @@ void load_model(Model *m) {
     SPI_freetuptable(SPI_tuptable);
   }
 
-  // Series, streamed through a cursor so memory stays bounded by the model.
+  // Series: a sequential scan of metric_series in the same snapshot (the
+  // active one, which SPI's read-only queries above used too), deformed in
+  // place: no SPI result copies. Per-row allocations (detoasting) go to a
+  // context reset for every row, so memory stays bounded by the model.
+  Oid nsp = get_namespace_oid("agent_journal", false);
+  Oid series_oid = get_relname_relid("metric_series", nsp);
+  if (!OidIsValid(series_oid)) elog(ERROR, "agent_journal: table metric_series is missing");
+  cpp_or_error(run_cpp([&] {
+                 for (size_t i = 0; i < m->families.size(); i++) m->family_at.emplace(m->families[i].name, i);
+               }, err, sizeof err), err);
+  Relation rel = table_open(series_oid, AccessShareLock);
+  TupleDesc desc = RelationGetDescr(rel);
+  const AttrNumber a_name = attnum_of(desc, "name"), a_labels = attnum_of(desc, "labels"),
+                   a_value = attnum_of(desc, "value"), a_buckets = attnum_of(desc, "bucket_counts"),
+                   a_sum = attnum_of(desc, "sum"), a_count = attnum_of(desc, "count");
+  const int natts = std::max({a_name, a_labels, a_value, a_buckets, a_sum, a_count});
+  TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, nullptr);
+  TupleTableSlot *slot = table_slot_create(rel, nullptr);
+  MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "agent_journal series row",
+                                                ALLOCSET_SMALL_SIZES);
   LabelRef *label_refs = nullptr;
   int label_refs_cap = 0;
-  Portal portal = SPI_cursor_open(
-      nullptr,
-      cached_plan(&r_series,
-                  "SELECT name, labels, value, bucket_counts, sum, count "
-                  "FROM agent_journal.metric_series",
-                  0, nullptr),
-      nullptr, nullptr, true);
-  for (;;) {
-    SPI_cursor_fetch(portal, true, 10000);
-    if (SPI_processed == 0) break;
-    for (uint64 i = 0; i < SPI_processed; i++) {
-      HeapTuple tup = SPI_tuptable->vals[i];
-      TupleDesc desc = SPI_tuptable->tupdesc;
-      bool isnull;
-      char *name = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
-      Jsonb *labels = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
-      int nmax = JB_ROOT_IS_OBJECT(labels) ? (int)JB_ROOT_COUNT(labels) : 0;
-      if (nmax > label_refs_cap) {
-        label_refs = label_refs ? (LabelRef *)repalloc(label_refs, sizeof(LabelRef) * nmax)
-                                : (LabelRef *)palloc(sizeof(LabelRef) * nmax);
-        label_refs_cap = nmax;
-      }
-      int nl = labels_to_refs(labels, label_refs);
-      double value = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
-      Datum bd = SPI_getbinval(tup, desc, 4, &isnull);
-      int nb = 0;
-      int64 *buckets = nullptr;
-      if (!isnull) buckets = int8_elems(bd, &nb);
-      Datum sd = SPI_getbinval(tup, desc, 5, &isnull);
-      double sum = isnull ? 0 : DatumGetFloat8(sd);
-      Datum cd = SPI_getbinval(tup, desc, 6, &isnull);
-      int64 count = isnull ? 0 : DatumGetInt64(cd);
-      cpp_or_error(run_cpp([&] {
-                     auto it = m->by_name.find(name);
-                     if (it == m->by_name.end()) return;
-                     aj::Series s;
-                     s.labels.reserve(nl);
-                     for (int j = 0; j < nl; j++)
-                       s.labels.emplace_back(std::string(label_refs[j].key, label_refs[j].key_len),
-                                             std::string(label_refs[j].value, label_refs[j].value_len));
-                     s.value = value;
-                     if (!m->slot_totals.empty()) {
-                       auto slots = m->slot_totals.find(slot_key(name, labels));
-                       if (slots != m->slot_totals.end()) s.value += slots->second;
-                     }
-                     for (int j = 0; j < nb; j++) s.bucket_counts.push_back((uint64_t)buckets[j]);
-                     s.sum = sum;
-                     s.count = (uint64_t)count;
-                     m->families[it->second].series.push_back(std::move(s));
-                   }, err, sizeof err), err);
-      pfree(name);
+  uint64 rows = 0;
+  while (table_scan_getnextslot(scan, ForwardScanDirection, slot)) {
+    if ((++rows & 1023) == 0) CHECK_FOR_INTERRUPTS();
+    slot_getsomeattrs(slot, natts);
+    Datum *val = slot->tts_values;
+    bool *null = slot->tts_isnull;
+    MemoryContext outer = MemoryContextSwitchTo(row_cxt);
+    text *name_t = DatumGetTextPP(val[a_name - 1]);
+    const char *name = VARDATA_ANY(name_t);
+    int name_len = VARSIZE_ANY_EXHDR(name_t);
+    Jsonb *labels = DatumGetJsonbP(val[a_labels - 1]);
+    int nmax = JB_ROOT_IS_OBJECT(labels) ? (int)JB_ROOT_COUNT(labels) : 0;
+    if (nmax > label_refs_cap) {
+      MemoryContextSwitchTo(outer);
+      label_refs = label_refs ? (LabelRef *)repalloc(label_refs, sizeof(LabelRef) * nmax)
+                              : (LabelRef *)palloc(sizeof(LabelRef) * nmax);
+      label_refs_cap = nmax;
+      MemoryContextSwitchTo(row_cxt);
     }
-    SPI_freetuptable(SPI_tuptable);
-    CHECK_FOR_INTERRUPTS();
+    int nl = labels_to_refs(labels, label_refs);
+    double value = DatumGetFloat8(val[a_value - 1]);
+    int nb = 0;
+    int64 *buckets = null[a_buckets - 1] ? nullptr : int8_elems(val[a_buckets - 1], &nb);
+    double sum = null[a_sum - 1] ? 0 : DatumGetFloat8(val[a_sum - 1]);
+    int64 count = null[a_count - 1] ? 0 : DatumGetInt64(val[a_count - 1]);
+    MemoryContextSwitchTo(outer);
+    cpp_or_error(run_cpp([&] {
+                   auto it = m->family_at.find(std::string_view(name, name_len));
+                   if (it == m->family_at.end()) return;
+                   aj::Series s;
+                   s.labels.reserve(nl);
+                   for (int j = 0; j < nl; j++)
+                     s.labels.emplace_back(std::string(label_refs[j].key, label_refs[j].key_len),
+                                           std::string(label_refs[j].value, label_refs[j].value_len));
+                   s.value = value;
+                   if (!m->slot_totals.empty()) {
+                     auto slots = m->slot_totals.find(slot_key(std::string(name, name_len).c_str(), labels));
+                     if (slots != m->slot_totals.end()) s.value += slots->second;
+                   }
+                   for (int j = 0; j < nb; j++) s.bucket_counts.push_back((uint64_t)buckets[j]);
+                   s.sum = sum;
+                   s.count = (uint64_t)count;
+                   m->families[it->second].series.push_back(std::move(s));
+                 }, err, sizeof err), err);
+    MemoryContextReset(row_cxt);
   }
-  SPI_cursor_close(portal);
+  MemoryContextDelete(row_cxt);
+  ExecDropSingleTupleTableSlot(slot);
+  table_endscan(scan);
+  table_close(rel, AccessShareLock);
+  m->family_at.clear();  // its views must not outlive changes to `families`
 
   // Every service's current snapshot (greatest (timestamp, id)), unless
   // older than agent_journal.snapshot_max_age.
