@@ -87,7 +87,6 @@ enum class View {
 // that uses them).
 struct Rels {
   Oid entries, entries_pkey, state, state_pkey;
-  Oid replay;  // agent_journal.replay(uuid, bigint, bigint)
 };
 Rels rels_cache;
 LocalTransactionId rels_lxid = InvalidLocalTransactionId;
@@ -95,19 +94,34 @@ LocalTransactionId rels_lxid = InvalidLocalTransactionId;
 const Rels &rels() {
   if (rels_lxid == MyProc->lxid) return rels_cache;
   Oid nsp = get_namespace_oid("agent_journal", false);
-  static const Oid replay_args[] = {UUIDOID, INT8OID, INT8OID};
   Rels r{get_relname_relid("entries", nsp), get_relname_relid("entries_pkey", nsp),
-         get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp),
-         LookupFuncName(list_make2(makeString(pstrdup("agent_journal")), makeString(pstrdup("replay"))),
-                        3, replay_args, true)};
+         get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp)};
   if (!OidIsValid(r.entries) || !OidIsValid(r.entries_pkey) || !OidIsValid(r.state) ||
-      !OidIsValid(r.state_pkey) || !OidIsValid(r.replay))
+      !OidIsValid(r.state_pkey))
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("agent_journal's tables or their primary keys are missing"),
                     errhint("Reinstall the extension.")));
   rels_cache = r;
   rels_lxid = MyProc->lxid;
   return rels_cache;
+}
+
+// agent_journal.replay(uuid, bigint, bigint), looked up once per transaction
+// (only by replay's helpers, not on the append path).
+Oid replay_fn() {
+  static Oid cached = InvalidOid;
+  static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+  if (cached_lxid == MyProc->lxid) return cached;
+  static const Oid args[] = {UUIDOID, INT8OID, INT8OID};
+  Oid fn = LookupFuncName(list_make2(makeString(pstrdup("agent_journal")), makeString(pstrdup("replay"))),
+                          3, args, true);
+  if (!OidIsValid(fn))
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("function agent_journal.replay(uuid, bigint, bigint) is missing"),
+                    errhint("Reinstall the extension.")));
+  cached = fn;
+  cached_lxid = MyProc->lxid;
+  return cached;
 }
 
 // Column numbers (extension/agent_journal--0.1.0.sql).
@@ -543,15 +557,16 @@ static int64 replay_args(FunctionCallInfo fcinfo) {
 }
 
 // From 0.3.0, replay is an SQL function that PostgreSQL inlines into the
-// calling query: a plain index scan of entries, streamed, no tuplestore.
-// Its LIMIT is replay_guard(...), which the executor evaluates once before
-// the first row: it checks the arguments and the caller's access to the
-// agent (the errors replay always gave) and returns the limit. Row-level
-// security then only sees rows of an agent the caller may read.
+// calling query: an index scan of entries through the view replay_rows,
+// streamed, no tuplestore. Its LIMIT is replay_guard(...), which the
+// executor evaluates once before the first row: it checks the arguments and
+// the caller's access to the agent (the errors replay always gave) and
+// returns the limit. replay_rows' filter (may_replay) shows the caller only
+// rows of agents it may replay.
 Datum aj_replay_guard(PG_FUNCTION_ARGS) {
   // Anyone may call the guard (it is replay's, and PUBLIC may execute it);
   // it answers only callers who may execute replay itself.
-  if (pg_proc_aclcheck(rels().replay, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+  if (pg_proc_aclcheck(replay_fn(), GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
     aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, "replay");
   int64 max_entries = replay_args(fcinfo);
   Datum agent = PG_GETARG_DATUM(0);
@@ -814,7 +829,7 @@ bool visible_now(Datum agent) {
 }
 
 bool may_execute_replay() {
-  return pg_proc_aclcheck(rels().replay, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+  return pg_proc_aclcheck(replay_fn(), GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
 }
 }  // namespace
 
