@@ -751,8 +751,9 @@ Datum aj_bind_agent(PG_FUNCTION_ARGS) {
 }
 
 // Row-level security on the journal tables calls agent_visible per row
-// (and is_admin when it says no), so both remember their last answer in
-// the call site's fn_extra. An answer is reused only for the same user in
+// (and is_admin when it says no), and replay_rows' filter calls may_replay
+// per row, so all three remember their last answer in the call site's
+// fn_extra. An answer is reused only for the same user in
 // the same transaction and command, looking through a snapshot that sees
 // the same transactions as committed: same xmin and xmax (xmax moves as
 // soon as any transaction at or past it ends) and as many in progress
@@ -788,7 +789,7 @@ bool answer_key(AnswerKey *k) {
 struct AnswerCache {
   bool valid = false;
   AnswerKey key{};
-  pg_uuid_t agent{};  // agent_visible only
+  pg_uuid_t agent{};  // the agent asked about (all zero for is_admin)
   bool answer = false;
 };
 

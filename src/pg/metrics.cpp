@@ -334,6 +334,12 @@ UpdateSql update_sql[4] = {
      AJ_UPSERT_HEAD "VALUES ($1, $2, $3) " AJ_COUNTER_TOTAL, nullptr, nullptr},
 };
 
+// Names only the extension's own code may record to (names.hpp has the
+// C++ rule; this is the allocation-free check for the hot path).
+bool reserved_name(const char *name) {
+  return strncmp(name, "agent_runtime_", 14) == 0 || strncmp(name, "agent_journal_", 14) == 0;
+}
+
 // Records one value; returns the series' stored value. Inside SPI.
 double record_value(Update u, const char *name, Jsonb *labels, double v, const char *help,
                     bool internal) {
@@ -344,9 +350,8 @@ double record_value(Update u, const char *name, Jsonb *labels, double v, const c
   static const Oid t5[] = {TEXTOID, JSONBOID, FLOAT8OID, TEXTOID, BOOLOID};
   Datum a5[5] = {CStringGetTextDatum(name), JsonbPGetDatum(labels), Float8GetDatum(v),
                  CStringGetTextDatum(aj::type_name(type)), BoolGetDatum(help == nullptr)};
-  bool reserved = strncmp(name, "agent_runtime_", 14) == 0 || strncmp(name, "agent_journal_", 14) == 0;
   bool isnull;
-  if ((internal || !reserved) &&
+  if ((internal || !reserved_name(name)) &&
       run_plan(&q.fast_plan, q.fast, 5, t5, a5, nullptr, SPI_OK_INSERT_RETURNING) == 1)
     return DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
   ensure_family(name, type, help, 0, nullptr, internal);
@@ -372,17 +377,23 @@ struct SlotRels {
 SlotRels slot_rels_cache;
 LocalTransactionId slot_rels_lxid = InvalidLocalTransactionId;
 
-// False when the installed schema predates counter_slots (0.2.0).
+// The metric tables, looked up once per transaction (as journal.cpp's
+// rels()). Returns false when the installed schema predates counter_slots
+// (0.2.0); `series` is filled either way.
 bool slot_rels(SlotRels *out) {
   if (slot_rels_lxid != MyProc->lxid) {
     Oid nsp = get_namespace_oid("agent_journal", false);
     slot_rels_cache = SlotRels{get_relname_relid("metric_series", nsp),
                                get_relname_relid("metric_series_pkey", nsp),
                                get_relname_relid("counter_slots", nsp)};
+    if (!OidIsValid(slot_rels_cache.series))
+      ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                      errmsg("agent_journal's table metric_series is missing"),
+                      errhint("Reinstall the extension.")));
     slot_rels_lxid = MyProc->lxid;
   }
   *out = slot_rels_cache;
-  return OidIsValid(out->series) && OidIsValid(out->series_pkey) && OidIsValid(out->slots);
+  return OidIsValid(out->series_pkey) && OidIsValid(out->slots);
 }
 
 // Is the series' latest row version being updated by another transaction
@@ -455,8 +466,7 @@ double counter_add_internal(const char *name, Jsonb *labels, double v, const cha
   if (!slot_rels(&r)) return record_value(Update::CounterAdd, name, labels, v, help, internal);
   Datum name_d = CStringGetTextDatum(name);
   double total;
-  bool reserved = strncmp(name, "agent_runtime_", 14) == 0 || strncmp(name, "agent_journal_", 14) == 0;
-  if ((internal || !reserved) && series_busy(r, name_d, JsonbPGetDatum(labels)) &&
+  if ((internal || !reserved_name(name)) && series_busy(r, name_d, JsonbPGetDatum(labels)) &&
       slot_add(name_d, labels, v, help, &total))
     return total;
   return record_value(Update::CounterAddSlots, name, labels, v, help, internal);
@@ -669,7 +679,7 @@ struct Model {
 };
 
 // The key slot_totals uses for a series.
-std::string slot_key(const char *name, const Jsonb *labels) {
+std::string slot_key(std::string_view name, const Jsonb *labels) {
   std::string k(name);
   k.push_back('\0');
   k.append(reinterpret_cast<const char *>(labels), VARSIZE(labels));
@@ -782,13 +792,10 @@ void load_model(Model *m) {
   // active one, which SPI's read-only queries above used too), deformed in
   // place: no SPI result copies. Per-row allocations (detoasting) go to a
   // context reset for every row, so memory stays bounded by the model.
-  Oid nsp = get_namespace_oid("agent_journal", false);
-  Oid series_oid = get_relname_relid("metric_series", nsp);
-  if (!OidIsValid(series_oid)) elog(ERROR, "agent_journal: table metric_series is missing");
   cpp_or_error(run_cpp([&] {
                  for (size_t i = 0; i < m->families.size(); i++) m->family_at.emplace(m->families[i].name, i);
                }, err, sizeof err), err);
-  Relation rel = table_open(series_oid, AccessShareLock);
+  Relation rel = table_open(sr.series, AccessShareLock);
   TupleDesc desc = RelationGetDescr(rel);
   const AttrNumber a_name = attnum_of(desc, "name"), a_labels = attnum_of(desc, "labels"),
                    a_value = attnum_of(desc, "value"), a_buckets = attnum_of(desc, "bucket_counts"),
@@ -836,7 +843,7 @@ void load_model(Model *m) {
                                            std::string(label_refs[j].value, label_refs[j].value_len));
                    s.value = value;
                    if (!m->slot_totals.empty()) {
-                     auto slots = m->slot_totals.find(slot_key(std::string(name, name_len).c_str(), labels));
+                     auto slots = m->slot_totals.find(slot_key(std::string_view(name, name_len), labels));
                      if (slots != m->slot_totals.end()) s.value += slots->second;
                    }
                    for (int j = 0; j < nb; j++) s.bucket_counts.push_back((uint64_t)buckets[j]);

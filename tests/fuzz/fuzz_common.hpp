@@ -2,8 +2,13 @@
 // tests/fuzz/run, not by CMake). Pure C++17, no PostgreSQL.
 #pragma once
 
+#include <fuzzer/FuzzedDataProvider.h>
+
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -13,6 +18,25 @@
 #include "core/names.hpp"
 
 namespace aj::fuzz {
+
+// A double from the input: one of `special` (the edge cases a target cares
+// about), a small fraction (lo..hi) / div, or any 64-bit pattern (NaN
+// payloads, denormals, infinities).
+template <std::size_t N>
+double pick_double(FuzzedDataProvider &fdp, const double (&special)[N], int lo, int hi, int div) {
+  switch (fdp.ConsumeIntegralInRange<int>(0, 2)) {
+    case 0:
+      return special[fdp.ConsumeIntegralInRange<std::size_t>(0, N - 1)];
+    case 1:
+      return static_cast<double>(fdp.ConsumeIntegralInRange<int>(lo, hi)) / div;
+    default: {
+      const uint64_t bits = fdp.ConsumeIntegral<uint64_t>();
+      double d;
+      std::memcpy(&d, &bits, sizeof d);
+      return d;
+    }
+  }
+}
 
 // Prints and aborts: libFuzzer reports it as a crash and saves the input.
 [[noreturn]] inline void die(const char *where, const std::string &why) {

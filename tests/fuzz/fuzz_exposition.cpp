@@ -85,18 +85,7 @@ double any_double(FuzzedDataProvider &fdp) {
                                     -std::numeric_limits<double>::quiet_NaN(),
                                     std::numeric_limits<double>::infinity(),
                                     -std::numeric_limits<double>::infinity()};
-  switch (fdp.ConsumeIntegralInRange<int>(0, 2)) {
-    case 0:
-      return kSpecial[fdp.ConsumeIntegralInRange<std::size_t>(0, std::size(kSpecial) - 1)];
-    case 1:
-      return static_cast<double>(fdp.ConsumeIntegralInRange<int>(-100, 1000)) / 8;
-    default: {
-      const uint64_t bits = fdp.ConsumeIntegral<uint64_t>();
-      double d;
-      std::memcpy(&d, &bits, sizeof d);
-      return d;
-    }
-  }
+  return ::aj::fuzz::pick_double(fdp, kSpecial, -100, 1000, 8);
 }
 
 uint64_t any_count(FuzzedDataProvider &fdp) {

@@ -64,18 +64,7 @@ double any_double(FuzzedDataProvider &fdp) {
                                     std::numeric_limits<double>::quiet_NaN(),
                                     std::numeric_limits<double>::infinity(),
                                     -std::numeric_limits<double>::infinity()};
-  switch (fdp.ConsumeIntegralInRange<int>(0, 2)) {
-    case 0:
-      return kSpecial[fdp.ConsumeIntegralInRange<std::size_t>(0, std::size(kSpecial) - 1)];
-    case 1:
-      return static_cast<double>(fdp.ConsumeIntegralInRange<int>(-20, 200)) / 4;
-    default: {
-      const uint64_t bits = fdp.ConsumeIntegral<uint64_t>();
-      double d;
-      std::memcpy(&d, &bits, sizeof d);
-      return d;
-    }
-  }
+  return ::aj::fuzz::pick_double(fdp, kSpecial, -20, 200, 4);
 }
 
 bool ends_with(const std::string &s, const char *suffix) {

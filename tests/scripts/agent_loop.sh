@@ -36,15 +36,7 @@ fresh_db $DB
 loop() {
   exec "$BIN" --conninfo "dbname=$DB ${5:-}" --agent "$1" --iterations "$2" --step-ms "$3" --service "$4"
 }
-# wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds
-wait_for() {
-  local what=$1 deadline=$((SECONDS + $2))
-  shift 2
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || fail "timed out waiting for $what"
-    sleep 0.02
-  done
-}
+AJ_POLL=0.02  # wait_for (lib.bash): kills must land close to the awaited step
 # iterations_done OUT K: OUT (perhaps not created yet) reports K iterations done
 iterations_done() {
   local n
@@ -136,9 +128,9 @@ N=30
 loop $A $N 50 loop-a >"$TMPD/a1.out" 2>"$TMPD/a1.err" &
 pid=$!
 PIDS+=($pid)
-wait_for "5 iterations" 15 iterations_done "$TMPD/a1.out" 5
+wait_for 15 "5 iterations" iterations_done "$TMPD/a1.out" 5
 # kill while the latest entry is a Thought: the iteration is half done
-wait_for "a Thought" 10 latest_kind_is $A Thought
+wait_for 10 "a Thought" latest_kind_is $A Thought
 kill_loop $pid
 killed_at=$(q $DB "SELECT kind FROM agent_journal.entries WHERE agent_id = '$A' ORDER BY sequence DESC LIMIT 1")
 case $killed_at in
@@ -149,7 +141,7 @@ esac
 loop $A $N 50 loop-a >"$TMPD/a2.out" 2>"$TMPD/a2.err" &
 pid=$!
 PIDS+=($pid)
-wait_for "the restart's replay" 10 grep -qs '^agent .*replayed' "$TMPD/a2.out"
+wait_for 10 "the restart's replay" grep -qs '^agent .*replayed' "$TMPD/a2.out"
 sleep "0.0$((RANDOM % 10))"
 kill_loop $pid
 grep -q "replayed .* entries: [1-9][0-9]* iterations completed, [12] steps into the next" "$TMPD/a2.out" \
@@ -176,7 +168,7 @@ bpid=$!
 loop $C 20 30 loop-c application_name=agent_loop_c >"$TMPD/c.out" 2>"$TMPD/c.err" &
 PIDS+=($!)
 cpid=$!
-wait_for "B: 4 iterations" 15 iterations_done "$TMPD/b1.out" 4
+wait_for 15 "B: 4 iterations" iterations_done "$TMPD/b1.out" 4
 kill_loop $bpid
 loop $B 20 30 loop-b >"$TMPD/b2.out" 2>"$TMPD/b2.err" &
 PIDS+=($!)
@@ -203,7 +195,7 @@ D=00000000-0000-0000-0000-00000000d004
 loop $D 15 30 loop-d >"$TMPD/d.out" 2>"$TMPD/d.err" &
 PIDS+=($!)
 dpid=$!
-wait_for "D: 1 iteration" 10 iterations_done "$TMPD/d.out" 1
+wait_for 10 "D: 1 iteration" iterations_done "$TMPD/d.out" 1
 for i in $(seq 1 8); do
   q $DB "SELECT agent_journal.append('$D', 0, jsonb_build_object('type', 'Note', 'n', $i))" >/dev/null
   sleep 0.07

@@ -24,17 +24,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for SECONDS WHAT COMMAND...: polls COMMAND every 0.2 s
-wait_for() {
-  local limit=$1 what=$2 deadline
-  shift 2
-  deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || fail "timed out after ${limit}s waiting for: $what"
-    sleep 0.2
-  done
-  ok "$what"
-}
 start_receiver() {  # start_receiver NAME [--hang]: sets RECV_PID, RECV_PORT
   rm -f "$TMPD/$1.port"
   /usr/bin/python3 "$AJ_ROOT/tests/scripts/otlp_receiver.py" "$TMPD/$1.port" "$TMPD/$1.log" \

@@ -19,3 +19,15 @@ expect_eq() {  # expect_eq WHAT GOT WANT
   if [ "$2" != "$3" ]; then fail "$1: got '$2', want '$3'"; fi
   ok "$1 = $3"
 }
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND (every AJ_POLL seconds,
+# default 0.2) until it succeeds; fails after SECONDS.
+wait_for() {
+  local limit=$1 what=$2 deadline
+  shift 2
+  deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "timed out after ${limit}s waiting for: $what"
+    sleep "${AJ_POLL:-0.2}"
+  done
+  ok "$what"
+}
