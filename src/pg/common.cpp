@@ -80,14 +80,38 @@ static Oid extension_owner() {
   return owner;
 }
 
+// Owner-switched code sees only pg_catalog: no schema of the caller's
+// search_path and no pg_temp, for types, relations, functions and
+// operators alike (a caller's pg_temp.text domain or an owned schema first
+// in search_path would otherwise run the caller's code with the owner's
+// rights). An override search path is pushed, not a GUC set: it costs no
+// GUC save/restore, keeps cached SPI plans valid across calls, and
+// transaction or subtransaction abort pops it. The switch is also a
+// security-restricted operation, as VACUUM and REFRESH MATERIALIZED VIEW
+// run index and view code: no SET ROLE, no temporary objects.
+static void push_pinned_path() {
+  OverrideSearchPath path;
+  path.schemas = NIL;
+  path.addCatalog = true;
+  path.addTemp = false;
+  path.generation = 0;
+  PushOverrideSearchPath(&path);
+}
+
 OwnerSwitch become_owner() {
   OwnerSwitch s;
   GetUserIdAndSecContext(&s.saved_user, &s.saved_sec);
-  SetUserIdAndSecContext(extension_owner(), s.saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+  Oid owner = extension_owner();
+  push_pinned_path();
+  SetUserIdAndSecContext(owner, s.saved_sec | SECURITY_LOCAL_USERID_CHANGE |
+                                    SECURITY_RESTRICTED_OPERATION);
   return s;
 }
 
-void restore_user(const OwnerSwitch &s) { SetUserIdAndSecContext(s.saved_user, s.saved_sec); }
+void restore_user(const OwnerSwitch &s) {
+  SetUserIdAndSecContext(s.saved_user, s.saved_sec);
+  PopOverrideSearchPath();
+}
 
 OwnerSwitch spi_begin() {
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "agent_journal: SPI_connect failed");
@@ -104,23 +128,29 @@ bool is_admin(Oid role) {
   static SPIPlanPtr plan;
   int rc = SPI_execute_plan(
       cached_plan(&plan,
-                  "SELECT role::pg_catalog.oid FROM agent_journal.access_grants "
+                  "SELECT role FROM agent_journal.access_grants "
                   "WHERE access OPERATOR(pg_catalog.=) 'admin'",
                   0, nullptr),
       nullptr, nullptr, true, 0);
   if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: admin lookup failed: %d", rc);
+  // access_grants.role: the role's exact name from 0.4.0 (a role missing
+  // after a restore is skipped), a regrole before.
+  bool by_oid = SPI_gettypeid(SPI_tuptable->tupdesc, 1) == REGROLEOID;
   for (uint64 i = 0; i < SPI_processed; i++) {
     bool isnull;
-    Oid admin = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-    if (!isnull && has_privs_of_role(role, admin)) return true;
+    Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+    if (isnull) continue;
+    Oid admin = by_oid ? DatumGetObjectId(d) : get_role_oid(TextDatumGetCString(d), true);
+    if (OidIsValid(admin) && has_privs_of_role(role, admin)) return true;
   }
   return false;
 }
 
 bool tenant_allows(Oid caller, Oid owner) {
-  if (!OidIsValid(owner)) return true;
-  // has_privs_of_role is false (not an error) for a dropped owner role.
-  if (has_privs_of_role(caller, owner)) return true;
+  // InvalidOid: bound to a role that does not exist (dropped, or missing
+  // after a restore): admins only, never unbound. has_privs_of_role is
+  // false (not an error) for a dropped role's OID.
+  if (OidIsValid(owner) && has_privs_of_role(caller, owner)) return true;
   return is_admin(caller);
 }
 

@@ -31,6 +31,7 @@ extern "C" {
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 }
 
 #include "core/kind.hpp"
@@ -48,6 +49,7 @@ PG_FUNCTION_INFO_V1(aj_last_completed_iteration);
 PG_FUNCTION_INFO_V1(aj_compact);
 PG_FUNCTION_INFO_V1(aj_forget_agent);
 PG_FUNCTION_INFO_V1(aj_bind_agent);
+PG_FUNCTION_INFO_V1(aj_bind_agent_name);
 PG_FUNCTION_INFO_V1(aj_agent_visible);
 PG_FUNCTION_INFO_V1(aj_is_admin);
 }
@@ -72,8 +74,13 @@ struct Latest {
   int64 sequence = 0;           // highest sequence ever assigned (0: none)
   bool has_entry = false;       // a live entry exists
   bool known = false;           // the agent has a state row
-  Oid owner = InvalidOid;       // bind_agent's role, or InvalidOid
+  bool bound = false;           // bound to a role by bind_agent
+  Oid owner = InvalidOid;       // that role; InvalidOid if it does not exist (admins only)
   TimestampTz last_recorded_at = 0;
+  bool same_as(const Latest &o) const {
+    return sequence == o.sequence && has_entry == o.has_entry && known == o.known &&
+           bound == o.bound && owner == o.owner;
+  }
 };
 
 enum class View {
@@ -124,12 +131,58 @@ Oid replay_fn() {
   return cached;
 }
 
-// Column numbers (extension/agent_journal--0.1.0.sql).
-constexpr AttrNumber ENTRY_SEQUENCE = 2, ENTRY_RECORDED_AT = 5;
-constexpr AttrNumber STATE_COMPACTED_THROUGH = 3, STATE_OWNER = 5;
+// The journal's columns are found by name in the relation's current
+// descriptor, never by position: an operator may add, drop or reorder
+// columns (ALTER TABLE), and a positional read or a slot filled by
+// position would then read or write the wrong attribute.
+struct ColumnSpec {
+  const char *name;
+  Oid type, alt_type;  // alt_type: an older schema's type (InvalidOid: none)
+};
+enum EntryCol { E_AGENT, E_SEQUENCE, E_ITERATION, E_KIND, E_RECORDED_AT, E_EVENT, E_NCOLS };
+const ColumnSpec ENTRY_COLS[E_NCOLS] = {
+    {"agent_id", UUIDOID, InvalidOid},          {"sequence", INT8OID, InvalidOid},
+    {"iteration", INT4OID, InvalidOid},         {"kind", TEXTOID, InvalidOid},
+    {"recorded_at", TIMESTAMPTZOID, InvalidOid}, {"event", JSONBOID, InvalidOid}};
+enum StateCol { S_COMPACTED_THROUGH, S_OWNER, S_NCOLS };
+// owner: the role's name (text) from 0.4.0, a regrole before.
+const ColumnSpec STATE_COLS[S_NCOLS] = {{"compacted_through", INT8OID, InvalidOid},
+                                        {"owner", TEXTOID, REGROLEOID}};
+
+// Fills `out` with the attribute numbers of `cols` in `rel`; ERROR 55000
+// naming the column if one is missing or has another type. Returns how
+// many live (not dropped) attributes the relation has.
+int map_columns(Relation rel, const ColumnSpec *cols, int n, AttrNumber *out) {
+  TupleDesc desc = RelationGetDescr(rel);
+  int live = 0;
+  for (int c = 0; c < n; c++) out[c] = InvalidAttrNumber;
+  for (int i = 0; i < desc->natts; i++) {
+    Form_pg_attribute a = TupleDescAttr(desc, i);
+    if (a->attisdropped) continue;
+    live++;
+    for (int c = 0; c < n; c++) {
+      if (strcmp(NameStr(a->attname), cols[c].name) != 0) continue;
+      if (a->atttypid != cols[c].type && a->atttypid != cols[c].alt_type)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("column \"%s\" of agent_journal.%s has type %s, expected %s",
+                               cols[c].name, RelationGetRelationName(rel),
+                               format_type_be(a->atttypid), format_type_be(cols[c].type)),
+                        errhint("Undo the ALTER TABLE on the extension's table.")));
+      out[c] = a->attnum;
+    }
+  }
+  for (int c = 0; c < n; c++)
+    if (out[c] == InvalidAttrNumber)
+      ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                      errmsg("agent_journal.%s has no column \"%s\"", RelationGetRelationName(rel),
+                             cols[c].name),
+                      errhint("Undo the ALTER TABLE on the extension's table.")));
+  return live;
+}
 
 // The first tuple of `agent` in `index` of `heap`, in `dir` (an index
-// probe, no executor); calls `use` with the slot if there is one.
+// probe, no executor); calls `use` with the relation and the slot if there
+// is one.
 template <typename F>
 void probe(Oid heap_oid, Oid index_oid, Datum agent, Snapshot snap, ScanDirection dir, F &&use) {
   Relation heap = table_open(heap_oid, AccessShareLock);
@@ -139,7 +192,7 @@ void probe(Oid heap_oid, Oid index_oid, Datum agent, Snapshot snap, ScanDirectio
   IndexScanDesc scan = index_beginscan(heap, index, snap, 1, 0);
   index_rescan(scan, &key, 1, nullptr, 0);
   TupleTableSlot *slot = table_slot_create(heap, nullptr);
-  if (index_getnext_slot(scan, dir, slot)) use(slot);
+  if (index_getnext_slot(scan, dir, slot)) use(heap, slot);
   ExecDropSingleTupleTableSlot(slot);
   index_endscan(scan);
   index_close(index, AccessShareLock);
@@ -165,37 +218,71 @@ Latest read_latest(Datum agent, View view) {
     snap = GetActiveSnapshot();
   }
   snap = RegisterSnapshot(snap);
-  probe(r.state, r.state_pkey, agent, snap, ForwardScanDirection, [&](TupleTableSlot *slot) {
-    bool isnull;
-    l.known = true;
-    l.sequence = DatumGetInt64(slot_getattr(slot, STATE_COMPACTED_THROUGH, &isnull));
-    Datum owner = slot_getattr(slot, STATE_OWNER, &isnull);
-    if (!isnull) l.owner = DatumGetObjectId(owner);
-  });
-  probe(r.entries, r.entries_pkey, agent, snap, BackwardScanDirection, [&](TupleTableSlot *slot) {
-    bool isnull;
-    l.has_entry = true;
-    // Compaction removes a prefix: the last entry is the latest sequence.
-    l.sequence = DatumGetInt64(slot_getattr(slot, ENTRY_SEQUENCE, &isnull));
-    l.last_recorded_at = DatumGetTimestampTz(slot_getattr(slot, ENTRY_RECORDED_AT, &isnull));
-  });
+  probe(r.state, r.state_pkey, agent, snap, ForwardScanDirection,
+        [&](Relation rel, TupleTableSlot *slot) {
+          AttrNumber col[S_NCOLS];
+          (void)map_columns(rel, STATE_COLS, S_NCOLS, col);
+          bool isnull;
+          l.known = true;
+          l.sequence = DatumGetInt64(slot_getattr(slot, col[S_COMPACTED_THROUGH], &isnull));
+          Datum owner = slot_getattr(slot, col[S_OWNER], &isnull);
+          if (isnull) return;
+          l.bound = true;
+          // A role that no longer exists (dropped, or missing after a
+          // restore into another cluster) leaves the agent to admins.
+          if (TupleDescAttr(RelationGetDescr(rel), col[S_OWNER] - 1)->atttypid == REGROLEOID)
+            l.owner = DatumGetObjectId(owner);
+          else
+            l.owner = get_role_oid(TextDatumGetCString(owner), true);
+        });
+  probe(r.entries, r.entries_pkey, agent, snap, BackwardScanDirection,
+        [&](Relation rel, TupleTableSlot *slot) {
+          AttrNumber col[E_NCOLS];
+          (void)map_columns(rel, ENTRY_COLS, E_NCOLS, col);
+          bool isnull;
+          l.has_entry = true;
+          // Compaction removes a prefix: the last entry is the latest sequence.
+          l.sequence = DatumGetInt64(slot_getattr(slot, col[E_SEQUENCE], &isnull));
+          l.last_recorded_at = DatumGetTimestampTz(slot_getattr(slot, col[E_RECORDED_AT], &isnull));
+        });
   UnregisterSnapshot(snap);
   if (view == View::Transaction) PopActiveSnapshot();
   return l;
 }
 
-// Inserts one entry (values in column order). The hot path: a heap insert
-// plus index insertion through ExecSimpleRelationInsert (as logical
-// replication's apply does), which checks NOT NULL, maintains every index
-// (unique check included) and fires triggers, without the planner or a full
-// executor start. Falls back to SPI for a partitioned entries table.
+// Can an entry go into `rel` by a direct insert? Only into a plain table
+// that has exactly the journal's six columns (so every attribute is one we
+// fill; a column an operator added may have a default, an identity or a
+// generation expression that only the executor computes), no rules, and no
+// statement-level INSERT triggers or transition tables (which fire only
+// around a whole statement). Anything else goes through an SPI INSERT.
+bool direct_insert_ok(Relation rel, int live_columns) {
+  if (rel->rd_rel->relkind != RELKIND_RELATION || live_columns != E_NCOLS ||
+      rel->rd_rules != nullptr)
+    return false;
+  TriggerDesc *t = rel->trigdesc;
+  return t == nullptr || !(t->trig_insert_before_statement || t->trig_insert_after_statement ||
+                           t->trig_insert_new_table);
+}
+
+// Inserts one entry (values in ENTRY_COLS order). The hot path: a heap
+// insert plus index insertion through ExecSimpleRelationInsert (as logical
+// replication's apply does), which checks NOT NULL and CHECK constraints,
+// maintains every index (unique check included) and fires row triggers,
+// without the planner or a full executor start. Falls back to an SPI
+// INSERT naming the columns otherwise (direct_insert_ok).
 void insert_entry(Datum *values, const Oid *types) {
   const Rels &r = rels();
   Relation rel = table_open(r.entries, RowExclusiveLock);
-  if (rel->rd_rel->relkind != RELKIND_RELATION) {
-    table_close(rel, RowExclusiveLock);
-    run_plan(&p_insert, "INSERT INTO agent_journal.entries VALUES ($1, $2, $3, $4, $5, $6)", 6,
-             types, values, nullptr, SPI_OK_INSERT);
+  AttrNumber col[E_NCOLS];
+  int live = map_columns(rel, ENTRY_COLS, E_NCOLS, col);
+  if (!direct_insert_ok(rel, live)) {
+    table_close(rel, NoLock);
+    run_plan(&p_insert,
+             "INSERT INTO agent_journal.entries "
+             "(agent_id, sequence, iteration, kind, recorded_at, event) "
+             "VALUES ($1, $2, $3, $4, $5, $6)",
+             6, types, values, nullptr, SPI_OK_INSERT);
     return;
   }
   EState *estate = CreateExecutorState();
@@ -210,11 +297,17 @@ void insert_entry(Datum *values, const Oid *types) {
   estate->es_output_cid = GetCurrentCommandId(true);
   AfterTriggerBeginQuery();
   ExecOpenIndices(rri, false);
-  TupleTableSlot *slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
+  TupleDesc desc = RelationGetDescr(rel);
+  TupleTableSlot *slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
   ExecClearTuple(slot);
-  for (int i = 0; i < 6; i++) {
-    slot->tts_values[i] = values[i];
-    slot->tts_isnull[i] = false;
+  // Every attribute: dropped ones NULL, ours by their attribute numbers.
+  for (int i = 0; i < desc->natts; i++) {
+    slot->tts_values[i] = (Datum)0;
+    slot->tts_isnull[i] = true;
+  }
+  for (int c = 0; c < E_NCOLS; c++) {
+    slot->tts_values[col[c] - 1] = values[c];
+    slot->tts_isnull[col[c] - 1] = false;
   }
   ExecStoreVirtualTuple(slot);
   ExecSimpleRelationInsert(rri, estate, slot);
@@ -227,8 +320,10 @@ void insert_entry(Datum *values, const Oid *types) {
 
 // Tenants: a bound agent is usable only by roles with its owner's
 // privileges, and by admins. `who` holds the calling user.
+bool tenant_ok(const Latest &l, Oid caller) { return !l.bound || tenant_allows(caller, l.owner); }
+
 void check_tenant(const Latest &l, const OwnerSwitch &who, Datum agent) {
-  if (!OidIsValid(l.owner) || tenant_allows(who.saved_user, l.owner)) return;
+  if (tenant_ok(l, who.saved_user)) return;
   ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                   errmsg("permission denied for agent %s",
                          DatumGetCString(DirectFunctionCall1(uuid_out, agent))),
@@ -249,7 +344,7 @@ Latest read_latest_locked(Datum agent, const OwnerSwitch &who) {
 void check_serializable(const Latest &l, Datum agent) {
   if (!IsolationUsesXactSnapshot()) return;
   Latest mine = read_latest(agent, View::Transaction);
-  if (mine.sequence != l.sequence || mine.known != l.known || mine.owner != l.owner)
+  if (!mine.same_as(l))
     ereport(ERROR,
             (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
              errmsg("could not serialize access due to a concurrent append to agent %s",
@@ -527,6 +622,7 @@ Datum aj_append_batch(PG_FUNCTION_ARGS) {
   uint64 inserted = run_plan(
       &p_insert_batch,
       "INSERT INTO agent_journal.entries "
+      "(agent_id, sequence, iteration, kind, recorded_at, event) "
       "SELECT $1, $2 OPERATOR(pg_catalog.+) u.o, $3, u.k, $4, u.e "
       "FROM ROWS FROM (pg_catalog.unnest($5), pg_catalog.unnest($6)) WITH ORDINALITY AS u(e, k, o)",
       6, types, args, nullptr, SPI_OK_INSERT);
@@ -602,15 +698,16 @@ Datum aj_replay(PG_FUNCTION_ARGS) {
   IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 2, 0);
   index_rescan(scan, keys, 2, nullptr, 0);
   TupleTableSlot *slot = table_slot_create(heap, nullptr);
-  // entries: agent_id, sequence, iteration, kind, recorded_at, event
-  static const AttrNumber cols[5] = {2, 3, 4, 5, 6};
+  // replay's columns: sequence, iteration, kind, recorded_at, event
+  AttrNumber col[E_NCOLS];
+  (void)map_columns(heap, ENTRY_COLS, E_NCOLS, col);
   Datum values[5];
   bool isnull[5];
   for (int64 n = 0; n < max_entries && index_getnext_slot(scan, ForwardScanDirection, slot); n++) {
-    slot_getsomeattrs(slot, 6);
+    slot_getallattrs(slot);
     for (int i = 0; i < 5; i++) {
-      values[i] = slot->tts_values[cols[i] - 1];
-      isnull[i] = slot->tts_isnull[cols[i] - 1];
+      values[i] = slot->tts_values[col[E_SEQUENCE + i] - 1];
+      isnull[i] = slot->tts_isnull[col[E_SEQUENCE + i] - 1];
     }
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
     if ((n & 1023) == 0) CHECK_FOR_INTERRUPTS();
@@ -712,7 +809,10 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
   Datum args[1] = {agent};
   OwnerSwitch who = spi_begin();
   lock_agent(DatumGetUUIDP(agent));
-  (void)read_latest_locked(agent, who);
+  // Under REPEATABLE READ / SERIALIZABLE the deletes below would see only
+  // what the transaction's snapshot sees and leave a concurrent writer's
+  // entries behind: 40001 instead (check_serializable).
+  check_serializable(read_latest_locked(agent, who), agent);
   // Entries first (their count is the answer), then keys, then the state.
   int64 removed = (int64)run_plan(
       &p_forget_entries,
@@ -728,7 +828,12 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
   PG_RETURN_INT64(removed);
 }
 
-Datum aj_bind_agent(PG_FUNCTION_ARGS) {
+// bind_agent(agent_id, owner): `owner` is a role's name exactly as
+// pg_roles.rolname spells it (bind_agent(uuid, name), from 0.4.0) or a
+// regrole. agent_state.owner keeps the name (0.4.0; a regrole before), so
+// a dump restored into a cluster without that role loses only this
+// binding, and the agent becomes admin-only.
+static void bind_agent(FunctionCallInfo fcinfo, Oid role) {
   require_writable("agent_journal.bind_agent()");
   require_arg(fcinfo, 0, "agent_id");
   Datum agent = PG_GETARG_DATUM(0);
@@ -738,15 +843,52 @@ Datum aj_bind_agent(PG_FUNCTION_ARGS) {
                     errmsg("only admins may bind agents to roles"),
                     errhint("Run agent_journal.grant_access(role, 'admin') as a superuser.")));
   lock_agent(DatumGetUUIDP(agent));
-  static const Oid types[] = {UUIDOID, OIDOID};
-  Datum args[2] = {agent, PG_ARGISNULL(1) ? (Datum)0 : PG_GETARG_DATUM(1)};
-  char nulls[2] = {' ', PG_ARGISNULL(1) ? 'n' : ' '};
-  run_plan(&p_bind,
-           "INSERT INTO agent_journal.agent_state AS s (agent_id, owner) "
-           "VALUES ($1, $2::pg_catalog.regrole) ON CONFLICT (agent_id) "
-           "DO UPDATE SET owner = EXCLUDED.owner",
-           2, types, args, nulls, SPI_OK_INSERT);
+  check_serializable(read_latest_locked(agent, who), agent);
+  bool unbind = !OidIsValid(role);
+  Relation rel = table_open(rels().state, AccessShareLock);
+  AttrNumber col[S_NCOLS];
+  (void)map_columns(rel, STATE_COLS, S_NCOLS, col);
+  bool by_name = TupleDescAttr(RelationGetDescr(rel), col[S_OWNER] - 1)->atttypid != REGROLEOID;
+  table_close(rel, AccessShareLock);
+  static SPIPlanPtr p_bind_name;
+  static const Oid t_oid[] = {UUIDOID, OIDOID}, t_name[] = {UUIDOID, TEXTOID};
+  Datum args[2] = {agent, unbind ? (Datum)0
+                          : by_name ? CStringGetTextDatum(GetUserNameFromId(role, false))
+                                    : ObjectIdGetDatum(role)};
+  char nulls[2] = {' ', unbind ? 'n' : ' '};
+  if (by_name)
+    run_plan(&p_bind_name,
+             "INSERT INTO agent_journal.agent_state AS s (agent_id, owner) "
+             "VALUES ($1, $2) ON CONFLICT (agent_id) DO UPDATE SET owner = EXCLUDED.owner",
+             2, t_name, args, nulls, SPI_OK_INSERT);
+  else
+    run_plan(&p_bind,
+             "INSERT INTO agent_journal.agent_state AS s (agent_id, owner) "
+             "VALUES ($1, $2::pg_catalog.regrole) ON CONFLICT (agent_id) "
+             "DO UPDATE SET owner = EXCLUDED.owner",
+             2, t_oid, args, nulls, SPI_OK_INSERT);
   spi_end(who);
+}
+
+Datum aj_bind_agent(PG_FUNCTION_ARGS) {
+  Oid role = PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1);
+  if (!PG_ARGISNULL(1) && !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("role with OID %u does not exist", role)));
+  bind_agent(fcinfo, role);
+  PG_RETURN_VOID();
+}
+
+Datum aj_bind_agent_name(PG_FUNCTION_ARGS) {
+  Oid role = InvalidOid;
+  if (!PG_ARGISNULL(1)) {
+    const char *name = NameStr(*PG_GETARG_NAME(1));
+    role = get_role_oid(name, true);
+    if (!OidIsValid(role))
+      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                      errmsg("role \"%s\" does not exist", name),
+                      errhint("owner names a role exactly as pg_roles.rolname spells it.")));
+  }
+  bind_agent(fcinfo, role);
   PG_RETURN_VOID();
 }
 
@@ -824,7 +966,7 @@ bool cached_answer(FunctionCallInfo fcinfo, const pg_uuid_t *agent, F &&compute)
 bool visible_now(Datum agent) {
   OwnerSwitch who = spi_begin();
   Latest l = read_latest(agent, View::Statement);
-  bool ok = !OidIsValid(l.owner) || tenant_allows(who.saved_user, l.owner);
+  bool ok = tenant_ok(l, who.saved_user);
   spi_end(who);
   return ok;
 }

@@ -15,6 +15,7 @@ extern "C" {
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/twophase.h"
 #include "executor/tuptable.h"
 #include "storage/proc.h"
 #include "utils/fmgroids.h"
@@ -53,7 +54,8 @@ PG_FUNCTION_INFO_V1(aj_observability);
 namespace ajpg {
 namespace {
 
-constexpr uint32 FAMILY_CREATE_LOCK = 1;  // advisory key in AJ_LOCK_SPACE + 1
+constexpr uint32 FAMILY_CREATE_LOCK = 1;
+constexpr int MAX_LABELS_BYTES = 2048;  // a series' labels as stored (jsonb); README  // advisory key in AJ_LOCK_SPACE + 1
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
 SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals,
@@ -107,7 +109,17 @@ Jsonb *labels_arg(FunctionCallInfo fcinfo, int argno) {
     (void)pushJsonbValue(&state, WJB_KEY, &k);
     (void)pushJsonbValue(&state, WJB_VALUE, &v);
   }
-  return JsonbValueToJsonb(res);
+  Jsonb *out = JsonbValueToJsonb(res);
+  // A series is keyed by (name, labels) in btree indexes, whose entries
+  // hold at most 2704 bytes (a third of a page): with a name of at most
+  // 200 bytes, labels of at most MAX_LABELS_BYTES always fit.
+  if (VARSIZE(out) > MAX_LABELS_BYTES)
+    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                    errmsg("labels is %u bytes as stored, more than %d", (unsigned)VARSIZE(out),
+                           MAX_LABELS_BYTES),
+                    errhint("A series' labels must fit in an index entry: use shorter label "
+                            "values, or journal long text and label a reference to it.")));
+  return out;
 }
 
 // ------------------------------------------------------------ families
@@ -372,7 +384,7 @@ double record_value(Update u, const char *name, Jsonb *labels, double v, const c
 // plus its slots. Slot rows stay (at most one per backend slot that ever
 // met contention on the series).
 struct SlotRels {
-  Oid series, series_pkey, slots;
+  Oid series, series_pkey, slots, slots_pkey;
 };
 SlotRels slot_rels_cache;
 LocalTransactionId slot_rels_lxid = InvalidLocalTransactionId;
@@ -385,7 +397,8 @@ bool slot_rels(SlotRels *out) {
     Oid nsp = get_namespace_oid("agent_journal", false);
     slot_rels_cache = SlotRels{get_relname_relid("metric_series", nsp),
                                get_relname_relid("metric_series_pkey", nsp),
-                               get_relname_relid("counter_slots", nsp)};
+                               get_relname_relid("counter_slots", nsp),
+                               get_relname_relid("counter_slots_pkey", nsp)};
     if (!OidIsValid(slot_rels_cache.series))
       ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                       errmsg("agent_journal's table metric_series is missing"),
@@ -393,25 +406,31 @@ bool slot_rels(SlotRels *out) {
     slot_rels_lxid = MyProc->lxid;
   }
   *out = slot_rels_cache;
-  return OidIsValid(out->series_pkey) && OidIsValid(out->slots);
+  return OidIsValid(out->series_pkey) && OidIsValid(out->slots) && OidIsValid(out->slots_pkey);
 }
 
 // Is the series' latest row version being updated by another transaction
 // that is still running? A dirty-snapshot probe of the primary key, as
 // unique checks do: HeapTupleSatisfiesDirty reports the running updater in
 // the snapshot's xmax (or the running inserter in its xmin).
-bool series_busy(const SlotRels &r, Datum name, Datum labels) {
-  Relation heap = table_open(r.series, AccessShareLock);
-  Relation index = index_open(r.series_pkey, AccessShareLock);
-  ScanKeyData keys[2];
+// `slot` >= 0 probes that slot's row of counter_slots instead.
+bool row_busy(const SlotRels &r, Datum name, Datum labels, int32 slot_no = -1) {
+  bool slots = slot_no >= 0;
+  Relation heap = table_open(slots ? r.slots : r.series, AccessShareLock);
+  Relation index = index_open(slots ? r.slots_pkey : r.series_pkey, AccessShareLock);
+  ScanKeyData keys[3];
   ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
                          index->rd_indcollation[0], F_TEXTEQ, name);
   ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
                          index->rd_indcollation[1], F_JSONB_EQ, labels);
+  if (slots)
+    ScanKeyEntryInitialize(&keys[2], 0, 3, BTEqualStrategyNumber, InvalidOid, InvalidOid,
+                           F_INT4EQ, Int32GetDatum(slot_no));
+  int nkeys = slots ? 3 : 2;
   SnapshotData dirty;
   InitDirtySnapshot(dirty);
-  IndexScanDesc scan = index_beginscan(heap, index, &dirty, 2, 0);
-  index_rescan(scan, keys, 2, nullptr, 0);
+  IndexScanDesc scan = index_beginscan(heap, index, &dirty, nkeys, 0);
+  index_rescan(scan, keys, nkeys, nullptr, 0);
   TupleTableSlot *slot = table_slot_create(heap, nullptr);
   bool busy = index_getnext_slot(scan, ForwardScanDirection, slot) &&
               ((TransactionIdIsValid(dirty.xmax) && !TransactionIdIsCurrentTransactionId(dirty.xmax)) ||
@@ -425,14 +444,31 @@ bool series_busy(const SlotRels &r, Datum name, Datum labels) {
 
 SPIPlanPtr p_slot_add;
 
+// This backend's slot for a series: its backend id, unless that slot's row
+// is held by another transaction that is still open — one this backend
+// prepared (PREPARE TRANSACTION keeps its row locks), or a prepared one of
+// an earlier backend with the same id. Then the same id in the next range
+// of MaxBackends, as many ranges as there can be prepared transactions.
+// -1 if every candidate is busy.
+int32 free_slot(const SlotRels &r, Datum name, Datum labels) {
+  for (int k = 0; k <= max_prepared_xacts; k++) {
+    int32 slot = MyBackendId + k * (MaxBackends + 1);
+    if (!row_busy(r, name, labels, slot)) return slot;
+  }
+  return -1;
+}
+
 // Adds to this backend's slot of a series whose row is busy; returns the
 // total (row + every slot), or false, having written nothing, if the family
-// is not a counter with the needed help text or the series row is not
-// visible yet: the caller then takes the ordinary path.
-bool slot_add(Datum name, Jsonb *labels, double v, const char *help, double *total) {
+// is not a counter with the needed help text, the series row is not
+// visible yet or no slot is free: the caller then takes the ordinary path.
+bool slot_add(const SlotRels &r, Datum name, Jsonb *labels, double v, const char *help,
+              double *total) {
+  int32 slot = free_slot(r, name, JsonbPGetDatum(labels));
+  if (slot < 0) return false;
   static const Oid t5[] = {TEXTOID, JSONBOID, FLOAT8OID, BOOLOID, INT4OID};
   Datum a5[5] = {name, JsonbPGetDatum(labels), Float8GetDatum(v), BoolGetDatum(help == nullptr),
-                 Int32GetDatum(MyBackendId)};
+                 Int32GetDatum(slot)};
   // The outer SELECT does not see the CTE's own write: other slots plus ours.
   if (run_plan(&p_slot_add,
                "WITH mine AS ("
@@ -466,8 +502,8 @@ double counter_add_internal(const char *name, Jsonb *labels, double v, const cha
   if (!slot_rels(&r)) return record_value(Update::CounterAdd, name, labels, v, help, internal);
   Datum name_d = CStringGetTextDatum(name);
   double total;
-  if ((internal || !reserved_name(name)) && series_busy(r, name_d, JsonbPGetDatum(labels)) &&
-      slot_add(name_d, labels, v, help, &total))
+  if ((internal || !reserved_name(name)) && row_busy(r, name_d, JsonbPGetDatum(labels)) &&
+      slot_add(r, name_d, labels, v, help, &total))
     return total;
   return record_value(Update::CounterAddSlots, name, labels, v, help, internal);
 }
@@ -686,7 +722,12 @@ std::string slot_key(std::string_view name, const Jsonb *labels) {
   return k;
 }
 
-bool interrupted() { return InterruptPending; }
+// Stops a render only for what ends the statement: a cancel or statement
+// timeout (57014) or a termination. InterruptPending is also set by
+// interrupts that must not end it (pg_log_backend_memory_contexts, a
+// procsignal barrier from DROP DATABASE elsewhere); those are served at the
+// next CHECK_FOR_INTERRUPTS outside the C++ frames.
+bool interrupted() { return QueryCancelPending || ProcDiePending; }
 
 // Reads labels jsonb into palloc'd (key, value) C strings.
 // One label as pointers into the jsonb it was read from (valid while that
@@ -719,7 +760,10 @@ int labels_to_refs(Jsonb *jb, LabelRef *out) {
 
 void cpp_or_error(bool ok, const char *err) {
   if (ok) return;
-  CHECK_FOR_INTERRUPTS();  // a canceled render reports the cancel
+  if (interrupted()) {
+    CHECK_FOR_INTERRUPTS();  // reports the cancel, timeout or termination itself
+    ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("canceling statement due to user request")));
+  }
   ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("%s", err)));
 }
 
@@ -864,7 +908,7 @@ void load_model(Model *m) {
   Datum a1[1] = {Int32GetDatum(snapshot_max_age_seconds)};
   rc = SPI_execute_plan(
       cached_plan(&r_snapshots,
-                  "SELECT c.service, c.snapshot::text FROM ("
+                  "SELECT c.service, c.snapshot::pg_catalog.text FROM ("
                   "  SELECT DISTINCT ON (s.service) s.service, s.snapshot, s.ingested_at "
                   "  FROM agent_journal.snapshots s "
                   "  ORDER BY s.service, s.snapshot_ts DESC, s.id DESC) c "
@@ -896,9 +940,9 @@ void load_model(Model *m) {
   // The journal's own families: O(agents) through the agents view.
   rc = SPI_execute_plan(
       cached_plan(&r_totals,
-                  "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(live_entries), 0)::bigint, "
-                  "COALESCE(pg_catalog.sum(latest_sequence), 0)::bigint, "
-                  "COALESCE(pg_catalog.sum(compacted_through), 0)::bigint FROM agent_journal.agents",
+                  "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(live_entries), 0)::pg_catalog.int8, "
+                  "COALESCE(pg_catalog.sum(latest_sequence), 0)::pg_catalog.int8, "
+                  "COALESCE(pg_catalog.sum(compacted_through), 0)::pg_catalog.int8 FROM agent_journal.agents",
                   0, nullptr),
       nullptr, nullptr, true, 1);
   if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: journal totals failed");
@@ -1040,7 +1084,7 @@ Datum aj_observability(PG_FUNCTION_ARGS) {
           " 'replay_cost', COALESCE((SELECT live_entries FROM agent_journal.agents a "
           "      WHERE a.agent_id OPERATOR(pg_catalog.=) $1), 0), "
           " 'interrupt_latency_ms', (SELECT pg_catalog.round(pg_catalog.date_part('epoch', "
-          "      r.recorded_at OPERATOR(pg_catalog.-) i.recorded_at)::numeric OPERATOR(pg_catalog.*) 1000, 3) "
+          "      r.recorded_at OPERATOR(pg_catalog.-) i.recorded_at)::pg_catalog.numeric OPERATOR(pg_catalog.*) 1000, 3) "
           "      FROM i, r))",
           2, t2),
       a2, nullptr, true, 1);

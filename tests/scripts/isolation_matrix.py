@@ -1,0 +1,448 @@
+#!/usr/bin/python3
+"""Every journal writer at every isolation level, against every partner.
+
+Run by isolation_matrix.sh:  isolation_matrix.py DBNAME OWNER_ROLE
+
+Writers come from the catalog: every VOLATILE function of the extension
+whose first argument is `agent_id uuid`. Each needs sample calls in SAMPLES
+(a writer without one is a failure, so a new writer cannot slip out of the
+matrix). For each sample W, each partner P in {W, append, forget_agent},
+each isolation level L of W's session, the partner at READ COMMITTED and at
+L, and two orders:
+
+  blocked          s2: BEGIN; P            (holds the agent's lock)
+                   s1: BEGIN ISOLATION LEVEL L; SELECT 1; W   (waits)
+                   s2: COMMIT -> s1 gets its answer -> s1: COMMIT/ROLLBACK
+  snapshot-before  s1: BEGIN ISOLATION LEVEL L; SELECT 1   (snapshot taken)
+                   s2: P, committed
+                   s1: W -> COMMIT/ROLLBACK
+
+s1 may succeed or raise 40001 (at the call or at COMMIT); anything else is a
+failure. Afterwards the committed state must satisfy, from a new connection:
+  (1) the agent's live entries are contiguous from compacted_through+1 to
+      their max, no gaps, no duplicates;
+  (2) if any entry or idempotency key of the agent exists, its agent_state
+      row exists and compacted_through < every live sequence;
+  (3) latest_sequence >= every sequence acknowledged to a committed
+      transaction (since the last committed forget_agent), and each of those
+      above compacted_through is still a live entry; if a forget_agent
+      committed last, nothing of the agent remains (entries, keys, state);
+  (4) latest_sequence = max(live max, compacted_through) (0 after a complete
+      forget), no idempotency key points past it, and the next append in
+      autocommit returns exactly latest + 1.
+
+AJ_ISO_ONLY=REGEX runs only the scenarios whose name matches; AJ_ISO_VERBOSE=1
+prints every scenario.
+"""
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
+psycopg2.extras.register_uuid()
+
+DB = sys.argv[1]
+OWNER = sys.argv[2] if len(sys.argv) > 2 else "aj_iso_owner"
+ONLY = re.compile(os.environ.get("AJ_ISO_ONLY", ""))
+VERBOSE = os.environ.get("AJ_ISO_VERBOSE") == "1"
+TIMEOUT_S = 10          # statement_timeout / lock_timeout of both sessions
+BLOCK_WAIT_S = 3.0      # how long to wait for s1 to queue on a lock
+
+SERIALIZATION_FAILURE = "40001"
+
+# Sample calls per writer: regprocedure text -> [(label, SQL, result kind)].
+# %(a)s is the agent's uuid. Result kinds: ("seq", n) = returns the last of
+# n sequences it wrote (acknowledged once committed); "forget" = removes the
+# agent; None = nothing to track.
+SAMPLES = {
+    "agent_journal.append(uuid,integer,jsonb,bigint,text)": [
+        ("append",
+         "SELECT agent_journal.append(%(a)s, 1, '{\"type\": \"Step\"}')", ("seq", 1)),
+        ("append+key",
+         "SELECT agent_journal.append(%(a)s, 1, '{\"type\": \"Keyed\"}', "
+         "idempotency_key => 'iso-key')", ("seq", 1)),
+        ("append+expected",
+         "SELECT agent_journal.append(%(a)s, 1, '{\"type\": \"Opt\"}', "
+         "expected_sequence => agent_journal.latest_sequence(%(a)s))", ("seq", 1)),
+    ],
+    "agent_journal.append_batch(uuid,integer,jsonb[],bigint,text)": [
+        ("append_batch",
+         "SELECT agent_journal.append_batch(%(a)s, 2, "
+         "ARRAY['{\"type\": \"B1\"}', '{\"type\": \"B2\"}']::jsonb[])", ("seq", 2)),
+        ("append_batch+key",
+         "SELECT agent_journal.append_batch(%(a)s, 2, "
+         "ARRAY['{\"type\": \"K1\"}', '{\"type\": \"K2\"}']::jsonb[], "
+         "idempotency_key => 'iso-batch-key')", ("seq", 2)),
+    ],
+    "agent_journal.compact(uuid,bigint)": [
+        ("compact", "SELECT agent_journal.compact(%(a)s)", None),
+        ("compact(through 2)", "SELECT agent_journal.compact(%(a)s, 2)", None),
+    ],
+    "agent_journal.forget_agent(uuid)": [
+        ("forget_agent", "SELECT agent_journal.forget_agent(%(a)s)", "forget"),
+    ],
+    "agent_journal.bind_agent(uuid,regrole)": [
+        ("bind_agent(regrole)",
+         "SELECT agent_journal.bind_agent(%(a)s, '" + OWNER + "'::regrole)", None),
+    ],
+    "agent_journal.bind_agent(uuid,name)": [
+        ("bind_agent(name)",
+         "SELECT agent_journal.bind_agent(%(a)s, '" + OWNER + "'::name)", None),
+    ],
+}
+APPEND = "agent_journal.append(uuid,integer,jsonb,bigint,text)"
+FORGET = "agent_journal.forget_agent(uuid)"
+
+LEVELS = [("RC", "READ COMMITTED"), ("RR", "REPEATABLE READ"), ("SER", "SERIALIZABLE")]
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg.split(": ")[0])
+    print("FAIL: " + msg, flush=True)
+
+
+def connect():
+    # every session, the checker's too, is guarded against a hang
+    c = psycopg2.connect(dbname=DB, application_name="aj_isolation_matrix",
+                         options="-c statement_timeout=%d -c lock_timeout=%d"
+                         % (TIMEOUT_S * 1000, TIMEOUT_S * 1000))
+    c.autocommit = True  # transactions are explicit BEGIN/COMMIT
+    return c
+
+
+def session():
+    c = connect()
+    with c.cursor() as cur:
+        cur.execute("SET idle_in_transaction_session_timeout = %s", (6 * TIMEOUT_S * 1000,))
+    return c
+
+
+def one(conn, sql, args=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()[0] if cur.description else None
+
+
+def run(conn, sql, agent):
+    """(True, value) or (False, psycopg2.Error)."""
+    try:
+        return True, one(conn, sql, {"a": agent})
+    except psycopg2.Error as e:
+        return False, e
+
+
+def describe(e):
+    msg = (e.pgerror or str(e)).strip().replace("\n", " | ")
+    return "SQLSTATE %s: %s" % (e.pgcode, msg)
+
+
+def rollback(conn):
+    try:
+        one(conn, "ROLLBACK")
+    except psycopg2.Error:
+        pass
+
+
+# ------------------------------------------------------------ the writers
+def writers(ctl):
+    with ctl.cursor() as cur:
+        cur.execute("""
+            SELECT p.oid::regprocedure::text
+            FROM pg_depend d
+            JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'agent_journal'
+            JOIN pg_proc p ON p.oid = d.objid
+            WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_extension'::regclass
+              AND d.deptype = 'e' AND p.provolatile = 'v'
+              AND p.pronargs >= 1 AND p.proargtypes[0] = 'uuid'::regtype
+              AND p.proargnames[1] = 'agent_id'
+            ORDER BY 1""")
+        return [r[0] for r in cur.fetchall()]
+
+
+# ------------------------------------------------------------ scenarios
+SETUP = [
+    ("SELECT agent_journal.append(%(a)s, 1, '{\"type\": \"Setup\", \"n\": 1}', "
+     "idempotency_key => 'setup-1')", 1),
+    ("SELECT agent_journal.append(%(a)s, 1, '{\"type\": \"Setup\", \"n\": 2}')", 2),
+    ("SELECT agent_journal.append(%(a)s, 2, '{\"type\": \"Setup\", \"n\": 3}', "
+     "idempotency_key => 'setup-3')", 3),
+]
+
+
+def setup(ctl, agent):
+    """A fresh agent: entries 1..3 (two with keys), 1 compacted."""
+    for sql, want in SETUP:
+        got = one(ctl, sql, {"a": agent})
+        if got != want:
+            raise RuntimeError("setup append returned %r, want %r" % (got, want))
+    one(ctl, "SELECT agent_journal.compact(%(a)s, 1)", {"a": agent})
+    return [("commit", "setup")] + [("ack", s) for s in (1, 2, 3)]
+
+
+def effect(label, kind, value):
+    """What a committed call adds to the history, in commit order: its
+    commit, and the sequences it acknowledged or the forget it did."""
+    if kind == "forget":
+        return [("forget", label)]
+    if isinstance(kind, tuple) and kind[0] == "seq" and value is not None:
+        return [("commit", label)] + [("ack", value - i) for i in range(kind[1])]
+    return [("commit", label)]
+
+
+class Outcome:
+    def __init__(self):
+        self.ok = None      # True: the call succeeded
+        self.value = None
+        self.error = None
+
+
+def wait_blocked(ctl, pid, thread):
+    """Until s1 waits on a heavyweight lock, or its call has returned."""
+    deadline = time.monotonic() + BLOCK_WAIT_S
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            return "returned"
+        if one(ctl, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s "
+                    "AND wait_event_type = 'Lock'", (pid,)):
+            return "blocked"
+        time.sleep(0.002)
+    return "timeout"
+
+
+def scenario(ctx, name, agent, w, p, level, plevel, order):
+    """Runs one scenario; returns s1's outcome label or None on a failure."""
+    ctl, s1, s2 = ctx["ctl"], ctx["s1"], ctx["s2"]
+    (wlabel, wsql, wkind), (plabel, psql, pkind) = w, p
+    history = setup(ctl, agent)
+    one(s1, "BEGIN ISOLATION LEVEL " + level)
+    one(s1, "SELECT 1")  # the snapshot (REPEATABLE READ, SERIALIZABLE)
+    out = Outcome()
+    if order == "blocked":
+        one(s2, "BEGIN ISOLATION LEVEL " + plevel)
+        ok, pval = run(s2, psql, agent)
+        if not ok:
+            rollback(s2)
+            rollback(s1)
+            fail("%s: partner %s failed: %s" % (name, plabel, describe(pval)))
+            return None
+
+        def call():
+            out.ok, v = run(s1, wsql, agent)
+            if out.ok:
+                out.value = v
+            else:
+                out.error = v
+        t = threading.Thread(target=call, daemon=True)
+        t.start()
+        state = wait_blocked(ctl, s1.get_backend_pid(), t)
+        ctx["blocked"][state] = ctx["blocked"].get(state, 0) + 1
+        try:
+            one(s2, "COMMIT")
+            history += effect(plabel, pkind, pval)
+        except psycopg2.Error as e:
+            if e.pgcode != SERIALIZATION_FAILURE:
+                fail("%s: partner %s COMMIT: %s" % (name, plabel, describe(e)))
+        t.join(TIMEOUT_S + 5)
+        if t.is_alive():
+            one(ctl, "SELECT pg_cancel_backend(%s)", (s1.get_backend_pid(),))
+            t.join(5)
+            fail("%s: %s still running %ds after the partner committed" % (name, wlabel, TIMEOUT_S + 5))
+            rollback(s1)
+            return None
+    else:
+        one(s2, "BEGIN ISOLATION LEVEL " + plevel)
+        ok, pval = run(s2, psql, agent)
+        if not ok:
+            rollback(s2)
+            rollback(s1)
+            fail("%s: partner %s failed: %s" % (name, plabel, describe(pval)))
+            return None
+        one(s2, "COMMIT")
+        history += effect(plabel, pkind, pval)
+        out.ok, v = run(s1, wsql, agent)
+        if out.ok:
+            out.value = v
+        else:
+            out.error = v
+
+    if out.ok:
+        try:
+            one(s1, "COMMIT")
+            history += effect(wlabel, wkind, out.value)
+            result = "committed"
+        except psycopg2.Error as e:
+            if e.pgcode != SERIALIZATION_FAILURE:
+                fail("%s: %s COMMIT: %s" % (name, wlabel, describe(e)))
+                return None
+            result = "40001"
+    else:
+        rollback(s1)
+        if out.error.pgcode != SERIALIZATION_FAILURE:
+            fail("%s: %s raised %s" % (name, wlabel, describe(out.error)))
+            return None
+        result = "40001"
+    problems = check(agent, history)
+    if problems:
+        fail("%s: s1 %s (%s); %s" % (
+            name, result, out.value if out.ok else describe(out.error).split(":")[0],
+            "; ".join(problems)))
+        return None
+    if VERBOSE:
+        print("  %s: s1 %s" % (name, result), flush=True)
+    return result
+
+
+def check(agent, history):
+    """The invariants on the committed state; a list of violations."""
+    problems = []
+    conn = connect()  # new session: sees exactly what is committed
+    try:
+        with conn.cursor() as cur:
+            cur.execute("""
+                SELECT (SELECT count(*) FROM agent_journal.entries WHERE agent_id = %(a)s),
+                       (SELECT count(DISTINCT sequence) FROM agent_journal.entries WHERE agent_id = %(a)s),
+                       (SELECT min(sequence) FROM agent_journal.entries WHERE agent_id = %(a)s),
+                       (SELECT max(sequence) FROM agent_journal.entries WHERE agent_id = %(a)s),
+                       (SELECT count(*) FROM agent_journal.agent_state WHERE agent_id = %(a)s),
+                       (SELECT compacted_through FROM agent_journal.agent_state WHERE agent_id = %(a)s),
+                       (SELECT count(*) FROM agent_journal.idempotency_keys WHERE agent_id = %(a)s),
+                       (SELECT max(last_sequence) FROM agent_journal.idempotency_keys WHERE agent_id = %(a)s),
+                       agent_journal.latest_sequence(%(a)s)""", {"a": agent})
+            n, distinct, lo, hi, states, ct, keys, key_hi, latest = cur.fetchone()
+            cur.execute("SELECT sequence FROM agent_journal.entries WHERE agent_id = %(a)s",
+                        {"a": agent})
+            live = {r[0] for r in cur.fetchall()}
+        base = ct or 0
+        shape = ("entries %s (%d, %d distinct), compacted_through %s, state rows %d, keys %d "
+                 "(max last_sequence %s), latest_sequence %s"
+                 % ("%s..%s" % (lo, hi) if n else "none", n, distinct,
+                    ct, states, keys, key_hi, latest))
+
+        # (1) contiguous from compacted_through+1
+        if n and not (distinct == n and lo == base + 1 and hi == base + n):
+            problems.append("(1) live entries not contiguous from compacted_through+1")
+        # (2) state row for anything that exists, below every live sequence
+        if (n or keys) and states != 1:
+            problems.append("(2) entries or keys without an agent_state row")
+        if n and ct is not None and not ct < lo:
+            problems.append("(2) compacted_through >= a live sequence")
+        # (3) acknowledged sequences since the last committed forget
+        last_forget = max((i for i, h in enumerate(history) if h[0] == "forget"), default=-1)
+        acks = [h[1] for h in history[last_forget + 1:] if h[0] == "ack"]
+        calls = [h for h in history if h[0] in ("commit", "forget")]
+        if calls and calls[-1][0] == "forget" and (n or keys or states):
+            problems.append("(3) forget_agent committed last but the agent was not removed "
+                            "completely (half a deletion)")
+        if acks and latest < max(acks):
+            problems.append("(3) latest_sequence %s below acknowledged sequence %d"
+                            % (latest, max(acks)))
+        lost = sorted({s for s in acks if s > base and s not in live})
+        if lost:
+            problems.append("(3) acknowledged sequences %s lost (above compacted_through %s)"
+                            % (lost, base))
+        # (4) numbering continues from what is committed
+        want_latest = max(hi or 0, base)
+        if latest != want_latest:
+            problems.append("(4) latest_sequence %s, but the tables say %d"
+                            % (latest, want_latest))
+        if key_hi is not None and key_hi > want_latest:
+            problems.append("(4) an idempotency key holds sequence %s past the latest %d"
+                            % (key_hi, want_latest))
+        try:
+            nxt = one(conn, "SELECT agent_journal.append(%(a)s, 9, '{\"type\": \"Check\"}')",
+                      {"a": agent})
+            if nxt != want_latest + 1:
+                problems.append("(4) next append got %s, want %d" % (nxt, want_latest + 1))
+            if nxt in acks:
+                problems.append("(4) next append reused acknowledged sequence %s" % nxt)
+        except psycopg2.Error as e:
+            problems.append("(4) next append failed: %s" % describe(e))
+        if problems:
+            problems.append("state before the check append: " + shape)
+    finally:
+        conn.close()
+    return problems
+
+
+def main():
+    t0 = time.monotonic()
+    ctl = connect()
+    found = writers(ctl)
+    print("writers (volatile, first argument agent_id uuid): " + ", ".join(found), flush=True)
+    missing = [wr for wr in found if wr not in SAMPLES]
+    for wr in missing:
+        fail("writer %s has no sample call in isolation_matrix.py SAMPLES: add one" % wr)
+    for wr in SAMPLES:
+        if wr not in found:
+            print("info: sample for %s, which is not a writer of the installed extension" % wr)
+    for need in (APPEND, FORGET):
+        if need not in found:
+            fail("partner writer %s is missing" % need)
+            return finish(0, t0)
+    ctx = {"ctl": ctl, "s1": session(), "s2": session(), "blocked": {}}
+    default = {wr: SAMPLES[wr][0] for wr in SAMPLES}
+    total = 0
+    for wr in found:
+        for w in SAMPLES.get(wr, []):
+            partners = []
+            for p in (w, default[APPEND], default[FORGET]):
+                if p[0] not in [x[0] for x in partners]:
+                    partners.append(p)
+            for p in partners:
+                counts = {}
+                bad = 0
+                for lname, level in LEVELS:
+                    plevels = [("RC", "READ COMMITTED")] + ([(lname, level)] if lname != "RC" else [])
+                    for pname, plevel in plevels:
+                        for order in ("blocked", "snapshot-before"):
+                            name = "[%s] s1 %s (%s) vs s2 %s (%s)" % (
+                                order, w[0], lname, p[0], pname)
+                            if not ONLY.search(name):
+                                continue
+                            total += 1
+                            agent = uuid.UUID("0015a000-0000-4000-8000-%012x" % total)
+                            try:
+                                r = scenario(ctx, name, agent, w, p, level, plevel, order)
+                            except psycopg2.Error as e:
+                                fail("%s: unexpected error in the harness: %s" % (name, describe(e)))
+                                rollback(ctx["s1"])
+                                rollback(ctx["s2"])
+                                r = None
+                            if r is None:
+                                bad += 1
+                            else:
+                                counts[r] = counts.get(r, 0) + 1
+                n = sum(counts.values()) + bad
+                if n and not bad:
+                    print("ok: %s vs %s: %d scenarios (%s)" % (
+                        w[0], p[0], n, ", ".join("%d %s" % (v, k) for k, v in sorted(counts.items()))),
+                        flush=True)
+                elif n:
+                    print("not ok: %s vs %s: %d of %d scenarios failed" % (w[0], p[0], bad, n),
+                          flush=True)
+    print("info: s1 in the blocked order: %s" % ", ".join(
+        "%d %s" % (v, k) for k, v in sorted(ctx["blocked"].items())))
+    return finish(total, t0)
+
+
+def finish(total, t0):
+    print("isolation_matrix: %d scenarios in %.1fs, %d failures" % (
+        total, time.monotonic() - t0, len(failures)), flush=True)
+    if failures:
+        print("failure summary:")
+        for f in failures:
+            print("  " + f)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
