@@ -25,7 +25,7 @@ SET ROLE regress_aj_upgrade_writer;
 SELECT sequence, kind FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1');
 SELECT count(*) FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1', 1, 0);
 RESET ROLE;
-ALTER EXTENSION agent_journal UPDATE;
+ALTER EXTENSION agent_journal UPDATE TO '0.3.0';
 SELECT extversion FROM pg_extension WHERE extname = 'agent_journal';
 -- 0.3.0: replay is SQL (inlined into the caller's query); the writer
 -- granted under 0.2.0 replays as before, with no new grant
@@ -36,8 +36,39 @@ SELECT sequence, kind FROM agent_journal.replay('00000000-0000-0000-0000-0000000
 SELECT count(*) FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1', 1, 0);
 SELECT pg_temp.aj_upgrade_err($$SELECT * FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1', 0)$$);
 RESET ROLE;
+-- 0.3.0 keeps roles as regrole; this library serves that schema: a bound
+-- agent, an admin grant, a mixed-case role
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS "Regress_AJ_Upgrade_Owner", regress_aj_upgrade_owner;
+RESET client_min_messages;
+CREATE ROLE "Regress_AJ_Upgrade_Owner";
+CREATE ROLE regress_aj_upgrade_owner;
+SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000e2', '"Regress_AJ_Upgrade_Owner"'::regrole);
+SELECT agent_journal.grant_access('regress_aj_upgrade_owner', 'admin');
+SET ROLE regress_aj_upgrade_writer;
+SELECT pg_temp.aj_upgrade_err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e2', 0, '{}')$$);
+RESET ROLE;
+SET ROLE "Regress_AJ_Upgrade_Owner";
+SELECT pg_temp.aj_upgrade_err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e2', 0, '{}')$$);
+RESET ROLE;
+ALTER EXTENSION agent_journal UPDATE TO '0.4.0';
+SELECT extversion FROM pg_extension WHERE extname = 'agent_journal';
+-- 0.4.0: roles by their exact names; the binding and the grant carried over
+SELECT format_type(atttypid, atttypmod) AS owner_type FROM pg_attribute
+WHERE attrelid = 'agent_journal.agent_state'::regclass AND attname = 'owner';
+SELECT agent_id, owner FROM agent_journal.agent_state WHERE owner IS NOT NULL;
+SELECT role, access FROM agent_journal.access_grants ORDER BY 1, 2;
+SET ROLE regress_aj_upgrade_writer;
+SELECT pg_temp.aj_upgrade_err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e2', 0, '{}')$$);
+RESET ROLE;
+SET ROLE regress_aj_upgrade_owner;  -- the admin granted under 0.3.0 binds by exact name
+SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000e2', 'Regress_AJ_Upgrade_Owner');
+SELECT count(*) AS unresolved FROM agent_journal.unresolved_roles;
+RESET ROLE;
+SELECT agent_journal.revoke_access('regress_aj_upgrade_owner', 'admin');
 SELECT agent_journal.revoke_access('regress_aj_upgrade_writer', 'writer');
-DROP ROLE regress_aj_upgrade_writer;
+SELECT agent_journal.forget_agent('00000000-0000-0000-0000-0000000000e2');
+DROP ROLE regress_aj_upgrade_writer, regress_aj_upgrade_owner, "Regress_AJ_Upgrade_Owner";
 -- the journal is intact and continues; keys still answer
 SELECT sequence, kind FROM agent_journal.replay('00000000-0000-0000-0000-0000000000e1');
 SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 1, '{"type": "Before2"}', NULL, 'k');
