@@ -127,3 +127,31 @@ BEGIN
   END IF;
 END
 $fn$;
+
+-- Gives every role in access_grants that exists the privileges of its
+-- levels again. pg_restore runs each object's GRANTs as one command, so a
+-- restore into a cluster missing one granted role also drops the other
+-- roles' privileges on that object; after ALTER EXTENSION ... UPDATE a
+-- function a level gained needs granting too. Grants made here (not by an
+-- extension script) are ordinary privileges that pg_dump keeps.
+CREATE FUNCTION agent_journal.reapply_access()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  g record;
+  n bigint := 0;
+BEGIN
+  FOR g IN SELECT a.role, a.access FROM agent_journal.access_grants a
+           WHERE EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) a.role)
+           ORDER BY a.role, a.access LOOP
+    PERFORM agent_journal.grant_access(g.role::pg_catalog.name, g.access);
+    n := n OPERATOR(pg_catalog.+) 1;
+  END LOOP;
+  RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION agent_journal.reapply_access() IS
+  'grant every existing role in access_grants its levels again (after a restore or an update); returns how many grants';
+REVOKE ALL ON FUNCTION agent_journal.reapply_access() FROM PUBLIC;

@@ -104,6 +104,7 @@ SELECT public.aj_hard_err($$SELECT agent_journal.counter_add('regress_long_label
 SELECT agent_journal.gauge_set('regress_long_label', 1, jsonb_build_object('v', repeat('x', 2000)));
 DELETE FROM agent_journal.metric_families WHERE name = 'regress_long_label';
 
+DELETE FROM agent_journal.snapshots;
 DROP TABLE public.aj_audit;
 DROP FUNCTION public.aj_audit_fn();
 DO $$BEGIN EXECUTE format('REVOKE CREATE ON DATABASE %I FROM regress_aj_scr', current_database()); END$$;

@@ -79,7 +79,7 @@ pg_dump -Fc -d $SRC -f "$TMPD/upgraded.dump"
 createdb $DST
 pg_restore -d $DST --exit-on-error "$TMPD/upgraded.dump" 2>"$TMPD/restore.err" || { cat "$TMPD/restore.err"; fail "pg_restore (upgraded)"; }
 expect_eq "upgraded + restored: extension version" \
-  "$(q $DST "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "0.3.0"
+  "$(q $DST "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$AJ_ROOT/agent_journal.control")"
 expect_eq "upgraded + restored: the writer granted under 0.2.0 appends" \
   "$(qr "SELECT agent_journal.append('$A', 1, '{\"type\": \"Restored\"}')")" "2"
 expect_eq "upgraded + restored: and replays" \
@@ -87,3 +87,56 @@ expect_eq "upgraded + restored: and replays" \
 dropdb $SRC
 dropdb $DST
 psql -X -q -c "DROP ROLE $ROLE" >/dev/null
+
+# A restore into a cluster that lacks a bound owner role and a granted role
+# (issue 10): every agent's state survives (no sequence is reused, not even
+# for an unrelated, unbound, fully compacted agent); the agent bound to the
+# missing role is admin-only, never unbound; unresolved_roles reports the
+# binding and the grant. Roles need quoting on purpose.
+OWNER='AJ Dump "Owner"'
+GONE=aj_dump_gone_writer
+KEEP=aj_dump_kept_writer
+C=00000000-0000-0000-0000-0000000000d3
+D=00000000-0000-0000-0000-0000000000d4
+qi() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+qi -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS \"AJ Dump \"\"Owner\"\"\", $GONE, $KEEP" \
+  -c "CREATE ROLE \"AJ Dump \"\"Owner\"\"\"" -c "CREATE ROLE $GONE" -c "CREATE ROLE $KEEP" >/dev/null
+fresh_db $SRC
+qi -d $SRC >/dev/null <<SQL
+SELECT agent_journal.grant_access('$GONE', 'writer');
+SELECT agent_journal.grant_access('$KEEP', 'writer');
+SELECT agent_journal.bind_agent('$C', '$(printf '%s' "$OWNER" | sed "s/'/''/g")');
+SELECT agent_journal.append('$C', 0, '{"type": "Bound"}');
+SELECT agent_journal.append('$D', 0, jsonb_build_object('i', i)) FROM generate_series(1, 5) i;
+SELECT agent_journal.compact('$D');
+SQL
+pg_dump -Fc -d $SRC -f "$TMPD/roles.dump"
+dropdb $SRC
+qi -c "DROP ROLE \"AJ Dump \"\"Owner\"\"\"" -c "DROP ROLE $GONE" >/dev/null
+createdb $DST
+# GRANTs to the missing role fail (reported); nothing else may
+pg_restore -d $DST "$TMPD/roles.dump" 2>"$TMPD/roles.err" || true
+if grep -v -i "role .* does not exist\|errors ignored on restore\|Error while PROCESSING TOC\|Error from TOC entry\|Command was:\|^pg_restore: error: could not execute query: ERROR:  role\|^ *$\|GRANT\|REVOKE" "$TMPD/roles.err" | grep -i "error" ; then
+  cat "$TMPD/roles.err"; fail "pg_restore failed for another reason than the missing roles"
+fi
+expect_eq "missing roles: every agent state restored" \
+  "$(q $DST "SELECT count(*) FROM agent_journal.agent_state")" "2"
+expect_eq "missing roles: the unbound, compacted agent continues without reuse" \
+  "$(q $DST "SELECT agent_journal.append('$D', 1, '{}')")" "6"
+expect_eq "missing roles: unresolved_roles reports the binding and the grant" \
+  "$(q $DST "SELECT string_agg(kind || '=' || role, ';' ORDER BY kind) FROM agent_journal.unresolved_roles")" \
+  "binding=$OWNER;grant:writer=$GONE"
+# pg_restore runs an object's GRANTs as one command: the kept writer lost
+# its privileges with the missing one's; reapply_access gives them back.
+expect_eq "missing roles: reapply_access re-grants the roles that exist" \
+  "$(q $DST "SELECT agent_journal.reapply_access()")" "1"
+expect_eq "missing roles: the kept writer appends to an unbound agent" \
+  "$(psql -X -At -d $DST -c "SET ROLE $KEEP" -c "SELECT agent_journal.append('$D', 2, '{}')" | tail -1)" "7"
+expect_eq "missing roles: the orphaned agent is admin-only (a writer is refused)" \
+  "$(psql -X -At -d $DST -c "SET ROLE $KEEP" -c "SELECT agent_journal.append('$C', 1, '{}')" 2>&1 | grep -o 'permission denied for agent')" \
+  "permission denied for agent"
+expect_eq "missing roles: an admin still appends to it" \
+  "$(q $DST "SELECT agent_journal.append('$C', 1, '{}')")" "2"
+dropdb $DST
+qi -d postgres -c "DROP OWNED BY $KEEP" >/dev/null
+qi -d postgres -c "DROP ROLE $KEEP" >/dev/null

@@ -101,6 +101,7 @@ CALLS = {
         "agent_journal.grant_access('$DUMMY'::pg_catalog.name, 'reader'::pg_catalog.text)"],
     "agent_journal.revoke_access(name,text)": [
         "agent_journal.revoke_access('$DUMMY'::pg_catalog.name, 'reader'::pg_catalog.text)"],
+    "agent_journal.reapply_access()": ["agent_journal.reapply_access()"],
     "agent_journal.may_replay(uuid)": [f"agent_journal.may_replay({U % 'A'})"],
     "agent_journal.replay_guard(uuid,bigint,bigint)": [
         f"agent_journal.replay_guard({U % 'A'}, 1::pg_catalog.int8, 10::pg_catalog.int8)"],
@@ -109,7 +110,7 @@ CALLS = {
 NOT_CALLABLE = {"agent_journal.may_replay_support(internal)"}
 # Entries for functions a newer build adds: absent from the database is
 # only a note for these (for any other entry it fails the test).
-FUTURE = {"agent_journal.bind_agent(uuid,name)"}
+FUTURE: set = set()
 # Views and tables need no sample arguments: every one pg_depend lists is
 # selected from, so a new one is covered without an entry here.
 
