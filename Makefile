@@ -21,6 +21,10 @@ ISOLATION_OPTS = --inputdir=tests/isolation --outputdir=$(ISOLATION_OUT) --load-
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -Isrc
 PG_CXXFLAGS = -std=c++17 -Wno-register -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+# Header dependencies (PGXS tracks none unless the server was configured
+# with --enable-depend): a changed header rebuilds every object using it.
+PG_CXXFLAGS += -MMD -MP
+EXTRA_CLEAN = $(OBJS:.o=.d)
 SHLIB_LINK += -lstdc++ -lcurl
 
 # No LLVM bitcode for the C++ module: JIT inlining of these functions buys
@@ -29,3 +33,5 @@ override with_llvm = no
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+-include $(OBJS:.o=.d)

@@ -340,6 +340,11 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
         append_sample_head(out, f.name, "", s.labels, nullptr);
         append_value(out, s.value);
         out += '\n';
+        if (om && f.type == MetricType::Counter && s.created > 0) {
+          append_sample_head(out, without_total(f.name), "_created", s.labels, nullptr);
+          append_double_openmetrics(out, s.created);
+          out += '\n';
+        }
         continue;
       }
       uint64_t cumulative = 0;
@@ -358,6 +363,11 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
       append_sample_head(out, f.name, "_count", s.labels, nullptr);
       append_uint(out, s.count);
       out += '\n';
+      if (om && s.created > 0) {
+        append_sample_head(out, f.name, "_created", s.labels, nullptr);
+        append_double_openmetrics(out, s.created);
+        out += '\n';
+      }
     }
   }
   if (om) out += "# EOF\n";
@@ -599,6 +609,10 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
         first_point = false;
         out += '{';
         append_attributes(out, s.labels);
+        if (f.type != MetricType::Gauge && s.created > 0) {
+          out += ",\"startTimeUnixNano\":";
+          append_json_string(out, std::to_string(static_cast<int64_t>(s.created * 1e9)));
+        }
         out += ",\"timeUnixNano\":";
         out += t;
         if (f.type != MetricType::Histogram) {

@@ -3,13 +3,14 @@
 namespace aj {
 
 static void add(std::vector<Family> &out, const char *name, MetricType type, const char *help,
-                int64_t v) {
+                double v, double created = 0) {
   Family f;
   f.name = name;
   f.type = type;
   f.help = help;
   Series s;
-  s.value = static_cast<double>(v);
+  s.value = v;
+  s.created = created;
   f.series.push_back(std::move(s));
   out.push_back(std::move(f));
 }
@@ -22,6 +23,17 @@ void append_journal_families(const JournalTotals &t, std::vector<Family> &out) {
       "Journal entries ever appended (sum of the agents' latest sequences)", t.appended_entries);
   add(out, "agent_journal_compacted_entries_total", MetricType::Counter,
       "Journal entries removed by compaction", t.compacted_entries);
+}
+
+void append_lease_families(const LeaseTotals &t, std::vector<Family> &out) {
+  add(out, "agent_journal_leases_active", MetricType::Gauge, "Agents with a live lease",
+      static_cast<double>(t.active));
+  if (!t.takeovers_rendered)
+    add(out, kLeaseTakeoversFamily, MetricType::Counter, kLeaseTakeoversHelp, 0);
+  if (t.has_fenced)
+    add(out, "agent_journal_fenced_writes_total", MetricType::Counter,
+        "Writes refused because they did not carry the agent's live lease (since server start)",
+        static_cast<double>(t.fenced), t.fenced_since);
 }
 
 }  // namespace aj

@@ -26,6 +26,9 @@ struct Series {
   std::vector<uint64_t> bucket_counts;
   double sum = 0;
   uint64_t count = 0;
+  // Counter / histogram: when the series started counting (Unix epoch
+  // seconds; 0 = unknown): OpenMetrics `_created`, OTLP startTimeUnixNano.
+  double created = 0;
 };
 
 struct Family {

@@ -17,6 +17,7 @@
 // that calls something which may ereport (STYLE.md, the boundary); the
 // C++ parts (URL, headers, health families) run inside run_cpp.
 #include "pg/exporter.hpp"
+#include "pg/journal.hpp"
 
 extern "C" {
 #include "commands/extension.h"
@@ -64,6 +65,9 @@ struct ExporterShared {
   slock_t mutex;
   double last_success[NTARGETS];  // Unix time, 0 = never
   uint64 errors[NTARGETS];
+  // Writes refused by 55006 (lease.cpp): their transactions roll back, so
+  // the count lives here, from server start.
+  pg_atomic_uint64 fenced_writes;
 };
 
 ExporterShared *shared = nullptr;
@@ -84,6 +88,7 @@ void exporter_shmem_startup() {
   if (!found) {
     memset(shared, 0, sizeof(ExporterShared));
     SpinLockInit(&shared->mutex);
+    pg_atomic_init_u64(&shared->fenced_writes, 0);
   }
   LWLockRelease(AddinShmemInitLock);
 }
@@ -489,6 +494,18 @@ void exporter_register() {
   strlcpy(w.bgw_name, "agent_journal exporter", BGW_MAXLEN);
   strlcpy(w.bgw_type, "agent_journal exporter", BGW_MAXLEN);
   RegisterBackgroundWorker(&w);
+}
+
+// ------------------------------------------------------------ fencing
+void count_fenced_write() {
+  if (shared != nullptr) pg_atomic_fetch_add_u64(&shared->fenced_writes, 1);
+}
+
+bool fenced_writes(uint64 *count, TimestampTz *since) {
+  if (shared == nullptr) return false;  // not preloaded: not counted
+  *count = pg_atomic_read_u64(&shared->fenced_writes);
+  *since = PgStartTime;
+  return true;
 }
 
 // ------------------------------------------------------------ health

@@ -35,6 +35,7 @@ extern "C" {
 }
 
 #include "core/kind.hpp"
+#include "pg/journal.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(aj_append);
@@ -69,40 +70,20 @@ const Oid T_UUID[] = {UUIDOID};
 const Oid T_KEY[] = {UUIDOID, TEXTOID};
 
 
+}  // namespace
+
 // ---------------------------------------------------------------- reads
-struct Latest {
-  int64 sequence = 0;           // highest sequence ever assigned (0: none)
-  bool has_entry = false;       // a live entry exists
-  bool known = false;           // the agent has a state row
-  bool bound = false;           // bound to a role by bind_agent
-  Oid owner = InvalidOid;       // that role; InvalidOid if it does not exist (admins only)
-  TimestampTz last_recorded_at = 0;
-  bool same_as(const Latest &o) const {
-    return sequence == o.sequence && has_entry == o.has_entry && known == o.known &&
-           bound == o.bound && owner == o.owner;
-  }
-};
-
-enum class View {
-  Fresh,        // a new snapshot: everything committed before we took the lock
-  Transaction,  // the transaction's snapshot, including its own earlier writes
-  Statement,    // the calling statement's snapshot (read-only functions)
-};
-
-// The journal's relations, looked up once per transaction (DROP/CREATE
-// EXTENSION can change their OIDs between transactions, never inside one
-// that uses them).
-struct Rels {
-  Oid entries, entries_pkey, state, state_pkey;
-};
+namespace {
 Rels rels_cache;
 LocalTransactionId rels_lxid = InvalidLocalTransactionId;
+}  // namespace
 
 const Rels &rels() {
   if (rels_lxid == MyProc->lxid) return rels_cache;
   Oid nsp = get_namespace_oid("agent_journal", false);
   Rels r{get_relname_relid("entries", nsp), get_relname_relid("entries_pkey", nsp),
-         get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp)};
+         get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp),
+         get_relname_relid("lease_graph", nsp)};
   if (!OidIsValid(r.entries) || !OidIsValid(r.entries_pkey) || !OidIsValid(r.state) ||
       !OidIsValid(r.state_pkey))
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -138,16 +119,27 @@ Oid replay_fn() {
 struct ColumnSpec {
   const char *name;
   Oid type, alt_type;  // alt_type: an older schema's type (InvalidOid: none)
+  bool optional;       // absent from older schemas (its attribute number is then 0)
 };
 enum EntryCol { E_AGENT, E_SEQUENCE, E_ITERATION, E_KIND, E_RECORDED_AT, E_EVENT, E_NCOLS };
 const ColumnSpec ENTRY_COLS[E_NCOLS] = {
-    {"agent_id", UUIDOID, InvalidOid},          {"sequence", INT8OID, InvalidOid},
-    {"iteration", INT4OID, InvalidOid},         {"kind", TEXTOID, InvalidOid},
-    {"recorded_at", TIMESTAMPTZOID, InvalidOid}, {"event", JSONBOID, InvalidOid}};
-enum StateCol { S_COMPACTED_THROUGH, S_OWNER, S_NCOLS };
-// owner: the role's name (text) from 0.4.0, a regrole before.
-const ColumnSpec STATE_COLS[S_NCOLS] = {{"compacted_through", INT8OID, InvalidOid},
-                                        {"owner", TEXTOID, REGROLEOID}};
+    {"agent_id", UUIDOID, InvalidOid, false},          {"sequence", INT8OID, InvalidOid, false},
+    {"iteration", INT4OID, InvalidOid, false},         {"kind", TEXTOID, InvalidOid, false},
+    {"recorded_at", TIMESTAMPTZOID, InvalidOid, false}, {"event", JSONBOID, InvalidOid, false}};
+enum StateCol {
+  S_COMPACTED_THROUGH, S_OWNER, S_LEASE, S_LEASE_WORKER, S_LEASE_CLAIMED, S_LEASE_EXPIRES,
+  S_LEASE_ATTEMPTS, S_NCOLS
+};
+// owner: the role's name (text) from 0.4.0, a regrole before. The lease
+// columns: from 0.5.0.
+const ColumnSpec STATE_COLS[S_NCOLS] = {
+    {"compacted_through", INT8OID, InvalidOid, false},
+    {"owner", TEXTOID, REGROLEOID, false},
+    {"lease", INT8OID, InvalidOid, true},
+    {"lease_worker", TEXTOID, InvalidOid, true},
+    {"lease_claimed_at", TIMESTAMPTZOID, InvalidOid, true},
+    {"lease_expires_at", TIMESTAMPTZOID, InvalidOid, true},
+    {"lease_attempts", INT4OID, InvalidOid, true}};
 
 // Fills `out` with the attribute numbers of `cols` in `rel`; ERROR 55000
 // naming the column if one is missing or has another type. Returns how
@@ -172,7 +164,7 @@ int map_columns(Relation rel, const ColumnSpec *cols, int n, AttrNumber *out) {
     }
   }
   for (int c = 0; c < n; c++)
-    if (out[c] == InvalidAttrNumber)
+    if (out[c] == InvalidAttrNumber && !cols[c].optional)
       ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                       errmsg("agent_journal.%s has no column \"%s\"", RelationGetRelationName(rel),
                              cols[c].name),
@@ -225,6 +217,24 @@ Latest read_latest(Datum agent, View view) {
           bool isnull;
           l.known = true;
           l.sequence = DatumGetInt64(slot_getattr(slot, col[S_COMPACTED_THROUGH], &isnull));
+          l.lease_cols = col[S_LEASE] != InvalidAttrNumber && col[S_LEASE_WORKER] != InvalidAttrNumber &&
+                         col[S_LEASE_CLAIMED] != InvalidAttrNumber &&
+                         col[S_LEASE_EXPIRES] != InvalidAttrNumber &&
+                         col[S_LEASE_ATTEMPTS] != InvalidAttrNumber;
+          if (l.lease_cols) {
+            Datum attempts = slot_getattr(slot, col[S_LEASE_ATTEMPTS], &isnull);
+            l.lease_attempts = isnull ? 0 : DatumGetInt32(attempts);
+            Datum token = slot_getattr(slot, col[S_LEASE], &isnull);
+            if (!isnull) {
+              l.lease = DatumGetInt64(token);
+              Datum d = slot_getattr(slot, col[S_LEASE_WORKER], &isnull);
+              l.lease_worker = isnull ? pstrdup("") : TextDatumGetCString(d);
+              d = slot_getattr(slot, col[S_LEASE_CLAIMED], &isnull);
+              l.lease_claimed = isnull ? 0 : DatumGetTimestampTz(d);
+              d = slot_getattr(slot, col[S_LEASE_EXPIRES], &isnull);
+              l.lease_expires = isnull ? 0 : DatumGetTimestampTz(d);
+            }
+          }
           Datum owner = slot_getattr(slot, col[S_OWNER], &isnull);
           if (isnull) return;
           l.bound = true;
@@ -352,6 +362,7 @@ void check_serializable(const Latest &l, Datum agent) {
              errhint("Retry the transaction.")));
 }
 
+namespace {
 // ---------------------------------------------------------------- checks
 void check_event(Jsonb *jb, const char *argname) {
   if (JB_ROOT_IS_OBJECT(jb)) return;
@@ -545,9 +556,13 @@ Datum aj_append(PG_FUNCTION_ARGS) {
     hash = h.finish();
   }
 
+  int64 token = 0;
+  bool has_token = lease_arg(fcinfo, 5, &token);
+
   OwnerSwitch who = spi_begin();
   lock_agent(DatumGetUUIDP(agent));
   Latest l = read_latest_locked(agent, who);
+  check_lease(l, has_token, token, agent);
   int64 seq;
   if (has_key && lookup_key(agent, key, hash, &seq)) {
     spi_end(who);
@@ -602,9 +617,13 @@ Datum aj_append_batch(PG_FUNCTION_ARGS) {
   Datum agent = PG_GETARG_DATUM(0);
   Datum key = has_key ? PG_GETARG_DATUM(4) : (Datum)0;
 
+  int64 token = 0;
+  bool has_token = lease_arg(fcinfo, 5, &token);
+
   OwnerSwitch who = spi_begin();
   lock_agent(DatumGetUUIDP(agent));
   Latest l = read_latest_locked(agent, who);
+  check_lease(l, has_token, token, agent);
   int64 seq;
   if (has_key && lookup_key(agent, key, hash, &seq)) {
     spi_end(who);
@@ -767,9 +786,12 @@ Datum aj_compact(PG_FUNCTION_ARGS) {
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                     errmsg("through_sequence must be >= 0, got %lld", (long long)PG_GETARG_INT64(1))));
   Datum agent = PG_GETARG_DATUM(0);
+  int64 token = 0;
+  bool has_token = lease_arg(fcinfo, 2, &token);
   OwnerSwitch who = spi_begin();
   lock_agent(DatumGetUUIDP(agent));
   Latest l = read_latest_locked(agent, who);
+  check_lease(l, has_token, token, agent);
   check_serializable(l, agent);
   int64 through = PG_ARGISNULL(1) ? l.sequence : Min(PG_GETARG_INT64(1), l.sequence);
   int64 removed = 0;
@@ -821,6 +843,15 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
   run_plan(&p_forget_keys,
            "DELETE FROM agent_journal.idempotency_keys WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
            T_UUID, args, nullptr, SPI_OK_DELETE);
+  // The lease and its graph go with the state row (0.5.0). Tokens come from
+  // one sequence, so nothing needs keeping for fencing: a token from
+  // before never matches a later claim.
+  if (OidIsValid(rels().lease_graph)) {
+    static SPIPlanPtr p_forget_graph;
+    run_plan(&p_forget_graph,
+             "DELETE FROM agent_journal.lease_graph WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
+             T_UUID, args, nullptr, SPI_OK_DELETE);
+  }
   run_plan(&p_forget_state,
            "DELETE FROM agent_journal.agent_state WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
            T_UUID, args, nullptr, SPI_OK_DELETE);

@@ -6,6 +6,7 @@
 // the C++ model (src/core) in an object owned by the function's memory
 // context (owned.hpp), renders it in C++ and copies the text out.
 #include "pg/exporter.hpp"
+#include "pg/journal.hpp"
 #include "pg/owned.hpp"
 #include "pg/pg.hpp"
 
@@ -59,7 +60,7 @@ constexpr int MAX_LABELS_BYTES = 2048;  // a series' labels as stored (jsonb); R
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
 SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals,
-    p_observability;
+    p_observability, p_observability_leases, r_leases;
 
 #define AJ_INVALID(...) \
   ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg(__VA_ARGS__)))
@@ -509,6 +510,12 @@ double counter_add_internal(const char *name, Jsonb *labels, double v, const cha
 }
 
 }  // namespace
+
+void count_internal(const char *name, const char *help) {
+  Jsonb *none = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+  (void)counter_add_internal(name, none, 1, help, true);
+}
+
 }  // namespace ajpg
 
 using namespace ajpg;
@@ -953,6 +960,31 @@ void load_model(Model *m) {
   t.appended_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
   t.compacted_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
   cpp_or_error(run_cpp([&] { aj::append_journal_families(t, m->families); }, err, sizeof err), err);
+  // Leases (0.5.0): live ones through the partial index on their expiry.
+  if (get_attnum(rels().state, "lease_expires_at") != InvalidAttrNumber) {
+    rc = SPI_execute_plan(
+        cached_plan(&r_leases,
+                    "SELECT pg_catalog.count(*) FROM agent_journal.agent_state "
+                    "WHERE lease IS NOT NULL "
+                    "AND lease_expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()",
+                    0, nullptr),
+        nullptr, nullptr, true, 1);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: lease count failed");
+    aj::LeaseTotals lt;
+    lt.active = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    uint64 fenced = 0;
+    TimestampTz since = 0;
+    lt.has_fenced = fenced_writes(&fenced, &since);
+    lt.fenced = fenced;
+    lt.fenced_since = (double)since / USECS_PER_SEC +
+                      (double)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+    cpp_or_error(run_cpp([&] {
+                   auto f = m->by_name.find(aj::kLeaseTakeoversFamily);
+                   lt.takeovers_rendered =
+                       f != m->by_name.end() && !m->families[f->second].series.empty();
+                   aj::append_lease_families(lt, m->families);
+                 }, err, sizeof err), err);
+  }
   // The exporter's health (shared memory; only when preloaded).
   cpp_or_error(aj_exporter_health(&m->families, err, sizeof err), err);
 }
@@ -1091,6 +1123,23 @@ Datum aj_observability(PG_FUNCTION_ARGS) {
   if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: observability query failed");
   bool isnull;
   Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  // lease_graph (0.5.0): the last timeline_limit attempts, in claim order.
+  if (OidIsValid(rels().lease_graph)) {
+    static const Oid t3[] = {UUIDOID, INT4OID, JSONBOID};
+    Datum a3[3] = {a2[0], a2[1], d};
+    rc = SPI_execute_plan(
+        cached_plan(&p_observability_leases,
+                    "SELECT $3 OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('lease_graph', "
+                    "  COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array("
+                    "      'attempt#' OPERATOR(pg_catalog.||) g.attempt, g.worker) ORDER BY g.attempt) "
+                    "    FROM (SELECT attempt, worker FROM agent_journal.lease_graph "
+                    "          WHERE agent_id OPERATOR(pg_catalog.=) $1 "
+                    "          ORDER BY attempt DESC LIMIT $2) g), '[]'::pg_catalog.jsonb))",
+                    3, t3),
+        a3, nullptr, true, 1);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: lease graph query failed");
+    d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  }
   d = SPI_datumTransfer(d, false, -1);
   spi_end(who);
   PG_RETURN_DATUM(d);

@@ -1,0 +1,285 @@
+-- agent_journal 0.4.0 -> 0.5.0: leases with fencing tokens. claim_agent,
+-- renew_lease, release_agent; append, append_batch and compact take a
+-- last `lease` argument; the leases view; observability's lease_graph.
+-- Upgrade script (not a test): lives in extension/, installed by `make install`.
+\echo Use "ALTER EXTENSION agent_journal UPDATE TO '0.5.0'" to load this file. \quit
+
+-- ------------------------------------------------------------ grants kept
+-- A function that gains a parameter is a new function: DROP + CREATE would
+-- lose every EXECUTE privilege grant_access (or an operator) gave, and
+-- keeping the old overload makes every call ambiguous (42725). This copies
+-- the old function's grants to its successor. GRANTs run by an extension
+-- script are recorded as the object's initial privileges (pg_init_privs),
+-- which pg_dump leaves out, so the successor's initial privileges are set
+-- back to the old function's: the copied grants stay ordinary grants that
+-- a dump keeps. Also used for functions a level gains (their initial
+-- privileges are then those of the function whose grants they copy).
+CREATE FUNCTION agent_journal.carry_grants_050(src pg_catalog.regprocedure, dst pg_catalog.regprocedure)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  g record;
+  init pg_catalog.aclitem[];
+BEGIN
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', dst);
+  FOR g IN SELECT a.grantee, a.is_grantable
+             FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
+            WHERE p.oid OPERATOR(pg_catalog.=) src
+              AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+              AND a.grantee OPERATOR(pg_catalog.<>) p.proowner LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', dst,
+      CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+           ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+      CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+  END LOOP;
+  SELECT i.initprivs INTO init FROM pg_catalog.pg_init_privs i
+   WHERE i.objoid OPERATOR(pg_catalog.=) src
+     AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+     AND i.objsubid OPERATOR(pg_catalog.=) 0;
+  IF init IS NULL THEN
+    DELETE FROM pg_catalog.pg_init_privs i
+     WHERE i.objoid OPERATOR(pg_catalog.=) dst
+       AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND i.objsubid OPERATOR(pg_catalog.=) 0;
+  ELSE
+    UPDATE pg_catalog.pg_init_privs i SET initprivs = init
+     WHERE i.objoid OPERATOR(pg_catalog.=) dst
+       AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND i.objsubid OPERATOR(pg_catalog.=) 0;
+  END IF;
+END
+$fn$;
+
+-- ------------------------------------------------------------ lease state
+-- The lease lives in the agent's state row, which every writer already
+-- reads under the agent's lock: checking it costs no extra probe.
+-- lease: the live (or expired, unreleased) token; NULL after release or
+-- before any claim. lease_attempts: claims that started a new lease since
+-- the agent's last forget_agent (attempt#N of the lease graph).
+ALTER TABLE agent_journal.agent_state
+  ADD COLUMN lease            bigint,
+  ADD COLUMN lease_worker     text,
+  ADD COLUMN lease_claimed_at timestamptz,
+  ADD COLUMN lease_expires_at timestamptz,
+  ADD COLUMN lease_attempts   integer NOT NULL DEFAULT 0 CHECK (lease_attempts >= 0);
+COMMENT ON COLUMN agent_journal.agent_state.lease IS
+  'the current lease token (claim_agent); live until lease_expires_at; NULL: released or never claimed';
+-- leases_active renders from this index: its cost follows the leases, not the agents.
+CREATE INDEX agent_state_lease_expiry ON agent_journal.agent_state (lease_expires_at)
+  WHERE lease IS NOT NULL;
+
+-- Lease tokens come from one sequence: strictly increasing for every agent
+-- and never handed out twice, so forget_agent keeps nothing per agent for
+-- fencing, and a dump carries the sequence's position.
+CREATE SEQUENCE agent_journal.lease_tokens AS bigint;
+COMMENT ON SEQUENCE agent_journal.lease_tokens IS
+  'lease tokens (claim_agent): never reused, for any agent';
+SELECT pg_catalog.pg_extension_config_dump('agent_journal.lease_tokens', '');
+REVOKE ALL ON SEQUENCE agent_journal.lease_tokens FROM PUBLIC;
+
+-- Every claim that started a new lease: observability's lease_graph.
+-- Keeps the agent's last 1000 attempts; forget_agent removes them.
+CREATE TABLE agent_journal.lease_graph (
+    agent_id   uuid        NOT NULL,
+    attempt    integer     NOT NULL CHECK (attempt >= 1),
+    worker     text        NOT NULL,
+    lease      bigint      NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (agent_id, attempt)
+);
+COMMENT ON TABLE agent_journal.lease_graph IS
+  'claims that started a new lease, per agent (attempt number since the last forget_agent, worker, token)';
+SELECT pg_catalog.pg_extension_config_dump('agent_journal.lease_graph', '');
+REVOKE ALL ON agent_journal.lease_graph FROM PUBLIC;
+ALTER TABLE agent_journal.lease_graph ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_read ON agent_journal.lease_graph FOR SELECT
+  USING (agent_journal.agent_visible(agent_id));
+CREATE POLICY admin_all ON agent_journal.lease_graph FOR ALL
+  USING (agent_journal.is_admin()) WITH CHECK (agent_journal.is_admin());
+
+-- ------------------------------------------------------------ functions
+CREATE FUNCTION agent_journal.claim_agent(
+    agent_id uuid, worker text, ttl interval DEFAULT interval '30 seconds')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_claim_agent'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.claim_agent(uuid, text, interval) IS
+  'take the agent''s lease for worker; returns its token, the same one extended if worker holds it, or NULL while another worker holds a live lease';
+
+CREATE FUNCTION agent_journal.renew_lease(
+    agent_id uuid, lease bigint, ttl interval DEFAULT interval '30 seconds')
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'aj_renew_lease'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.renew_lease(uuid, bigint, interval) IS
+  'extend the agent''s live lease to ttl from now; returns the new expiry (55006 if lease is not the live lease)';
+
+CREATE FUNCTION agent_journal.release_agent(agent_id uuid, lease bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'aj_release_agent'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.release_agent(uuid, bigint) IS
+  'release the agent''s live lease; false if lease was no longer the live lease';
+
+-- append, append_batch, compact: a last argument `lease`.
+ALTER FUNCTION agent_journal.append(uuid, integer, jsonb, bigint, text) RENAME TO append_before_050;
+CREATE FUNCTION agent_journal.append(
+    agent_id uuid, iteration integer, event jsonb,
+    expected_sequence bigint DEFAULT NULL, idempotency_key text DEFAULT NULL,
+    lease bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_append'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.append(uuid, integer, jsonb, bigint, text, bigint) IS
+  'append one event to an agent''s journal; returns its sequence (55006 if lease is not the agent''s live lease)';
+SELECT agent_journal.carry_grants_050(
+  'agent_journal.append_before_050(uuid, integer, jsonb, bigint, text)',
+  'agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)');
+DROP FUNCTION agent_journal.append_before_050(uuid, integer, jsonb, bigint, text);
+
+ALTER FUNCTION agent_journal.append_batch(uuid, integer, jsonb[], bigint, text) RENAME TO append_batch_before_050;
+CREATE FUNCTION agent_journal.append_batch(
+    agent_id uuid, iteration integer, events jsonb[],
+    expected_sequence bigint DEFAULT NULL, idempotency_key text DEFAULT NULL,
+    lease bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_append_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.append_batch(uuid, integer, jsonb[], bigint, text, bigint) IS
+  'append events in order with consecutive sequences, all or nothing; returns the last sequence (55006 if lease is not the agent''s live lease)';
+SELECT agent_journal.carry_grants_050(
+  'agent_journal.append_batch_before_050(uuid, integer, jsonb[], bigint, text)',
+  'agent_journal.append_batch(uuid, integer, jsonb[], bigint, text, bigint)');
+DROP FUNCTION agent_journal.append_batch_before_050(uuid, integer, jsonb[], bigint, text);
+
+ALTER FUNCTION agent_journal.compact(uuid, bigint) RENAME TO compact_before_050;
+CREATE FUNCTION agent_journal.compact(
+    agent_id uuid, through_sequence bigint DEFAULT NULL, lease bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_compact'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.compact(uuid, bigint, bigint) IS
+  'delete the agent''s entries with sequence <= through_sequence (all when NULL); returns how many (55006 if lease is not the agent''s live lease)';
+SELECT agent_journal.carry_grants_050('agent_journal.compact_before_050(uuid, bigint)',
+                                      'agent_journal.compact(uuid, bigint, bigint)');
+DROP FUNCTION agent_journal.compact_before_050(uuid, bigint);
+
+-- Writers may claim, renew and release: whoever may append gets them now.
+SELECT agent_journal.carry_grants_050('agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)',
+                                      'agent_journal.claim_agent(uuid, text, interval)');
+SELECT agent_journal.carry_grants_050('agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)',
+                                      'agent_journal.renew_lease(uuid, bigint, interval)');
+SELECT agent_journal.carry_grants_050('agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)',
+                                      'agent_journal.release_agent(uuid, bigint)');
+DROP FUNCTION agent_journal.carry_grants_050(pg_catalog.regprocedure, pg_catalog.regprocedure);
+
+-- ------------------------------------------------------------ leases view
+-- Live leases. Runs with the caller's privileges: agent_state's row-level
+-- security shows each role the agents it may see.
+CREATE VIEW agent_journal.leases WITH (security_invoker = true) AS
+  SELECT s.agent_id, s.lease, s.lease_worker AS worker, s.lease_claimed_at AS claimed_at,
+         s.lease_expires_at AS expires_at
+  FROM agent_journal.agent_state s
+  WHERE s.lease IS NOT NULL AND s.lease_expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp();
+COMMENT ON VIEW agent_journal.leases IS
+  'live leases: agent, token, worker, when claimed, when it expires (server clock)';
+REVOKE ALL ON agent_journal.leases FROM PUBLIC;
+DO $grant$
+DECLARE
+  g record;
+  init pg_catalog.aclitem[];
+BEGIN
+  -- Readers had agents; they get leases. As in carry_grants_050, the
+  -- view's initial privileges stay what the REVOKE above left, so these
+  -- grants are ordinary ones that a dump keeps.
+  SELECT i.initprivs INTO init FROM pg_catalog.pg_init_privs i
+   WHERE i.objoid OPERATOR(pg_catalog.=) 'agent_journal.leases'::pg_catalog.regclass
+     AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+     AND i.objsubid OPERATOR(pg_catalog.=) 0;
+  FOR g IN SELECT DISTINCT a.role FROM agent_journal.access_grants a
+           WHERE a.access OPERATOR(pg_catalog.=) ANY (ARRAY['reader', 'admin'])
+             AND EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) a.role) LOOP
+    EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.leases TO %I', g.role);
+    EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.lease_graph TO %I', g.role);
+  END LOOP;
+  UPDATE pg_catalog.pg_init_privs i SET initprivs = init
+   WHERE i.objoid OPERATOR(pg_catalog.=) 'agent_journal.leases'::pg_catalog.regclass
+     AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+     AND i.objsubid OPERATOR(pg_catalog.=) 0;
+  UPDATE pg_catalog.pg_init_privs i SET initprivs = init
+   WHERE i.objoid OPERATOR(pg_catalog.=) 'agent_journal.lease_graph'::pg_catalog.regclass
+     AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+     AND i.objsubid OPERATOR(pg_catalog.=) 0;
+END
+$grant$;
+
+-- ------------------------------------------------------------ access levels
+CREATE OR REPLACE FUNCTION agent_journal.access_privileges(access text)
+RETURNS TABLE (object_type text, object_name text, privilege text)
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT t.object_type, t.object_name, t.privilege FROM (VALUES
+    ('writer', 'FUNCTION', 'agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.append_batch(uuid, integer, jsonb[], bigint, text, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.replay(uuid, bigint, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.latest_sequence(uuid)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.next_sequence(uuid)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.last_completed_iteration(uuid)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.compact(uuid, bigint, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.forget_agent(uuid)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.claim_agent(uuid, text, interval)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.renew_lease(uuid, bigint, interval)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.release_agent(uuid, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.observability(uuid, integer)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.ingest_snapshot(jsonb, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.counter_add(text, double precision, jsonb, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.gauge_set(text, double precision, jsonb, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.gauge_add(text, double precision, jsonb, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.histogram_observe(text, double precision, jsonb, double precision[], text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.record_rejection(text, text, uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.replay(uuid, bigint, bigint)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.latest_sequence(uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.next_sequence(uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.last_completed_iteration(uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.observability(uuid, integer)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.agent_visible(uuid)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.is_admin()', 'EXECUTE'),
+    ('reader', 'TABLE', 'agent_journal.entries', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.agent_state', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.agents', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.leases', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.lease_graph', 'SELECT'),
+    ('reader', 'FUNCTION', 'agent_journal.prometheus_text()', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.openmetrics_text()', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.otlp_json(text)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.metric_samples_fn()', 'EXECUTE'),
+    ('reader', 'TABLE', 'agent_journal.prometheus', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.openmetrics', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.metric_samples', 'SELECT'),
+    ('scraper', 'FUNCTION', 'agent_journal.prometheus_text()', 'EXECUTE'),
+    ('scraper', 'FUNCTION', 'agent_journal.openmetrics_text()', 'EXECUTE'),
+    ('scraper', 'FUNCTION', 'agent_journal.otlp_json(text)', 'EXECUTE'),
+    ('scraper', 'FUNCTION', 'agent_journal.metric_samples_fn()', 'EXECUTE'),
+    ('scraper', 'TABLE', 'agent_journal.prometheus', 'SELECT'),
+    ('scraper', 'TABLE', 'agent_journal.openmetrics', 'SELECT'),
+    ('scraper', 'TABLE', 'agent_journal.metric_samples', 'SELECT')
+  ) AS t(access, object_type, object_name, privilege)
+  WHERE t.access = $1
+  UNION ALL
+  -- admin: every function and every table, view and sequence of the extension
+  SELECT CASE WHEN d.classid = 'pg_proc'::regclass THEN 'FUNCTION' ELSE 'TABLE' END,
+         CASE WHEN d.classid = 'pg_proc'::regclass THEN d.objid::regprocedure::text
+              ELSE d.objid::regclass::text END,
+         CASE WHEN d.classid = 'pg_proc'::regclass THEN 'EXECUTE'
+              WHEN c.relkind = 'v' THEN 'SELECT'
+              WHEN c.relkind = 'S' THEN 'USAGE, SELECT'
+              ELSE 'SELECT, INSERT, UPDATE, DELETE' END
+  FROM pg_depend d
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'agent_journal'
+  LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+  WHERE $1 = 'admin' AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+    AND (d.classid = 'pg_proc'::regclass OR (d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'v', 'S')))
+$fn$;

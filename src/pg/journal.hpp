@@ -1,0 +1,75 @@
+// What journal.cpp shares with the other per-agent areas (lease.cpp): the
+// agent's latest state as read under its lock, and the checks every writer
+// runs in order (tenant, lease, idempotency key, expected_sequence).
+#pragma once
+
+#include "pg/pg.hpp"
+
+namespace ajpg {
+
+struct Latest {
+  int64 sequence = 0;           // highest sequence ever assigned (0: none)
+  bool has_entry = false;       // a live entry exists
+  bool known = false;           // the agent has a state row
+  bool bound = false;           // bound to a role by bind_agent
+  Oid owner = InvalidOid;       // that role; InvalidOid if it does not exist (admins only)
+  TimestampTz last_recorded_at = 0;
+  // The lease (schema 0.5.0; lease_cols false before): token 0 = none
+  // (released or never claimed). A lease is live until lease_expires.
+  bool lease_cols = false;
+  int64 lease = 0;
+  char *lease_worker = nullptr;  // palloc'd; only when lease != 0
+  TimestampTz lease_claimed = 0, lease_expires = 0;
+  int32 lease_attempts = 0;
+  bool lease_live(TimestampTz now) const { return lease != 0 && lease_expires > now; }
+  // What a writer's decision depends on (the lease is always read fresh
+  // under the lock, so a concurrent renew does not fail a writer's
+  // REPEATABLE READ transaction).
+  bool same_as(const Latest &o) const {
+    return sequence == o.sequence && has_entry == o.has_entry && known == o.known &&
+           bound == o.bound && owner == o.owner;
+  }
+};
+
+enum class View {
+  Fresh,        // a new snapshot: everything committed before we took the lock
+  Transaction,  // the transaction's snapshot, including its own earlier writes
+  Statement,    // the calling statement's snapshot (read-only functions)
+};
+
+// The journal's relations, looked up once per transaction (DROP/CREATE
+// EXTENSION can change their OIDs between transactions, never inside one
+// that uses them). lease_graph is InvalidOid before schema 0.5.0.
+struct Rels {
+  Oid entries, entries_pkey, state, state_pkey, lease_graph;
+};
+const Rels &rels();
+
+// Reads the agent's latest sequence, compaction point, owner and lease.
+Latest read_latest(Datum agent, View view);
+// Under the agent lock: the latest state as committed, after the tenant
+// check (42501).
+Latest read_latest_locked(Datum agent, const OwnerSwitch &who);
+// Under REPEATABLE READ / SERIALIZABLE: 40001 if the transaction's view of
+// the agent differs from the committed one.
+void check_serializable(const Latest &l, Datum agent);
+
+// The lease check of every fenced writer (lease.cpp), right after the
+// tenant check: `token` (has_token false: the write carries none) must be
+// the agent's live lease, and a write without one is refused while a lease
+// is live. ERROR 55006 naming the holder and the expiry, never the token;
+// counts the refusal in shared memory (fenced_writes_total).
+void check_lease(const Latest &l, bool has_token, int64 token, Datum agent);
+// The write's lease argument: argument `argno` when the SQL declaration
+// has it (0.5.0) and it is not NULL.
+bool lease_arg(FunctionCallInfo fcinfo, int argno, int64 *token);
+
+// Shared memory (exporter.cpp; only when the library is preloaded).
+void count_fenced_write();
+bool fenced_writes(uint64 *count, TimestampTz *since);
+
+// metrics.cpp: adds 1 to one of the extension's own counters (a reserved
+// name, no labels), inside SPI as the owner.
+void count_internal(const char *name, const char *help);
+
+}  // namespace ajpg
