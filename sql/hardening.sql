@@ -50,7 +50,7 @@ SELECT agent_journal.grant_access('regress_aj svc runtime', 'reader');
 SELECT agent_journal.grant_access('regress_aj_o''q', 'scraper');
 SELECT role, access FROM agent_journal.access_grants WHERE role LIKE '%AJ%' OR role LIKE 'regress_aj%' ORDER BY 1, 2;
 SELECT public.aj_hard_err($$SELECT agent_journal.grant_access('regress_aj_alice', 'admin')$$);  -- no such role
-SELECT has_function_privilege('regress_aj_team.a', 'agent_journal.append(uuid, integer, jsonb, bigint, text)', 'EXECUTE') AS team_may_append;
+SELECT has_function_privilege('regress_aj_team.a', 'agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)', 'EXECUTE') AS team_may_append;
 SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000f2', 'Regress_AJ_Alice');
 SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000f3', 'regress_aj svc runtime');
 SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000f4', 'regress_aj_o''q'::text);
@@ -61,7 +61,7 @@ SELECT agent_journal.revoke_access('Regress_AJ_Alice', 'admin');
 SELECT agent_journal.revoke_access('regress_aj svc runtime', 'reader');
 SELECT agent_journal.revoke_access('regress_aj_o''q', 'scraper');
 SELECT count(*) AS grants_left FROM agent_journal.access_grants WHERE role LIKE '%AJ%' OR role LIKE 'regress_aj_%.%' OR role LIKE '% %' OR role LIKE '%''%';
-SELECT has_function_privilege('regress_aj_team.a', 'agent_journal.append(uuid, integer, jsonb, bigint, text)', 'EXECUTE') AS team_may_append;
+SELECT has_function_privilege('regress_aj_team.a', 'agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)', 'EXECUTE') AS team_may_append;
 -- an agent bound to a role that is dropped is admin-only, never unbound
 SELECT agent_journal.grant_access('regress_aj_alice2', 'writer');
 DROP ROLE "regress_aj svc runtime";

@@ -65,6 +65,53 @@ SET ROLE regress_aj_upgrade_owner;  -- the admin granted under 0.3.0 binds by ex
 SELECT agent_journal.bind_agent('00000000-0000-0000-0000-0000000000e2', 'Regress_AJ_Upgrade_Owner');
 SELECT count(*) AS unresolved FROM agent_journal.unresolved_roles;
 RESET ROLE;
+-- 0.5.0: append, append_batch and compact gain a last argument, lease.
+-- Every role keeps EXECUTE (grant_access's writer, and a role granted
+-- append directly), no old overload is left, and the kept grants are not
+-- initial privileges (pg_dump keeps them; tests/scripts/dump_restore.sh).
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_aj_upgrade_direct;
+RESET client_min_messages;
+CREATE ROLE regress_aj_upgrade_direct;
+GRANT USAGE ON SCHEMA agent_journal TO regress_aj_upgrade_direct;
+GRANT EXECUTE ON FUNCTION agent_journal.append(uuid, integer, jsonb, bigint, text) TO regress_aj_upgrade_direct;
+ALTER EXTENSION agent_journal UPDATE TO '0.5.0';
+SELECT extversion FROM pg_extension WHERE extname = 'agent_journal';
+SELECT p.oid::regprocedure AS fenced_writer FROM pg_proc p
+WHERE p.pronamespace = 'agent_journal'::regnamespace AND p.proname IN ('append', 'append_batch', 'compact')
+ORDER BY 1::text;
+SELECT r.rolname, f.fn, has_function_privilege(r.oid, f.fn, 'EXECUTE') AS may
+FROM pg_roles r,
+     (VALUES ('agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)'),
+             ('agent_journal.append_batch(uuid, integer, jsonb[], bigint, text, bigint)'),
+             ('agent_journal.compact(uuid, bigint, bigint)'),
+             ('agent_journal.claim_agent(uuid, text, interval)'),
+             ('agent_journal.renew_lease(uuid, bigint, interval)'),
+             ('agent_journal.release_agent(uuid, bigint)')) f(fn)
+WHERE r.rolname IN ('regress_aj_upgrade_writer', 'regress_aj_upgrade_direct', 'regress_aj_upgrade_owner')
+ORDER BY 1, 2;
+-- initial privileges of what the update created: the owner's alone
+SELECT i.objoid::regprocedure AS fn, a.grantee::regrole AS initial_grantee
+FROM pg_init_privs i, aclexplode(i.initprivs) a
+WHERE i.classoid = 'pg_proc'::regclass
+  AND i.objoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'agent_journal'::regnamespace
+                   AND proname IN ('append', 'append_batch', 'compact', 'claim_agent', 'renew_lease', 'release_agent'))
+  AND a.grantee <> (SELECT proowner FROM pg_proc WHERE oid = i.objoid)
+ORDER BY 1::text;
+SET ROLE regress_aj_upgrade_writer;
+SELECT agent_journal.claim_agent('00000000-0000-0000-0000-0000000000e3', 'upgrade-worker') AS lease \gset
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e3', 0, '{"type": "Leased"}', lease => :lease);
+SELECT agent_journal.append_batch('00000000-0000-0000-0000-0000000000e3', 1, ARRAY['{"type": "B"}']::jsonb[], lease => :lease);
+SELECT left(pg_temp.aj_upgrade_err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e3', 2, '{}')$$), 5) AS no_lease;
+SELECT agent_journal.compact('00000000-0000-0000-0000-0000000000e3', 1, :lease);
+SELECT agent_journal.release_agent('00000000-0000-0000-0000-0000000000e3', :lease);
+RESET ROLE;
+SET ROLE regress_aj_upgrade_direct;
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e3', 2, '{"type": "Direct"}');
+RESET ROLE;
+DROP OWNED BY regress_aj_upgrade_direct;
+DROP ROLE regress_aj_upgrade_direct;
+SELECT agent_journal.forget_agent('00000000-0000-0000-0000-0000000000e3');
 SELECT agent_journal.revoke_access('regress_aj_upgrade_owner', 'admin');
 SELECT agent_journal.revoke_access('regress_aj_upgrade_writer', 'writer');
 SELECT agent_journal.forget_agent('00000000-0000-0000-0000-0000000000e2');
