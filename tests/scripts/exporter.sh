@@ -211,4 +211,36 @@ expect_eq "worker pid with the extension missing" "$(worker_pid)" "$pid3"
 q aj_exp_tmpl "SELECT count(*) FROM agent_journal.metric_samples WHERE labels->>'target' = 'otlp'" \
   | grep -qx 0 || fail "otlp health still rendered with otlp_endpoint off"
 ok "otlp health gone with otlp_endpoint off"
+# 9. fenced writes (55006) are counted in shared memory: the refused
+# transaction rolls back, the count stays; created = the server's start
+# (OpenMetrics _created, OTLP startTimeUnixNano); a restart resets it
+fenced() { q aj_exp_tmpl "SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_fenced_writes_total'"; }
+f0=$(fenced)
+[ -n "$f0" ] || fail "agent_journal_fenced_writes_total not rendered by a preloaded library"
+A=00000000-0000-0000-0000-0000000000f5
+q aj_exp_tmpl "SELECT agent_journal.claim_agent('$A', 'exp-worker', '1 hour')" >/dev/null
+for i in 1 2 3; do
+  out=$(psql -X -At -d aj_exp_tmpl -c "SELECT agent_journal.append('$A', 0, '{}')" 2>&1) && fail "unleased append accepted: $out"
+  [[ "$out" == *"is leased to worker \"exp-worker\""* ]] || fail "unexpected refusal: $out"
+done
+out=$(psql -X -At -d aj_exp_tmpl -c "SELECT agent_journal.compact('$A', NULL, 12345)" 2>&1) && fail "compact with a wrong lease accepted"
+expect_eq "fenced writes counted" "$(fenced)" "$((f0 + 4))"
+expect_eq "nothing written by fenced writes" "$(q aj_exp_tmpl "SELECT agent_journal.latest_sequence('$A')")" "0"
+start=$(q aj_exp_tmpl "SELECT extract(epoch FROM pg_postmaster_start_time())")
+created=$(q aj_exp_tmpl "SELECT split_part(line, ' ', 2) FROM regexp_split_to_table(agent_journal.openmetrics_text(), E'\n') line WHERE line LIKE 'agent_journal_fenced_writes_created %'")
+[ -n "$created" ] || fail "no agent_journal_fenced_writes_created sample"
+awk -v a="$created" -v b="$start" 'BEGIN { d = a - b; exit !(d < 0.01 && d > -0.01) }' \
+  || fail "fenced_writes _created $created is not the server start $start"
+startns=$(q aj_exp_tmpl "SELECT dp->>'startTimeUnixNano' FROM jsonb_path_query(agent_journal.otlp_json(), '$.resourceMetrics[*].scopeMetrics[*].metrics[*] ? (@.name == \"agent_journal_fenced_writes\").sum.dataPoints[*]') dp")
+awk -v a="$startns" -v b="$start" 'BEGIN { d = a / 1e9 - b; exit !(d < 0.01 && d > -0.01) }' \
+  || fail "fenced_writes startTimeUnixNano '$startns' is not the server start $start"
+ok "fenced writes: +4 counted, nothing written, created at the server start ($created)"
+restart=("$(pg_config --bindir)/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -m fast -w -t 60 restart)
+if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "${restart[@]}" >/dev/null; else "${restart[@]}" >/dev/null; fi \
+  || fail "could not restart the preloaded cluster"
+wait_for 15 "server back after restart" q aj_exp_tmpl "SELECT 1"
+expect_eq "fenced writes after a restart" "$(fenced)" "0"
+start2=$(q aj_exp_tmpl "SELECT extract(epoch FROM pg_postmaster_start_time())")
+awk -v a="$start2" -v b="$start" 'BEGIN { exit !(a > b) }' || fail "server start did not move"
+ok "restart resets fenced writes to 0 with a new created time"
 echo "exporter test took $((SECONDS - T0)) s"
