@@ -285,6 +285,17 @@ void append_sample_head(std::string &out, std::string_view name, std::string_vie
   out += ' ';
 }
 
+// A series' `_created` (Unix epoch seconds): microseconds kept, trailing
+// zeros dropped (the shortest %g form would round to 10 ms).
+void append_created(std::string &out, double created) {
+  char buf[64];
+  int n = std::snprintf(buf, sizeof buf, "%.6f", created);
+  if (n <= 0 || n >= static_cast<int>(sizeof buf)) return append_double_openmetrics(out, created);
+  while (n > 0 && buf[n - 1] == '0') --n;
+  if (n > 0 && buf[n - 1] == '.') --n;
+  out.append(buf, static_cast<std::size_t>(n));
+}
+
 std::string_view without_total(const std::string &name) {
   std::string_view n(name);
   constexpr std::string_view kTotal = "_total";
@@ -342,7 +353,7 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
         out += '\n';
         if (om && f.type == MetricType::Counter && s.created > 0) {
           append_sample_head(out, without_total(f.name), "_created", s.labels, nullptr);
-          append_double_openmetrics(out, s.created);
+          append_created(out, s.created);
           out += '\n';
         }
         continue;
@@ -365,7 +376,7 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
       out += '\n';
       if (om && s.created > 0) {
         append_sample_head(out, f.name, "_created", s.labels, nullptr);
-        append_double_openmetrics(out, s.created);
+        append_created(out, s.created);
         out += '\n';
       }
     }
@@ -611,7 +622,7 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
         append_attributes(out, s.labels);
         if (f.type != MetricType::Gauge && s.created > 0) {
           out += ",\"startTimeUnixNano\":";
-          append_json_string(out, std::to_string(static_cast<int64_t>(s.created * 1e9)));
+          append_json_string(out, std::to_string(static_cast<int64_t>(std::llround(s.created * 1e6)) * 1000));
         }
         out += ",\"timeUnixNano\":";
         out += t;

@@ -437,6 +437,28 @@ TEST(OpenMetrics, CounterGaugeHistogram) {
                 kDroppedZerosOpenMetrics + "# EOF\n");
 }
 
+TEST(OpenMetrics, CreatedForCountersAndHistograms) {
+  Family c = counter_family();
+  c.series[0].created = 1700000000.25;  // requests_total{method=get,code=200}
+  Family h = histogram_family();
+  h.series[0].created = 1700000001;
+  Family g = gauge_family();
+  g.series[0].created = 1700000002;  // gauges have none
+  std::string out = render_openmetrics({c, h, g}, {});
+  EXPECT_NE(out.find("requests_total{code=\"200\",method=\"get\"} 5.0\n"
+                     "requests_created{code=\"200\",method=\"get\"} 1700000000.25\n"
+                     "requests_total{code=\"500\"} 1.5\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("latency_seconds_count{agent=\"a1\",tool=\"grep\"} 6\n"
+                     "latency_seconds_created{agent=\"a1\",tool=\"grep\"} 1700000001\n"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("temperature_created"), std::string::npos) << out;
+  // the 0.0.4 text format has no _created
+  EXPECT_EQ(render_prometheus({c, h, g}, {}).find("_created"), std::string::npos);
+}
+
 TEST(OpenMetrics, HistogramSumOnlyWhenAllowed) {
   std::vector<Family> model = {
       family("h_nan", MetricType::Histogram, "N", {hist_point({}, {1, 1}, kNaN)}, {1}),
@@ -551,6 +573,27 @@ TEST(Otlp, ShapeAndValues) {
   EXPECT_EQ(beta_load[1]["asDouble"], 0.5);
   EXPECT_EQ(beta_load[1]["attributes"][0]["key"], "y");
   EXPECT_EQ(metric_named(rms[2], "wait_seconds"), nullptr);
+}
+
+TEST(Otlp, StartTimeForCumulativePoints) {
+  Family c = counter_family();
+  c.series[0].created = 1700000000.25;
+  Family g = gauge_family();
+  g.series[0].created = 1700000002;
+  nlohmann::json doc = nlohmann::json::parse(render_otlp_json({c, g}, nullptr, 1700000005000000000, {}));
+  const auto &rm = doc["resourceMetrics"][0];
+  const auto *requests = metric_named(rm, "requests");
+  ASSERT_NE(requests, nullptr);
+  int with_start = 0;
+  for (const auto &dp : (*requests)["sum"]["dataPoints"]) {
+    if (!dp.contains("startTimeUnixNano")) continue;
+    ++with_start;
+    EXPECT_EQ(dp["startTimeUnixNano"], "1700000000250000000");
+  }
+  EXPECT_EQ(with_start, 1);
+  const auto *temperature = metric_named(rm, "temperature");
+  ASSERT_NE(temperature, nullptr);
+  for (const auto &dp : (*temperature)["gauge"]["dataPoints"]) EXPECT_FALSE(dp.contains("startTimeUnixNano"));
 }
 
 TEST(Otlp, OnlyService) {

@@ -93,3 +93,30 @@ TEST(JournalMetrics, RendersTheFourFamilies) {
             std::string::npos);
   EXPECT_NE(text.find("\nagent_journal_compacted_entries_total 5\n"), std::string::npos);
 }
+
+TEST(JournalMetrics, LeaseFamilies) {
+  aj::LeaseTotals t;
+  t.active = 3;
+  std::vector<aj::Family> fams;
+  aj::append_lease_families(t, fams);
+  std::string text = aj::render_openmetrics(fams, aj::RenderOptions{});
+  EXPECT_NE(text.find("\nagent_journal_leases_active 3.0\n"), std::string::npos) << text;
+  // takeovers render as 0 until their series exists; fenced writes only
+  // when counted (a preloaded library)
+  EXPECT_NE(text.find("\nagent_journal_lease_takeovers_total 0.0\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("fenced"), std::string::npos) << text;
+
+  t.takeovers_rendered = true;
+  t.has_fenced = true;
+  t.fenced = 4;
+  t.fenced_since = 1700000000.5;
+  fams.clear();
+  aj::append_lease_families(t, fams);
+  text = aj::render_openmetrics(fams, aj::RenderOptions{});
+  EXPECT_EQ(text.find("takeovers"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE agent_journal_fenced_writes counter\n"
+                      "agent_journal_fenced_writes_total 4.0\n"
+                      "agent_journal_fenced_writes_created 1700000000.5\n"),
+            std::string::npos)
+      << text;
+}
