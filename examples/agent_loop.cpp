@@ -3,6 +3,7 @@
 //
 //   agent_loop --conninfo "<libpq conninfo>" --agent <uuid> --iterations N
 //              [--step-ms M] [--service NAME]
+//              [--worker NAME [--lease-ttl-ms T] [--claim-wait-ms W]]
 //
 // The loop keeps nothing that matters in memory only: everything it knows
 // is rebuilt by replaying the agent's journal, so a process killed at any
@@ -31,12 +32,29 @@
 // 4. A step and its metrics commit in one transaction: a crash never keeps
 //    one without the other. A transaction repeated after a lost reply may
 //    record its metrics twice: metrics are at least once, steps exactly once.
+// 5. With --worker, the loop first claims the agent's lease (claim_agent)
+//    and only then replays; every append carries the lease's token, and a
+//    step's transaction also renews the lease once a third of the ttl has
+//    passed since the last renewal. A write refused with SQLSTATE 55006
+//    means the lease is gone (this process stalled past the ttl and another
+//    worker took the agent over, or it was released): the loop stops
+//    writing and exits 3 at once, and never retries without the token: the
+//    worker that took over replays and carries on. While another worker
+//    holds a live lease, claiming waits (--claim-wait-ms, by default twice
+//    the ttl: long enough for a dead holder's lease to expire), then exits
+//    4. At the end the loop releases the lease; on any other exit it
+//    expires after the ttl.
 //
-// Run one process per agent. A second one does not corrupt the journal
-// (same keys, same events: its appends return the first one's sequences),
-// but it counts the metrics again.
+// Without --worker, run one process per agent. A second one does not
+// corrupt the journal (same keys, same events: its appends return the
+// first one's sequences), but it counts the metrics again. With --worker,
+// the lease makes sure of it: run as many as you like, one at a time
+// writes and the others wait. (An agent someone holds a lease on refuses
+// the writes of a loop without --worker, with 55006 too: exit 3.)
 //
-// Exit codes: 0 done, 1 usage, 2 database error.
+// Exit codes: 0 done, 1 usage, 2 database error, 3 fenced (a write was
+// refused by a lease, 55006: nothing more is written), 4 the agent is
+// leased to another worker (still, after --claim-wait-ms).
 #include <libpq-fe.h>
 
 #include <cctype>
@@ -57,11 +75,17 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 1;
 constexpr int kExitDatabase = 2;
+constexpr int kExitFenced = 3;  // a write refused by a lease (55006)
+constexpr int kExitHeld = 4;    // another worker still holds the lease
 
 constexpr int kReplayPage = 500;      // journal entries per replay round trip
 constexpr int kConnectAttempts = 40;  // x kConnectDelay: give up after ~10 s
 constexpr auto kConnectDelay = std::chrono::milliseconds(250);
 constexpr int kMaxConflicts = 1000;  // 40001s in a row before giving up
+const std::string kSqlstateConflict = "40001";  // expected_sequence was not the latest
+const std::string kSqlstateFenced = "55006";    // not the agent's live lease
+
+using Clock = std::chrono::steady_clock;
 
 // The steps of an iteration, in order: names of the entry kinds and the
 // suffixes of their idempotency keys.
@@ -75,6 +99,9 @@ struct Options {
   int iterations = 0;
   int step_ms = 50;
   std::string service = "agent-loop";
+  std::string worker;      // "": no lease
+  int lease_ttl_ms = 30000;
+  int claim_wait_ms = -1;  // -1: twice the ttl
 };
 
 // ------------------------------------------------------------- libpq
@@ -86,6 +113,16 @@ struct DbError : std::runtime_error {
       : std::runtime_error(msg), sqlstate(std::move(state)), connection_lost(lost) {}
   std::string sqlstate;
   bool connection_lost;
+};
+
+// A write refused by a lease (55006): this process must stop writing.
+struct Fenced : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Another worker held a live lease for all of --claim-wait-ms.
+struct Held : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 using Result = std::unique_ptr<PGresult, decltype(&PQclear)>;
@@ -125,9 +162,10 @@ class Connection {
                   PQstatus(conn_) != CONNECTION_OK);
   }
 
-  // A read-only statement: safe to repeat, so on a lost connection it
+  // A statement that is safe to repeat (a read; a claim by the worker that
+  // holds the lease returns the same token), so on a lost connection it
   // reconnects and runs it again.
-  Result read(const char *sql, const std::vector<std::string> &params) {
+  Result repeatable(const char *sql, const std::vector<std::string> &params) {
     for (int attempt = 1;; ++attempt) {
       try {
         return exec(sql, params);
@@ -205,7 +243,7 @@ void apply(State &st, int64_t sequence, int iteration, const std::string &kind, 
 // removed entries this loop needs (it keeps no checkpoint of its own).
 void catch_up(Connection &db, const Options &o, State &st) {
   for (;;) {
-    Result r = db.read(
+    Result r = db.repeatable(
         "SELECT sequence, iteration, kind, event ->> 'result' "
         "FROM agent_journal.replay($1, $2, $3)",
         {o.agent, std::to_string(st.latest + 1), std::to_string(kReplayPage)});
@@ -335,7 +373,7 @@ int run(const Options &o) {
   //    Thought was written but that never completed: the replay, not it,
   //    says which steps are done.
   Result where =
-      db.read("SELECT agent_journal.next_sequence($1), agent_journal.last_completed_iteration($1)",
+      db.repeatable("SELECT agent_journal.next_sequence($1), agent_journal.last_completed_iteration($1)",
               {o.agent});
   State st;
   catch_up(db, o, st);
