@@ -57,6 +57,7 @@
 // leased to another worker (still, after --claim-wait-ms).
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
@@ -82,6 +83,7 @@ constexpr int kReplayPage = 500;      // journal entries per replay round trip
 constexpr int kConnectAttempts = 40;  // x kConnectDelay: give up after ~10 s
 constexpr auto kConnectDelay = std::chrono::milliseconds(250);
 constexpr int kMaxConflicts = 1000;  // 40001s in a row before giving up
+constexpr int kMaxLeaseTtlMs = 86400000;  // claim_agent takes a ttl of at most a day
 const std::string kSqlstateConflict = "40001";  // expected_sequence was not the latest
 const std::string kSqlstateFenced = "55006";    // not the agent's live lease
 
@@ -261,37 +263,99 @@ void catch_up(Connection &db, const Options &o, State &st) {
   }
 }
 
+// ------------------------------------------------------------- the lease
+
+// The agent's lease while this process holds it (--worker): the token every
+// append carries, and when the last claim or renewal was sent (its expiry
+// is at least a ttl after that, on the server's clock).
+struct Lease {
+  int64_t token = 0;  // 0: no lease (no --worker)
+  Clock::time_point renewed;
+};
+
+// Claims the agent for o.worker. While another worker holds a live lease,
+// claim_agent answers NULL: try again every tenth of the ttl until
+// --claim-wait-ms has passed, then throw Held. Safe to repeat after a lost
+// reply: the holder claiming again gets its token back, extended.
+Lease claim(Connection &db, const Options &o) {
+  const int wait_ms = o.claim_wait_ms >= 0 ? o.claim_wait_ms : 2 * o.lease_ttl_ms;
+  const auto poll = std::chrono::milliseconds(std::min(1000, std::max(10, o.lease_ttl_ms / 10)));
+  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
+  for (bool waiting = false;; waiting = true) {
+    Lease lease;
+    lease.renewed = Clock::now();
+    Result r = db.repeatable(
+        "SELECT agent_journal.claim_agent($1, $2, $3::float8 * interval '1 millisecond')",
+        {o.agent, o.worker, std::to_string(o.lease_ttl_ms)});
+    if (!PQgetisnull(r.get(), 0, 0)) {
+      lease.token = std::strtoll(PQgetvalue(r.get(), 0, 0), nullptr, 10);
+      std::printf("worker %s: claimed agent %s, lease %lld (ttl %d ms)\n", o.worker.c_str(),
+                  o.agent.c_str(), static_cast<long long>(lease.token), o.lease_ttl_ms);
+      return lease;
+    }
+    if (Clock::now() >= deadline)
+      throw Held("agent " + o.agent + " is still leased to another worker after " +
+                 std::to_string(wait_ms) + " ms");
+    if (!waiting)
+      std::fprintf(stderr,
+                   "agent_loop: agent %s is leased to another worker; waiting up to %d ms for it\n",
+                   o.agent.c_str(), wait_ms);
+    std::this_thread::sleep_for(poll);
+  }
+}
+
 // ------------------------------------------------------------- journaling
 
-// Appends `event` to iteration `iteration` with idempotency key `key` and
-// expected_sequence = st.latest, and runs `metrics` in the same transaction;
-// then replays, which applies the new entry. Returns the entry's sequence,
-// or 0 when someone else appended first (40001): the state is then caught
-// up and the caller decides again what to journal.
-int64_t journal(Connection &db, const Options &o, State &st, int iteration,
+// Appends `event` to iteration `iteration` with idempotency key `key`,
+// expected_sequence = st.latest and the lease's token (if any), and runs
+// `metrics` in the same transaction, which also renews the lease once a
+// third of its ttl has passed; then replays, which applies the new entry.
+// Returns the entry's sequence, or 0 when someone else appended first
+// (40001): the state is then caught up and the caller decides again what
+// to journal. Throws Fenced when a lease refuses the write (55006).
+int64_t journal(Connection &db, const Options &o, State &st, Lease &lease, int iteration,
                 const std::string &event, const std::string &key,
                 const std::function<void()> &metrics) {
   const std::string expected = std::to_string(st.latest);
   int64_t sequence = 0;
   for (int attempt = 1;; ++attempt) {
+    const Clock::time_point sent = Clock::now();
+    const bool renew = lease.token != 0 && sent - lease.renewed >= std::chrono::milliseconds(
+                                                                      o.lease_ttl_ms / 3);
     try {
       db.exec("BEGIN");
-      Result r = db.exec("SELECT agent_journal.append($1, $2, $3, $4, $5)",
-                         {o.agent, std::to_string(iteration), event, expected, key});
+      // The append comes first: a process that stalled past its lease is
+      // refused by the very write it was about to make.
+      Result r =
+          lease.token == 0
+              ? db.exec("SELECT agent_journal.append($1, $2, $3, $4, $5)",
+                        {o.agent, std::to_string(iteration), event, expected, key})
+              : db.exec("SELECT agent_journal.append($1, $2, $3, $4, $5, lease => $6)",
+                        {o.agent, std::to_string(iteration), event, expected, key,
+                         std::to_string(lease.token)});
       sequence = std::strtoll(PQgetvalue(r.get(), 0, 0), nullptr, 10);
+      if (renew)
+        db.exec("SELECT agent_journal.renew_lease($1, $2, $3::float8 * interval '1 millisecond')",
+                {o.agent, std::to_string(lease.token), std::to_string(o.lease_ttl_ms)});
       metrics();
       db.exec("COMMIT");
+      if (renew) lease.renewed = sent;
       break;
     } catch (const DbError &e) {
       if (e.connection_lost && attempt < kConnectAttempts) {
         // Did it commit? The key answers that: the same call again returns
-        // the original sequence if it did, and appends if it did not.
+        // the original sequence if it did, and appends if it did not. (The
+        // same call: with the same token, or none if there was none.)
         std::fprintf(stderr, "agent_loop: connection lost (%s); reconnecting, retrying key %s\n",
                      e.what(), key.c_str());
         db.connect();
         continue;
       }
-      if (e.sqlstate != "40001") throw;
+      // Fenced: the lease check comes before the key's, so even a step
+      // that did commit before the stall is refused. Stop; the worker that
+      // holds the lease now journals this step, from the same replay.
+      if (e.sqlstate == kSqlstateFenced) throw Fenced("writing key " + key + ": " + e.what());
+      if (e.sqlstate != kSqlstateConflict) throw;
       db.rollback();
       catch_up(db, o, st);
       std::fprintf(stderr, "agent_loop: conflict at expected_sequence %s; replayed to %lld\n",
@@ -360,13 +424,17 @@ std::string snapshot_json(int k, double uptime, int step_ms) {
 // ------------------------------------------------------------- the loop
 
 int run(const Options &o) {
-  using Clock = std::chrono::steady_clock;
   const Clock::time_point t0 = Clock::now();
   auto seconds_since = [](Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
   };
   Connection db(o.conninfo);
   db.connect(1);  // a wrong conninfo fails at once; later reconnects retry
+
+  // 0. With --worker: claim the agent before reading it, so that nobody
+  //    else writes between the replay and this process's first append.
+  Lease lease;
+  if (!o.worker.empty()) lease = claim(db, o);
 
   // 1. Resume: rebuild the state from the journal. last_completed_iteration
   //    is the highest iteration journaled, which counts an iteration whose
@@ -394,7 +462,7 @@ int run(const Options &o) {
               R"(, "from_step": ")" + kStepKey[st.steps_done] + "\"}";
       what = "resumed@" + std::to_string(st.latest);
     }
-    if (journal(db, o, st, st.completed, event, key(o, what), [] {}) != 0) break;
+    if (journal(db, o, st, lease, st.completed, event, key(o, what), [] {}) != 0) break;
   }
 
   // 3. Run: the next step is always "the first one the journal lacks".
@@ -422,16 +490,26 @@ int run(const Options &o) {
       db.exec("SELECT agent_journal.ingest_snapshot($1::jsonb, $2::text)",
               {snapshot_json(k, seconds_since(t0), o.step_ms), o.service});
     };
-    const int64_t sequence = journal(db, o, st, k, step_event(st, k, step),
+    const int64_t sequence = journal(db, o, st, lease, k, step_event(st, k, step),
                                      key(o, std::to_string(k) + "/" + kStepKey[step]), metrics);
     if (sequence == 0) {
       if (++conflicts == kMaxConflicts)
-        throw DbError("too many conflicting appends", "40001", false);
+        throw DbError("too many conflicting appends", kSqlstateConflict, false);
       continue;
     }
     conflicts = 0;
     if (step == kCompleted)
       std::printf("iteration %d done (sequence %lld)\n", k, static_cast<long long>(sequence));
+  }
+  // 4. Let the next worker in at once rather than after the ttl. False: the
+  //    lease expired after this process's last write (nothing is lost:
+  //    every write was accepted under the lease).
+  if (lease.token != 0) {
+    Result r = db.repeatable("SELECT agent_journal.release_agent($1, $2)",
+                             {o.agent, std::to_string(lease.token)});
+    std::printf("worker %s: %s lease %lld\n", o.worker.c_str(),
+                std::strcmp(PQgetvalue(r.get(), 0, 0), "t") == 0 ? "released" : "had already lost",
+                static_cast<long long>(lease.token));
   }
   std::printf("done: %d iterations, latest sequence %lld\n", st.completed,
               static_cast<long long>(st.latest));
@@ -444,11 +522,16 @@ void usage(std::FILE *to) {
   std::fputs(
       "usage: agent_loop [--conninfo CONNINFO] --agent UUID --iterations N\n"
       "                  [--step-ms M] [--service NAME]\n"
+      "                  [--worker NAME [--lease-ttl-ms T] [--claim-wait-ms W]]\n"
       "  --conninfo   libpq connection string (default \"\": PG* environment variables)\n"
       "  --agent      the agent's id; run again with the same id to resume\n"
       "  --iterations iterations the agent runs in total (>= 1)\n"
       "  --step-ms    pause before each step, in milliseconds (default 50)\n"
-      "  --service    service label of the metric snapshots (default agent-loop)\n",
+      "  --service    service label of the metric snapshots (default agent-loop)\n"
+      "  --worker     claim the agent's lease as this worker and write under it;\n"
+      "               exit 3 if the lease is lost (fenced), 4 if another worker holds it\n"
+      "  --lease-ttl-ms  the lease's ttl, at least 3 x --step-ms (default 30000)\n"
+      "  --claim-wait-ms how long to wait for another worker's lease (default 2 x ttl)\n",
       to);
 }
 
@@ -470,6 +553,7 @@ bool looks_like_uuid(const std::string &s) {
 }
 
 bool parse_args(int argc, char **argv, Options &o) {
+  bool lease_option = false;  // --lease-ttl-ms and --claim-wait-ms need --worker
   for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) return false;
@@ -484,9 +568,20 @@ bool parse_args(int argc, char **argv, Options &o) {
       if (!parse_int(value, 1, o.iterations)) return false;
     } else if (flag == "--step-ms") {
       if (!parse_int(value, 0, o.step_ms)) return false;
+    } else if (flag == "--worker") {
+      o.worker = value;
+      if (o.worker.empty()) return false;
+    } else if (flag == "--lease-ttl-ms") {
+      if (!parse_int(value, 1, o.lease_ttl_ms) || o.lease_ttl_ms > kMaxLeaseTtlMs) return false;
+      lease_option = true;
+    } else if (flag == "--claim-wait-ms") {
+      if (!parse_int(value, 0, o.claim_wait_ms)) return false;
+      lease_option = true;
     } else
       return false;
   }
+  if (!o.worker.empty() && o.step_ms > o.lease_ttl_ms / 3) return false;  // renewals in time
+  if (o.worker.empty() && lease_option) return false;
   return looks_like_uuid(o.agent) && o.iterations >= 1 && !o.service.empty();
 }
 
@@ -506,6 +601,13 @@ int main(int argc, char **argv) {
   }
   try {
     return run(o);
+  } catch (const Fenced &e) {
+    std::fprintf(stderr, "agent_loop: fenced (%s) %s; stopping, nothing more written\n",
+                 kSqlstateFenced.c_str(), e.what());
+    return kExitFenced;
+  } catch (const Held &e) {
+    std::fprintf(stderr, "agent_loop: %s; giving up\n", e.what());
+    return kExitHeld;
   } catch (const DbError &e) {
     std::fprintf(stderr, "agent_loop: database error%s%s: %s\n", e.sqlstate.empty() ? "" : " ",
                  e.sqlstate.c_str(), e.what());

@@ -235,7 +235,7 @@ pg_dump -Fc -d $SRC -f "$TMPD/lease_upgrade.dump"
 createdb $DST
 pg_restore -d $DST --exit-on-error "$TMPD/lease_upgrade.dump" 2>"$TMPD/restore.err" || { cat "$TMPD/restore.err"; fail "pg_restore (updated from 0.4.0)"; }
 privileges $DST > "$TMPD/privs_dst.txt"
-true || fail "updated from 0.4.0 + restored: privileges differ"
+diff "$TMPD/privs_src.txt" "$TMPD/privs_dst.txt" || fail "updated from 0.4.0 + restored: privileges differ"
 ok "updated from 0.4.0 + restored: every privilege on the extension's functions and relations is the source's ($(wc -l < "$TMPD/privs_dst.txt") lines)"
 # as ROLE (an identifier) in the restored database; no reapply_access()
 as() { psql -X -q -v ON_ERROR_STOP=1 -At -d $DST -c "SET ROLE $1" -c "$2"; }
