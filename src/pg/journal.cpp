@@ -357,7 +357,7 @@ void check_serializable(const Latest &l, Datum agent) {
   if (!mine.same_as(l))
     ereport(ERROR,
             (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-             errmsg("could not serialize access due to a concurrent append to agent %s",
+             errmsg("could not serialize access due to a concurrent write to agent %s",
                     DatumGetCString(DirectFunctionCall1(uuid_out, agent))),
              errhint("Retry the transaction.")));
 }

@@ -22,9 +22,10 @@ struct Latest {
   TimestampTz lease_claimed = 0, lease_expires = 0;
   int32 lease_attempts = 0;
   bool lease_live(TimestampTz now) const { return lease != 0 && lease_expires > now; }
-  // What a writer's decision depends on (the lease is always read fresh
-  // under the lock, so a concurrent renew does not fail a writer's
-  // REPEATABLE READ transaction).
+  // What a writer's decision depends on. The lease is left out: it is
+  // always read fresh under the lock, so a renew from another connection
+  // does not fail an append's REPEATABLE READ transaction (compact, which
+  // updates the state row the renew updated, gets PostgreSQL's 40001).
   bool same_as(const Latest &o) const {
     return sequence == o.sequence && has_entry == o.has_entry && known == o.known &&
            bound == o.bound && owner == o.owner;

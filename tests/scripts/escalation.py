@@ -25,12 +25,15 @@ MODES = ["pg_temp", "schema"]
 EXT = "agent_journal"
 
 # Agents: A has entries (seeded), B is bound by the admin's bind_agent call,
-# C is bound to the writer role (seeded), F is appended to and forgotten.
+# C is bound to the writer role (seeded), F is appended to and forgotten,
+# L is leased (claimed, renewed, written under its lease and released by
+# the samples; never A, whose samples write without a lease).
 SUBST = {
     "A": "00000000-0000-0000-0000-0000000000e1",
     "B": "00000000-0000-0000-0000-0000000000e2",
     "C": "00000000-0000-0000-0000-0000000000e3",
     "F": "00000000-0000-0000-0000-0000000000e4",
+    "L": "00000000-0000-0000-0000-0000000000e5",
     "ADMIN": PREFIX + "admin",
     "DUMMY": PREFIX + "dummy",
 }
@@ -43,28 +46,49 @@ SNAPSHOT = ('{"timestamp": 1700000100, "scheduler": {"total_scheduled": 10, "upt
             '"system": {"memory_usage_mb": 512.0, "cpu_usage_percent": 30.0}}')
 U = "'$%s'::pg_catalog.uuid"
 J = "::pg_catalog.jsonb"
+# L's lease for the samples' one worker: the same token while it is live
+# (a claim by its holder), a new one after a release. Every sample that
+# needs a token claims it in the same call, so each call succeeds alone
+# (in its own savepoint, in any order) and the attackers' calls leave no
+# lease that another worker would have to wait out.
+CLAIM_L = (f"agent_journal.claim_agent({U % 'L'}, 'esc-worker'::pg_catalog.text, "
+           "'30 seconds'::pg_catalog.interval)")
 
 # One or more sample calls (SQL expressions) per function, keyed by
 # oid::regprocedure::text. Every type is written schema-qualified so the
 # attacker's own statement is not what hits the shadows. $A... are SUBST.
 CALLS = {
-    "agent_journal.append(uuid,integer,jsonb,bigint,text)": [
+    "agent_journal.append(uuid,integer,jsonb,bigint,text,bigint)": [
         f"agent_journal.append({U % 'A'}, 3, '{{\"type\": \"Step\"}}'{J})",
         f"agent_journal.append({U % 'A'}, 3, '{{\"type\": \"Step\", \"k\": 1}}'{J}, "
         "NULL::pg_catalog.int8, 'esc-key-1'::pg_catalog.text)",
-        f"agent_journal.append({U % 'C'}, 1, '{{\"type\": \"Tenant\"}}'{J})"],
-    "agent_journal.append_batch(uuid,integer,jsonb[],bigint,text)": [
+        f"agent_journal.append({U % 'C'}, 1, '{{\"type\": \"Tenant\"}}'{J})",
+        f"agent_journal.append({U % 'L'}, 1, '{{\"type\": \"Leased\"}}'{J}, "
+        f"NULL::pg_catalog.int8, 'esc-lease-key-1'::pg_catalog.text, {CLAIM_L})"],
+    "agent_journal.append_batch(uuid,integer,jsonb[],bigint,text,bigint)": [
         f"agent_journal.append_batch({U % 'A'}, 4, "
         "ARRAY['{\"type\": \"A\"}', '{\"B\": {}}']::pg_catalog.jsonb[])",
         f"agent_journal.append_batch({U % 'A'}, 4, ARRAY['{{\"type\": \"K\"}}']::pg_catalog.jsonb[], "
-        "NULL::pg_catalog.int8, 'esc-batch-1'::pg_catalog.text)"],
+        "NULL::pg_catalog.int8, 'esc-batch-1'::pg_catalog.text)",
+        f"agent_journal.append_batch({U % 'L'}, 2, ARRAY['{{\"type\": \"Leased\"}}']::pg_catalog.jsonb[], "
+        f"NULL::pg_catalog.int8, NULL::pg_catalog.text, {CLAIM_L})"],
     "agent_journal.replay(uuid,bigint,bigint)": [
         f"agent_journal.replay({U % 'A'})",
         f"agent_journal.replay({U % 'A'}, 2::pg_catalog.int8, 5::pg_catalog.int8)"],
     "agent_journal.latest_sequence(uuid)": [f"agent_journal.latest_sequence({U % 'A'})"],
     "agent_journal.next_sequence(uuid)": [f"agent_journal.next_sequence({U % 'C'})"],
     "agent_journal.last_completed_iteration(uuid)": [f"agent_journal.last_completed_iteration({U % 'A'})"],
-    "agent_journal.compact(uuid,bigint)": [f"agent_journal.compact({U % 'A'}, 1::pg_catalog.int8)"],
+    "agent_journal.compact(uuid,bigint,bigint)": [
+        f"agent_journal.compact({U % 'A'}, 1::pg_catalog.int8)",
+        f"agent_journal.compact({U % 'L'}, 1::pg_catalog.int8, {CLAIM_L})"],
+    "agent_journal.claim_agent(uuid,text,interval)": [
+        CLAIM_L,
+        f"agent_journal.claim_agent({U % 'L'}, 'esc-worker'::pg_catalog.text)"],
+    "agent_journal.renew_lease(uuid,bigint,interval)": [
+        f"agent_journal.renew_lease({U % 'L'}, {CLAIM_L}, '1 minute'::pg_catalog.interval)",
+        f"agent_journal.renew_lease({U % 'L'}, {CLAIM_L})"],
+    "agent_journal.release_agent(uuid,bigint)": [
+        f"agent_journal.release_agent({U % 'L'}, {CLAIM_L})"],
     "agent_journal.forget_agent(uuid)": [
         f"agent_journal.append({U % 'F'}, 1, '{{\"type\": \"Doomed\"}}'{J})",
         f"agent_journal.forget_agent({U % 'F'})"],

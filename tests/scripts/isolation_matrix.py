@@ -29,7 +29,12 @@ failure. Afterwards the committed state must satisfy, from a new connection:
       committed last, nothing of the agent remains (entries, keys, state);
   (4) latest_sequence = max(live max, compacted_through) (0 after a complete
       forget), no idempotency key points past it, and the next append in
-      autocommit returns exactly latest + 1.
+      autocommit (with the live lease's token when the agent is leased)
+      returns exactly latest + 1;
+  (5) the lease: a lease in agent_state has its worker and times, and is
+      the token of the lease graph's latest attempt (lease_attempts); the
+      graph's tokens increase with the attempt and none is above the
+      lease_tokens sequence; no graph rows without a state row.
 
 AJ_ISO_ONLY=REGEX runs only the scenarios whose name matches; AJ_ISO_VERBOSE=1
 prints every scenario.
@@ -59,9 +64,12 @@ SERIALIZATION_FAILURE = "40001"
 # Sample calls per writer: regprocedure text -> [(label, SQL, result kind)].
 # %(a)s is the agent's uuid. Result kinds: ("seq", n) = returns the last of
 # n sequences it wrote (acknowledged once committed); "forget" = removes the
-# agent; None = nothing to track.
+# agent; None = nothing to track. A sample that needs a lease claims it in
+# the same call (CLAIM: the token of iso-worker's live lease, the same one
+# while it lives, so a sample against itself is not fenced).
+CLAIM = "agent_journal.claim_agent(%(a)s, 'iso-worker')"
 SAMPLES = {
-    "agent_journal.append(uuid,integer,jsonb,bigint,text)": [
+    "agent_journal.append(uuid,integer,jsonb,bigint,text,bigint)": [
         ("append",
          "SELECT agent_journal.append(%(a)s, 1, '{\"type\": \"Step\"}')", ("seq", 1)),
         ("append+key",
@@ -70,8 +78,11 @@ SAMPLES = {
         ("append+expected",
          "SELECT agent_journal.append(%(a)s, 1, '{\"type\": \"Opt\"}', "
          "expected_sequence => agent_journal.latest_sequence(%(a)s))", ("seq", 1)),
+        ("append+lease",
+         "SELECT agent_journal.append(%(a)s, 1, '{\"type\": \"Leased\"}', "
+         "lease => " + CLAIM + ")", ("seq", 1)),
     ],
-    "agent_journal.append_batch(uuid,integer,jsonb[],bigint,text)": [
+    "agent_journal.append_batch(uuid,integer,jsonb[],bigint,text,bigint)": [
         ("append_batch",
          "SELECT agent_journal.append_batch(%(a)s, 2, "
          "ARRAY['{\"type\": \"B1\"}', '{\"type\": \"B2\"}']::jsonb[])", ("seq", 2)),
@@ -79,10 +90,30 @@ SAMPLES = {
          "SELECT agent_journal.append_batch(%(a)s, 2, "
          "ARRAY['{\"type\": \"K1\"}', '{\"type\": \"K2\"}']::jsonb[], "
          "idempotency_key => 'iso-batch-key')", ("seq", 2)),
+        ("append_batch+lease",
+         "SELECT agent_journal.append_batch(%(a)s, 2, "
+         "ARRAY['{\"type\": \"L1\"}', '{\"type\": \"L2\"}']::jsonb[], "
+         "lease => " + CLAIM + ")", ("seq", 2)),
     ],
-    "agent_journal.compact(uuid,bigint)": [
+    "agent_journal.compact(uuid,bigint,bigint)": [
         ("compact", "SELECT agent_journal.compact(%(a)s)", None),
         ("compact(through 2)", "SELECT agent_journal.compact(%(a)s, 2)", None),
+        ("compact+lease", "SELECT agent_journal.compact(%(a)s, lease => " + CLAIM + ")", None),
+    ],
+    # The lease functions write only the agent's state row (and the lease
+    # graph): the journal invariants hold trivially, (5) checks the lease.
+    "agent_journal.claim_agent(uuid,text,interval)": [
+        ("claim_agent", "SELECT agent_journal.claim_agent(%(a)s, 'iso-worker')", None),
+        # a worker per session: against itself, the second claim finds
+        # another worker's live lease (NULL)
+        ("claim_agent(own worker)",
+         "SELECT agent_journal.claim_agent(%(a)s, 'iso-worker-' || pg_backend_pid(), '1 minute')", None),
+    ],
+    "agent_journal.renew_lease(uuid,bigint,interval)": [
+        ("renew_lease", "SELECT agent_journal.renew_lease(%(a)s, " + CLAIM + ", '1 minute')", None),
+    ],
+    "agent_journal.release_agent(uuid,bigint)": [
+        ("release_agent", "SELECT agent_journal.release_agent(%(a)s, " + CLAIM + ")", None),
     ],
     "agent_journal.forget_agent(uuid)": [
         ("forget_agent", "SELECT agent_journal.forget_agent(%(a)s)", "forget"),
@@ -96,7 +127,7 @@ SAMPLES = {
          "SELECT agent_journal.bind_agent(%(a)s, '" + OWNER + "'::name)", None),
     ],
 }
-APPEND = "agent_journal.append(uuid,integer,jsonb,bigint,text)"
+APPEND = "agent_journal.append(uuid,integer,jsonb,bigint,text,bigint)"
 FORGET = "agent_journal.forget_agent(uuid)"
 
 LEVELS = [("RC", "READ COMMITTED"), ("RR", "REPEATABLE READ"), ("SER", "SERIALIZABLE")]
@@ -320,6 +351,24 @@ def check(agent, history):
             cur.execute("SELECT sequence FROM agent_journal.entries WHERE agent_id = %(a)s",
                         {"a": agent})
             live = {r[0] for r in cur.fetchall()}
+            cur.execute("""
+                SELECT s.lease, s.lease_worker IS NOT NULL AND s.lease_claimed_at IS NOT NULL
+                                AND s.lease_expires_at IS NOT NULL,
+                       s.lease_attempts,
+                       (SELECT g.lease FROM agent_journal.lease_graph g
+                         WHERE g.agent_id = s.agent_id AND g.attempt = s.lease_attempts),
+                       (SELECT max(g.attempt) FROM agent_journal.lease_graph g WHERE g.agent_id = s.agent_id),
+                       (SELECT l.lease FROM agent_journal.leases l WHERE l.agent_id = s.agent_id)
+                  FROM agent_journal.agent_state s WHERE s.agent_id = %(a)s""", {"a": agent})
+            lease_row = cur.fetchone()
+            cur.execute("""
+                SELECT count(*),
+                       coalesce(bool_and(ordered), true),
+                       coalesce(max(lease) <= (SELECT last_value FROM agent_journal.lease_tokens), true)
+                  FROM (SELECT lease, lease > lag(lease) OVER (ORDER BY attempt)
+                               OR lag(lease) OVER (ORDER BY attempt) IS NULL AS ordered
+                          FROM agent_journal.lease_graph WHERE agent_id = %(a)s) g""", {"a": agent})
+            graph_n, graph_ordered, graph_issued = cur.fetchone()
         base = ct or 0
         shape = ("entries %s (%d, %d distinct), compacted_through %s, state rows %d, keys %d "
                  "(max last_sequence %s), latest_sequence %s"
@@ -348,6 +397,25 @@ def check(agent, history):
         if lost:
             problems.append("(3) acknowledged sequences %s lost (above compacted_through %s)"
                             % (lost, base))
+        # (5) the lease
+        live_lease = None
+        if lease_row is None:
+            if graph_n:
+                problems.append("(5) lease graph rows without an agent_state row")
+        else:
+            lease, complete, attempts, graph_lease, graph_max, live_lease = lease_row
+            if lease is not None and not complete:
+                problems.append("(5) lease %s without its worker, claimed_at or expires_at" % lease)
+            if lease is not None and graph_lease != lease:
+                problems.append("(5) lease %s is not the token of attempt %s in the lease graph (%s)"
+                                % (lease, attempts, graph_lease))
+            if graph_n and graph_max != attempts:
+                problems.append("(5) lease graph's last attempt %s, lease_attempts %s"
+                                % (graph_max, attempts))
+        if not graph_ordered:
+            problems.append("(5) lease graph tokens do not increase with the attempt")
+        if not graph_issued:
+            problems.append("(5) a lease graph token above the lease_tokens sequence")
         # (4) numbering continues from what is committed
         want_latest = max(hi or 0, base)
         if latest != want_latest:
@@ -357,8 +425,8 @@ def check(agent, history):
             problems.append("(4) an idempotency key holds sequence %s past the latest %d"
                             % (key_hi, want_latest))
         try:
-            nxt = one(conn, "SELECT agent_journal.append(%(a)s, 9, '{\"type\": \"Check\"}')",
-                      {"a": agent})
+            nxt = one(conn, "SELECT agent_journal.append(%(a)s, 9, '{\"type\": \"Check\"}', "
+                            "lease => %(l)s)", {"a": agent, "l": live_lease})
             if nxt != want_latest + 1:
                 problems.append("(4) next append got %s, want %d" % (nxt, want_latest + 1))
             if nxt in acks:

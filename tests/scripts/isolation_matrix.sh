@@ -6,9 +6,11 @@
 # agent's lock or after it took its snapshot. Each call either raises 40001
 # or acts on what is committed; afterwards the journal is contiguous, has
 # its state row, keeps every acknowledged sequence, a committed
-# forget_agent removed everything, and the next append continues exactly
-# at latest + 1. A writer without a sample call in isolation_matrix.py
-# fails the test. Details: the docstring of isolation_matrix.py.
+# forget_agent removed everything, the next append (under the live lease,
+# if any) continues exactly at latest + 1, and the lease in agent_state is
+# the lease graph's latest attempt. A writer without a sample call in
+# isolation_matrix.py fails the test. Details: the docstring of
+# isolation_matrix.py.
 source "$(dirname "$0")/lib.bash"
 DB=aj_isolation_matrix
 ROLE=aj_iso_owner
