@@ -474,9 +474,55 @@ def w8_peers():
                "extension pgq not available (bench/install-deps installs postgresql-15-pgq3)")
 
 
+def leases_taken(expected):
+    """After a lease run: one claim per client (the same worker got its
+    token back every time after the first), each still live."""
+    got = psql("SELECT format('%s/%s', (SELECT count(*) FROM agent_journal.lease_graph), "
+               "(SELECT count(*) FROM agent_journal.leases))")
+    if got != f"{expected}/{expected}":
+        raise Failed(f"lease graph / live leases after the run: {got}, expected {expected}/{expected}")
+
+
+def w9_append_leased():
+    if not exists("proc", "agent_journal.claim_agent(uuid,text,interval)"):
+        return na_row("9. append with a lease, 8 agents (1 per client) vs INSERT", "appends/s", 8,
+                      "≥ 0.85×", "agent_journal.claim_agent(uuid, text, interval) not in this build")
+
+    def leased():
+        tps = pgbench("append_lease_client_agent.sql", 8, {"event": EVENT, "token": 0})["tps"]
+        leases_taken(8)
+        return tps
+    d = {"event": EVENT}
+    s = alternate([("ours", leased),
+                   ("base", lambda: pgbench("insert_client_agent.sql", 8, d)["tps"]),
+                   ("nolease", lambda: pgbench("append_client_agent.sql", 8, d)["tps"])])
+    add_row("9. append with a lease, 8 agents (1 per client, claimed) vs INSERT", med(s["ours"]),
+            med(s["base"]), "appends/s", 8, goal=0.85, goal_text="≥ 0.85×",
+            samples={"ours": s["ours"], "base": s["base"]}, short="9 append with lease / INSERT")
+    add_row("9b. append with a lease vs append without (the same run)", med(s["ours"]),
+            med(s["nolease"]), "appends/s", 8, goal_text="— (report: the lease check)",
+            samples={"ours": s["ours"], "base": s["nolease"]}, short="9b append with / without lease")
+
+
+def w10_claim_renew():
+    goal = 5000
+    if not exists("proc", "agent_journal.claim_agent(uuid,text,interval)"):
+        return na_row("10. claim_agent + renew_lease, 8 agents vs upsert + UPDATE", "transactions/s", 8,
+                      f"≥ {goal:,}/s", "agent_journal.claim_agent(uuid, text, interval) not in this build")
+
+    def ours():
+        tps = pgbench("claim_renew.sql", 8)["tps"]
+        leases_taken(8)
+        return tps
+    s = alternate([("ours", ours), ("base", lambda: pgbench("claim_renew_plain.sql", 8)["tps"])])
+    add_row("10. claim_agent + renew_lease (1 transaction), 8 agents vs upsert + UPDATE",
+            med(s["ours"]), med(s["base"]), "transactions/s", 8, goal_text=f"≥ {goal:,}/s (ours)",
+            met=med(s["ours"]) >= goal, samples=s, short="10 claim + renew / upsert + UPDATE")
+
+
 WORKLOAD_FNS = [("1", w1_append_distinct), ("2", w2_append_one_agent), ("3", w3_batch),
-                ("8", w8_peers), ("4", w4_replay), ("5", w5_ingest), ("6", w6_counter),
-                ("7", w7_prometheus)]
+                ("8", w8_peers), ("9", w9_append_leased), ("10", w10_claim_renew),
+                ("4", w4_replay), ("5", w5_ingest), ("6", w6_counter), ("7", w7_prometheus)]
 
 
 # ---------------------------------------------------------------- report

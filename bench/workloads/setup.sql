@@ -1,6 +1,6 @@
 -- Baseline objects for bench/run: plain tables of the journal's shape, the
--- classic PL/pgSQL event store, a one-row counter, a snapshot table, and
--- bench.reset() which empties everything between rounds.
+-- classic PL/pgSQL event store, a one-row counter, a snapshot table, a
+-- lease table, and bench.reset() which empties everything between rounds.
 -- Run once per cluster after CREATE EXTENSION agent_journal (as superuser).
 \set ON_ERROR_STOP 1
 CREATE SCHEMA bench;
@@ -30,6 +30,15 @@ CREATE TABLE bench.snapshots (
 
 -- Workload 6: one hot row.
 CREATE TABLE bench.counter (id int PRIMARY KEY, v float8 NOT NULL);
+
+-- Workload 10: a lease per agent, as plain SQL would keep it.
+CREATE SEQUENCE bench.lease_tokens;
+CREATE TABLE bench.leases (
+    agent_id   uuid        PRIMARY KEY,
+    worker     text        NOT NULL,
+    lease      bigint      NOT NULL,
+    expires_at timestamptz NOT NULL
+);
 
 -- Workload 8: the classic event store: lock the stream, max(position)+1, insert.
 CREATE TABLE bench.es_events (
@@ -82,7 +91,7 @@ BEGIN
     FOR t IN
         SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
         WHERE schemaname = 'agent_journal'
-           OR (schemaname = 'bench' AND tablename IN ('plain', 'snapshots', 'counter', 'es_events'))
+           OR (schemaname = 'bench' AND tablename IN ('plain', 'snapshots', 'counter', 'es_events', 'leases'))
     LOOP
         EXECUTE 'TRUNCATE ' || t || ' CASCADE';
     END LOOP;

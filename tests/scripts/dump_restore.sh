@@ -238,33 +238,33 @@ privileges $DST > "$TMPD/privs_dst.txt"
 diff "$TMPD/privs_src.txt" "$TMPD/privs_dst.txt" || fail "updated from 0.4.0 + restored: privileges differ"
 ok "updated from 0.4.0 + restored: every privilege on the extension's functions and relations is the source's ($(wc -l < "$TMPD/privs_dst.txt") lines)"
 # as ROLE (an identifier) in the restored database; no reapply_access()
-as() { psql -X -q -v ON_ERROR_STOP=1 -At -d $DST -c "SET ROLE $1" -c "$2"; }
-LW=$(as $WRITER "SELECT agent_journal.claim_agent('$W', 'writer-1', '1 hour')")
+as_role() { psql -X -q -v ON_ERROR_STOP=1 -At -d $DST -c "SET ROLE $1" -c "$2"; }
+LW=$(as_role $WRITER "SELECT agent_journal.claim_agent('$W', 'writer-1', '1 hour')")
 expect_above "restored: the writer granted under 0.4.0 claims" "$LW" "0"
 expect_eq "restored: and appends with lease =>" \
-  "$(as $WRITER "SELECT agent_journal.append('$W', 0, '{\"type\": \"Leased\"}', lease => $LW)")" "1"
+  "$(as_role $WRITER "SELECT agent_journal.append('$W', 0, '{\"type\": \"Leased\"}', lease => $LW)")" "1"
 expect_eq "restored: append_batch with lease =>" \
-  "$(as $WRITER "SELECT agent_journal.append_batch('$W', 1, ARRAY['{}', '{}']::jsonb[], lease => $LW)")" "3"
+  "$(as_role $WRITER "SELECT agent_journal.append_batch('$W', 1, ARRAY['{}', '{}']::jsonb[], lease => $LW)")" "3"
 expect_eq "restored: compact with the lease" \
-  "$(as $WRITER "SELECT agent_journal.compact('$W', 1, $LW)")" "1"
+  "$(as_role $WRITER "SELECT agent_journal.compact('$W', 1, $LW)")" "1"
 expect_eq "restored: renew_lease" \
-  "$(as $WRITER "SELECT agent_journal.renew_lease('$W', $LW, '2 hours') > now() + interval '1 hour'")" "t"
+  "$(as_role $WRITER "SELECT agent_journal.renew_lease('$W', $LW, '2 hours') > now() + interval '1 hour'")" "t"
 expect_eq "restored: the writer's write without the lease is fenced" \
   "$(sqlstate $DST "SELECT agent_journal.append('$W', 2, '{}')" $WRITER)" "55006"
-expect_eq "restored: release_agent" "$(as $WRITER "SELECT agent_journal.release_agent('$W', $LW)")" "t"
-LM=$(as "$MIXED_ID" "SELECT agent_journal.claim_agent('$W', 'writer-2')")
+expect_eq "restored: release_agent" "$(as_role $WRITER "SELECT agent_journal.release_agent('$W', $LW)")" "t"
+LM=$(as_role "$MIXED_ID" "SELECT agent_journal.claim_agent('$W', 'writer-2')")
 expect_above "restored: the quoted writer claims after the release" "$LM" "$LW"
 expect_eq "restored: and appends with lease =>" \
-  "$(as "$MIXED_ID" "SELECT agent_journal.append('$W', 2, '{}', lease => $LM)")" "4"
+  "$(as_role "$MIXED_ID" "SELECT agent_journal.append('$W', 2, '{}', lease => $LM)")" "4"
 expect_eq "restored: the role granted EXECUTE on the 0.4.0 append directly appends" \
-  "$(as $DIRECT "SELECT agent_journal.append('$A', 1, '{\"type\": \"Direct\"}')")" "2"
-LD=$(as $DIRECT "SELECT agent_journal.claim_agent('$A', 'direct-1')")
+  "$(as_role $DIRECT "SELECT agent_journal.append('$A', 1, '{\"type\": \"Direct\"}')")" "2"
+LD=$(as_role $DIRECT "SELECT agent_journal.claim_agent('$A', 'direct-1')")
 expect_eq "restored: and, having claimed, with lease =>" \
-  "$(as $DIRECT "SELECT agent_journal.append('$A', 2, '{}', lease => $LD)")" "3"
+  "$(as_role $DIRECT "SELECT agent_journal.append('$A', 2, '{}', lease => $LD)")" "3"
 expect_eq "restored: it gained no other writer function" \
   "$(sqlstate $DST "SELECT agent_journal.append_batch('$A', 3, ARRAY['{}']::jsonb[], lease => $LD)" $DIRECT)" "42501"
 expect_eq "restored: the reader granted under 0.4.0 sees the leases" \
-  "$(as $READER "SELECT string_agg(worker, ',' ORDER BY worker) FROM agent_journal.leases")" "direct-1,writer-2"
+  "$(as_role $READER "SELECT string_agg(worker, ',' ORDER BY worker) FROM agent_journal.leases")" "direct-1,writer-2"
 expect_eq "restored: and may not claim" \
   "$(sqlstate $DST "SELECT agent_journal.claim_agent('$W', 'reader')" $READER)" "42501"
 dropdb $SRC
