@@ -66,8 +66,11 @@ ALTER TABLE agent_journal.agent_state
   ADD COLUMN lease_attempts   integer NOT NULL DEFAULT 0 CHECK (lease_attempts >= 0);
 COMMENT ON COLUMN agent_journal.agent_state.lease IS
   'the current lease token (claim_agent); live until lease_expires_at; NULL: released or never claimed';
--- leases_active renders from this index: its cost follows the leases, not the agents.
-CREATE INDEX agent_state_lease_expiry ON agent_journal.agent_state (lease_expires_at)
+-- leases_active renders from this index: its cost follows the agents with
+-- an unreleased lease, not all agents. It indexes no column a renewal
+-- changes, so renewals stay heap-only (HOT) updates and do not bloat the
+-- state row every append reads.
+CREATE INDEX agent_state_leased ON agent_journal.agent_state (agent_id)
   WHERE lease IS NOT NULL;
 
 -- Lease tokens come from one sequence: strictly increasing for every agent
@@ -173,7 +176,6 @@ SELECT agent_journal.carry_grants_050('agent_journal.append(uuid, integer, jsonb
                                       'agent_journal.renew_lease(uuid, bigint, interval)');
 SELECT agent_journal.carry_grants_050('agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)',
                                       'agent_journal.release_agent(uuid, bigint)');
-DROP FUNCTION agent_journal.carry_grants_050(pg_catalog.regprocedure, pg_catalog.regprocedure);
 
 -- ------------------------------------------------------------ leases view
 -- Live leases. Runs with the caller's privileges: agent_state's row-level
@@ -186,12 +188,230 @@ CREATE VIEW agent_journal.leases WITH (security_invoker = true) AS
 COMMENT ON VIEW agent_journal.leases IS
   'live leases: agent, token, worker, when claimed, when it expires (server clock)';
 REVOKE ALL ON agent_journal.leases FROM PUBLIC;
+
+
+
+
+-- ============================================================ resume, forks, retention
+-- Saved states: a snapshot of what the agent's entries up to
+-- through_sequence fold into. iteration: that entry's iteration, kept here
+-- because compaction may remove the entry. resume() starts from the one with
+-- the greatest through_sequence.
+CREATE TABLE agent_journal.saved_states (
+    agent_id         uuid        NOT NULL,
+    through_sequence bigint      NOT NULL CHECK (through_sequence >= 1),
+    iteration        integer     NOT NULL CHECK (iteration >= 0),
+    state            jsonb       NOT NULL,
+    saved_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (agent_id, through_sequence)
+);
+COMMENT ON TABLE agent_journal.saved_states IS
+  'state snapshots saved by save_state: what the agent''s entries up to through_sequence fold into';
+SELECT pg_catalog.pg_extension_config_dump('agent_journal.saved_states', '');
+REVOKE ALL ON agent_journal.saved_states FROM PUBLIC;
+ALTER TABLE agent_journal.saved_states ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_read ON agent_journal.saved_states FOR SELECT
+  USING (agent_journal.agent_visible(agent_id));
+CREATE POLICY admin_all ON agent_journal.saved_states FOR ALL
+  USING (agent_journal.is_admin()) WITH CHECK (agent_journal.is_admin());
+
+-- Where a forked agent came from (fork_agent).
+ALTER TABLE agent_journal.agent_state
+  ADD COLUMN forked_from          uuid,
+  ADD COLUMN forked_from_sequence bigint;
+
+-- Retention policies: one per agent, and the default for all (agent_id
+-- NULL). With both limits, an entry goes only when it is beyond keep_last
+-- and older than max_age.
+CREATE TABLE agent_journal.retention_settings (
+    agent_id      uuid,
+    keep_last     bigint CHECK (keep_last >= 0),
+    max_age       interval,
+    require_state boolean     NOT NULL DEFAULT true,
+    updated_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    CHECK (keep_last IS NOT NULL OR max_age IS NOT NULL),
+    UNIQUE NULLS NOT DISTINCT (agent_id)
+);
+COMMENT ON TABLE agent_journal.retention_settings IS
+  'retention policies (set_retention): per agent, and the default (agent_id NULL)';
+SELECT pg_catalog.pg_extension_config_dump('agent_journal.retention_settings', '');
+REVOKE ALL ON agent_journal.retention_settings FROM PUBLIC;
+ALTER TABLE agent_journal.retention_settings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_read ON agent_journal.retention_settings FOR SELECT
+  USING (agent_id IS NULL OR agent_journal.agent_visible(agent_id));
+CREATE POLICY admin_all ON agent_journal.retention_settings FOR ALL
+  USING (agent_journal.is_admin()) WITH CHECK (agent_journal.is_admin());
+CREATE VIEW agent_journal.retention_policies WITH (security_invoker = true) AS
+  SELECT r.agent_id, r.keep_last, r.max_age, r.require_state, r.updated_at
+  FROM agent_journal.retention_settings r;
+COMMENT ON VIEW agent_journal.retention_policies IS
+  'retention policies: one per agent, and the default for all (agent_id NULL)';
+REVOKE ALL ON agent_journal.retention_policies FROM PUBLIC;
+
+-- The extension's own tallies (saved states, entries removed by retention):
+-- each backend adds to its own row (slot), so writers never wait for each
+-- other, and a render sums a few rows per name whatever the number of agents.
+CREATE TABLE agent_journal.tallies (
+    name  text    NOT NULL,
+    slot  integer NOT NULL,
+    value bigint  NOT NULL DEFAULT 0,
+    PRIMARY KEY (name, slot)
+);
+COMMENT ON TABLE agent_journal.tallies IS
+  'per-backend-slot parts of the extension''s own counts (a count is the sum of its rows)';
+SELECT pg_catalog.pg_extension_config_dump('agent_journal.tallies', '');
+REVOKE ALL ON agent_journal.tallies FROM PUBLIC;
+
+CREATE FUNCTION agent_journal.save_state(
+    agent_id uuid, state jsonb, through_sequence bigint DEFAULT NULL, lease bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_save_state'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.save_state(uuid, jsonb, bigint, bigint) IS
+  'store a state snapshot covering the agent''s entries up to through_sequence (default: the latest); returns through_sequence';
+
+CREATE FUNCTION agent_journal.entry_by_key(agent_id uuid, idempotency_key text)
+RETURNS TABLE (sequence bigint, iteration integer, kind text, recorded_at timestamptz, event jsonb)
+AS 'MODULE_PATHNAME', 'aj_entry_by_key'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 1;
+COMMENT ON FUNCTION agent_journal.entry_by_key(uuid, text) IS
+  'the entries written under an idempotency key (one, or a whole batch); none if unknown or compacted';
+
+CREATE FUNCTION agent_journal.fork_agent(source_agent uuid, through_sequence bigint, new_agent uuid)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_fork_agent'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.fork_agent(uuid, bigint, uuid) IS
+  'start new_agent with source_agent''s live entries up to through_sequence (same numbers, keys, binding, latest covering state); returns its latest sequence';
+
+CREATE FUNCTION agent_journal.set_retention(
+    agent_id uuid DEFAULT NULL, keep_last bigint DEFAULT NULL, max_age interval DEFAULT NULL,
+    require_state boolean DEFAULT true)
+RETURNS void
+AS 'MODULE_PATHNAME', 'aj_set_retention'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.set_retention(uuid, bigint, interval, boolean) IS
+  'set an agent''s retention policy, or the default for all (agent_id NULL, admins); both limits NULL removes it';
+
+CREATE FUNCTION agent_journal.apply_retention(max_entries bigint DEFAULT 100000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_apply_retention'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION agent_journal.apply_retention(bigint) IS
+  'compact what the retention policies allow, at most max_entries entries; returns how many were removed';
+
+-- resume and replay_backward are inlined SQL, like replay (README, "How
+-- replay reads"): they read replay_rows / replay_rows_desc / state_rows,
+-- whose filter shows each user the agents replay() would show it, and
+-- their guards run the checks once per call.
+CREATE FUNCTION agent_journal.resume_from(agent_id uuid, max_entries bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_resume_from'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION agent_journal.resume_from(uuid, bigint) IS
+  'resume''s checks (privilege, arguments, tenant, no hole after the latest state); returns the latest state''s through_sequence (0: none)';
+CREATE FUNCTION agent_journal.backward_guard(agent_id uuid, before_sequence bigint, max_entries bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_backward_guard'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION agent_journal.backward_guard(uuid, bigint, bigint) IS
+  'replay_backward''s privilege, argument and tenant checks; returns max_entries (NULL: no limit)';
+
+CREATE VIEW agent_journal.replay_rows_desc WITH (security_barrier) AS
+  SELECT e.agent_id, e.sequence, e.iteration, e.kind, e.recorded_at, e.event
+  FROM agent_journal.entries e
+  WHERE agent_journal.may_replay(e.agent_id)
+  ORDER BY e.agent_id DESC, e.sequence DESC;
+COMMENT ON VIEW agent_journal.replay_rows_desc IS
+  'journal entries the current user may replay, newest first (what replay_backward() reads)';
+CREATE VIEW agent_journal.state_rows WITH (security_barrier) AS
+  SELECT s.agent_id, s.through_sequence, s.iteration, s.saved_at, s.state
+  FROM agent_journal.saved_states s
+  WHERE agent_journal.may_replay(s.agent_id);
+COMMENT ON VIEW agent_journal.state_rows IS
+  'saved states the current user may replay (what resume() reads)';
+
+CREATE FUNCTION agent_journal.resume(agent_id uuid, max_entries bigint DEFAULT NULL)
+RETURNS TABLE (sequence bigint, iteration integer, kind text, recorded_at timestamptz, event jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1000
+BEGIN ATOMIC
+  SELECT u.sequence, u.iteration, u.kind, u.recorded_at, u.event FROM (
+    (SELECT s.through_sequence AS sequence, s.iteration, 'state'::text AS kind,
+            s.saved_at AS recorded_at, s.state AS event
+       FROM agent_journal.state_rows s
+      WHERE s.agent_id = resume.agent_id
+      ORDER BY s.through_sequence DESC
+      LIMIT 1)
+    UNION ALL
+    (SELECT r.sequence, r.iteration, r.kind, r.recorded_at, r.event
+       FROM agent_journal.replay_rows r
+      WHERE r.agent_id = resume.agent_id
+        AND r.sequence > agent_journal.resume_from(resume.agent_id, resume.max_entries)
+      ORDER BY r.sequence
+      LIMIT resume.max_entries)) u
+  ORDER BY u.sequence;
+END;
+COMMENT ON FUNCTION agent_journal.resume(uuid, bigint) IS
+  'the agent''s latest saved state (kind ''state'') then the entries after it, in order, at most max_entries entries; without a state, replay';
+
+CREATE FUNCTION agent_journal.replay_backward(
+    agent_id uuid, before_sequence bigint DEFAULT NULL, max_entries bigint DEFAULT NULL,
+    kinds text[] DEFAULT NULL)
+RETURNS TABLE (sequence bigint, iteration integer, kind text, recorded_at timestamptz, event jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1000
+BEGIN ATOMIC
+  SELECT r.sequence, r.iteration, r.kind, r.recorded_at, r.event
+  FROM agent_journal.replay_rows_desc r
+  WHERE r.agent_id = replay_backward.agent_id
+    AND r.sequence < COALESCE(replay_backward.before_sequence, 9223372036854775807)
+    AND (replay_backward.kinds IS NULL OR r.kind = ANY (replay_backward.kinds))
+  ORDER BY r.sequence DESC
+  LIMIT agent_journal.backward_guard(replay_backward.agent_id, replay_backward.before_sequence,
+                                     replay_backward.max_entries);
+END;
+COMMENT ON FUNCTION agent_journal.replay_backward(uuid, bigint, bigint, text[]) IS
+  'entries newest first, strictly below before_sequence (all when NULL), at most max_entries, only the given kinds';
+
+-- As for replay: the guards and the row views answer only roles that may
+-- execute replay, so PUBLIC may have them (nothing to grant on upgrade).
+REVOKE ALL ON FUNCTION agent_journal.resume_from(uuid, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION agent_journal.backward_guard(uuid, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON agent_journal.replay_rows_desc FROM PUBLIC;
+REVOKE ALL ON agent_journal.state_rows FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION agent_journal.resume_from(uuid, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION agent_journal.backward_guard(uuid, bigint, bigint) TO PUBLIC;
+GRANT SELECT ON agent_journal.replay_rows_desc TO PUBLIC;
+GRANT SELECT ON agent_journal.state_rows TO PUBLIC;
+
+-- ------------------------------------------------------------ grants kept (2)
+-- Readers and writers resume, look entries up by key and read backward:
+-- whoever may replay gets them; writers save states, fork and set
+-- policies: whoever may append gets them.
+SELECT agent_journal.carry_grants_050('agent_journal.replay(uuid, bigint, bigint)',
+                                      'agent_journal.resume(uuid, bigint)');
+SELECT agent_journal.carry_grants_050('agent_journal.replay(uuid, bigint, bigint)',
+                                      'agent_journal.entry_by_key(uuid, text)');
+SELECT agent_journal.carry_grants_050('agent_journal.replay(uuid, bigint, bigint)',
+                                      'agent_journal.replay_backward(uuid, bigint, bigint, text[])');
+SELECT agent_journal.carry_grants_050('agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)',
+                                      'agent_journal.save_state(uuid, jsonb, bigint, bigint)');
+SELECT agent_journal.carry_grants_050('agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)',
+                                      'agent_journal.fork_agent(uuid, bigint, uuid)');
+SELECT agent_journal.carry_grants_050('agent_journal.append(uuid, integer, jsonb, bigint, text, bigint)',
+                                      'agent_journal.set_retention(uuid, bigint, interval, boolean)');
+DROP FUNCTION agent_journal.carry_grants_050(pg_catalog.regprocedure, pg_catalog.regprocedure);
+-- apply_retention compacts every agent with a policy: admins only. It
+-- checks that itself (42501), so admins granted before the update use it.
+REVOKE ALL ON FUNCTION agent_journal.apply_retention(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION agent_journal.apply_retention(bigint) TO PUBLIC;
+
 DO $grant$
 DECLARE
   g record;
   init pg_catalog.aclitem[];
 BEGIN
-  -- Readers had agents; they get leases. As in carry_grants_050, the
+  -- Readers had agents; they get leases, lease_graph, saved_states and
+  -- retention_policies. As in carry_grants_050, the
   -- view's initial privileges stay what the REVOKE above left, so these
   -- grants are ordinary ones that a dump keeps.
   SELECT i.initprivs INTO init FROM pg_catalog.pg_init_privs i
@@ -203,13 +423,17 @@ BEGIN
              AND EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) a.role) LOOP
     EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.leases TO %I', g.role);
     EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.lease_graph TO %I', g.role);
+    EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.saved_states TO %I', g.role);
+    EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.retention_policies TO %I', g.role);
   END LOOP;
   UPDATE pg_catalog.pg_init_privs i SET initprivs = init
    WHERE i.objoid OPERATOR(pg_catalog.=) 'agent_journal.leases'::pg_catalog.regclass
      AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
      AND i.objsubid OPERATOR(pg_catalog.=) 0;
   UPDATE pg_catalog.pg_init_privs i SET initprivs = init
-   WHERE i.objoid OPERATOR(pg_catalog.=) 'agent_journal.lease_graph'::pg_catalog.regclass
+   WHERE i.objoid OPERATOR(pg_catalog.=) ANY (ARRAY['agent_journal.lease_graph'::pg_catalog.regclass,
+                                                    'agent_journal.saved_states'::pg_catalog.regclass,
+                                                    'agent_journal.retention_policies'::pg_catalog.regclass])
      AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
      AND i.objsubid OPERATOR(pg_catalog.=) 0;
 END
@@ -233,6 +457,12 @@ AS $fn$
     ('writer', 'FUNCTION', 'agent_journal.claim_agent(uuid, text, interval)', 'EXECUTE'),
     ('writer', 'FUNCTION', 'agent_journal.renew_lease(uuid, bigint, interval)', 'EXECUTE'),
     ('writer', 'FUNCTION', 'agent_journal.release_agent(uuid, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.save_state(uuid, jsonb, bigint, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.fork_agent(uuid, bigint, uuid)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.set_retention(uuid, bigint, interval, boolean)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.resume(uuid, bigint)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.entry_by_key(uuid, text)', 'EXECUTE'),
+    ('writer', 'FUNCTION', 'agent_journal.replay_backward(uuid, bigint, bigint, text[])', 'EXECUTE'),
     ('writer', 'FUNCTION', 'agent_journal.observability(uuid, integer)', 'EXECUTE'),
     ('writer', 'FUNCTION', 'agent_journal.ingest_snapshot(jsonb, text)', 'EXECUTE'),
     ('writer', 'FUNCTION', 'agent_journal.counter_add(text, double precision, jsonb, text)', 'EXECUTE'),
@@ -241,6 +471,9 @@ AS $fn$
     ('writer', 'FUNCTION', 'agent_journal.histogram_observe(text, double precision, jsonb, double precision[], text)', 'EXECUTE'),
     ('writer', 'FUNCTION', 'agent_journal.record_rejection(text, text, uuid)', 'EXECUTE'),
     ('reader', 'FUNCTION', 'agent_journal.replay(uuid, bigint, bigint)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.resume(uuid, bigint)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.entry_by_key(uuid, text)', 'EXECUTE'),
+    ('reader', 'FUNCTION', 'agent_journal.replay_backward(uuid, bigint, bigint, text[])', 'EXECUTE'),
     ('reader', 'FUNCTION', 'agent_journal.latest_sequence(uuid)', 'EXECUTE'),
     ('reader', 'FUNCTION', 'agent_journal.next_sequence(uuid)', 'EXECUTE'),
     ('reader', 'FUNCTION', 'agent_journal.last_completed_iteration(uuid)', 'EXECUTE'),
@@ -252,6 +485,8 @@ AS $fn$
     ('reader', 'TABLE', 'agent_journal.agents', 'SELECT'),
     ('reader', 'TABLE', 'agent_journal.leases', 'SELECT'),
     ('reader', 'TABLE', 'agent_journal.lease_graph', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.saved_states', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.retention_policies', 'SELECT'),
     ('reader', 'FUNCTION', 'agent_journal.prometheus_text()', 'EXECUTE'),
     ('reader', 'FUNCTION', 'agent_journal.openmetrics_text()', 'EXECUTE'),
     ('reader', 'FUNCTION', 'agent_journal.otlp_json(text)', 'EXECUTE'),

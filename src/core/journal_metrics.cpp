@@ -36,4 +36,11 @@ void append_lease_families(const LeaseTotals &t, std::vector<Family> &out) {
         static_cast<double>(t.fenced), t.fenced_since);
 }
 
+void append_state_families(int64_t saved_states, int64_t retention_removed, std::vector<Family> &out) {
+  add(out, "agent_journal_saved_states", MetricType::Gauge, "Saved states (save_state) kept",
+      static_cast<double>(saved_states));
+  add(out, "agent_journal_retention_removed_entries_total", MetricType::Counter,
+      "Journal entries removed by retention policies", static_cast<double>(retention_removed));
+}
+
 }  // namespace aj

@@ -33,6 +33,9 @@ constexpr const char *kLeaseTakeoversHelp =
 // (when counted; created at server start).
 void append_lease_families(const LeaseTotals &t, std::vector<Family> &out);
 
+// agent_journal_saved_states (gauge), agent_journal_retention_removed_entries_total.
+void append_state_families(int64_t saved_states, int64_t retention_removed, std::vector<Family> &out);
+
 // agent_journal_agents, agent_journal_live_entries,
 // agent_journal_appended_entries_total, agent_journal_compacted_entries_total.
 void append_journal_families(const JournalTotals &t, std::vector<Family> &out);

@@ -550,6 +550,7 @@ void aj_exporter_main(Datum arg) {
   ereport(LOG, (errmsg("agent_journal exporter started for database \"%s\"", connected_db)));
 
   TimestampTz next_due = GetCurrentTimestamp();
+  TimestampTz next_retention = TimestampTzPlusMilliseconds(next_due, 1000);
   for (;;) {
     CHECK_FOR_INTERRUPTS();
     if (ConfigReloadPending) {
@@ -562,8 +563,15 @@ void aj_exporter_main(Datum arg) {
         proc_exit(1);  // restarted after bgw_restart_time, connected to the new one
       }
       next_due = GetCurrentTimestamp();  // export with the new settings now
+      next_retention = next_due;
     }
     TimestampTz now = GetCurrentTimestamp();
+    if (retention_interval_s > 0 && now >= next_retention) {
+      retention_cycle();
+      next_retention = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+                                                   (int64)retention_interval_s * 1000);
+      continue;
+    }
     if (now >= next_due) {
       next_due = TimestampTzPlusMilliseconds(now, (int64)export_interval_s * 1000);
       export_cycle();
@@ -571,6 +579,8 @@ void aj_exporter_main(Datum arg) {
       continue;
     }
     long wait_ms = TimestampDifferenceMilliseconds(now, next_due);
+    if (retention_interval_s > 0)
+      wait_ms = Min(wait_ms, TimestampDifferenceMilliseconds(now, next_retention));
     if (push.easy != nullptr) {
       // A push in flight: wait on its sockets in short steps, then look at
       // the latch without blocking.

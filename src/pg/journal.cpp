@@ -83,7 +83,9 @@ const Rels &rels() {
   Oid nsp = get_namespace_oid("agent_journal", false);
   Rels r{get_relname_relid("entries", nsp), get_relname_relid("entries_pkey", nsp),
          get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp),
-         get_relname_relid("lease_graph", nsp)};
+         get_relname_relid("lease_graph", nsp), get_relname_relid("saved_states", nsp),
+         get_relname_relid("retention_settings", nsp), get_relname_relid("tallies", nsp),
+         get_relname_relid("tallies_pkey", nsp)};
   if (!OidIsValid(r.entries) || !OidIsValid(r.entries_pkey) || !OidIsValid(r.state) ||
       !OidIsValid(r.state_pkey))
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -127,13 +129,14 @@ const ColumnSpec ENTRY_COLS[E_NCOLS] = {
     {"iteration", INT4OID, InvalidOid, false},         {"kind", TEXTOID, InvalidOid, false},
     {"recorded_at", TIMESTAMPTZOID, InvalidOid, false}, {"event", JSONBOID, InvalidOid, false}};
 enum StateCol {
-  S_COMPACTED_THROUGH, S_OWNER, S_LEASE, S_LEASE_WORKER, S_LEASE_CLAIMED, S_LEASE_EXPIRES,
+  S_COMPACTED_THROUGH, S_COMPACTED_ITERATION, S_OWNER, S_LEASE, S_LEASE_WORKER, S_LEASE_CLAIMED, S_LEASE_EXPIRES,
   S_LEASE_ATTEMPTS, S_NCOLS
 };
 // owner: the role's name (text) from 0.4.0, a regrole before. The lease
 // columns: from 0.5.0.
 const ColumnSpec STATE_COLS[S_NCOLS] = {
     {"compacted_through", INT8OID, InvalidOid, false},
+    {"compacted_iteration", INT4OID, InvalidOid, false},
     {"owner", TEXTOID, REGROLEOID, false},
     {"lease", INT8OID, InvalidOid, true},
     {"lease_worker", TEXTOID, InvalidOid, true},
@@ -217,6 +220,8 @@ Latest read_latest(Datum agent, View view) {
           bool isnull;
           l.known = true;
           l.sequence = DatumGetInt64(slot_getattr(slot, col[S_COMPACTED_THROUGH], &isnull));
+          l.compacted = l.sequence;
+          l.compacted_iteration = DatumGetInt32(slot_getattr(slot, col[S_COMPACTED_ITERATION], &isnull));
           l.lease_cols = col[S_LEASE] != InvalidAttrNumber && col[S_LEASE_WORKER] != InvalidAttrNumber &&
                          col[S_LEASE_CLAIMED] != InvalidAttrNumber &&
                          col[S_LEASE_EXPIRES] != InvalidAttrNumber &&
@@ -375,15 +380,6 @@ void check_event(Jsonb *jb, const char *argname) {
                   errmsg("%s must be a JSON object, got %s", argname, got)));
 }
 
-void check_size(Size raw, const char *argname) {
-  Size bytes = raw > VARHDRSZ ? raw - VARHDRSZ : raw;
-  if (bytes > (Size)max_event_bytes)
-    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                    errmsg("%s is %zu bytes, more than agent_journal.max_event_bytes (%d bytes)",
-                           argname, bytes, max_event_bytes),
-                    errhint("Store large payloads elsewhere and journal a reference, or raise "
-                            "agent_journal.max_event_bytes.")));
-}
 
 // The entry's kind: event->>'type' when a string; else the only key of a
 // one-key object (serde-tagged enums); else 'unknown'. The C++ part runs on
@@ -426,15 +422,6 @@ Datum kind_of(Jsonb *jb) {
   return PointerGetDatum(cstring_to_text(kind));
 }
 
-void check_key(text *key) {
-  int len = VARSIZE_ANY_EXHDR(key);
-  if (len == 0)
-    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                    errmsg("idempotency_key must not be empty")));
-  if (len > MAX_KEY_BYTES)
-    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                    errmsg("idempotency_key is %d bytes, more than %d", len, MAX_KEY_BYTES)));
-}
 
 // SHA-256 over the request's events, as stored with an idempotency key.
 struct Hasher {
@@ -533,6 +520,107 @@ TimestampTz entry_time(const Latest &l) {
 }
 
 }  // namespace
+
+void check_size(Size raw, const char *argname) {
+  Size bytes = raw > VARHDRSZ ? raw - VARHDRSZ : raw;
+  if (bytes > (Size)max_event_bytes)
+    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                    errmsg("%s is %zu bytes, more than agent_journal.max_event_bytes (%d bytes)",
+                           argname, bytes, max_event_bytes),
+                    errhint("Store large payloads elsewhere and journal a reference, or raise "
+                            "agent_journal.max_event_bytes.")));
+}
+
+void check_key(text *key) {
+  int len = VARSIZE_ANY_EXHDR(key);
+  if (len == 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("idempotency_key must not be empty")));
+  if (len > MAX_KEY_BYTES)
+    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                    errmsg("idempotency_key is %d bytes, more than %d", len, MAX_KEY_BYTES)));
+}
+
+
+int64 compact_locked(Datum agent, const Latest &l, int64 through) {
+  int64 removed = 0;
+  if (l.has_entry && through > l.compacted) {
+    static const Oid types[] = {UUIDOID, INT8OID};
+    Datum args[2] = {agent, Int64GetDatum(through)};
+    int rc = SPI_execute_plan(
+        cached_plan(&p_delete,
+                    "WITH d AS (DELETE FROM agent_journal.entries "
+                    "           WHERE agent_id OPERATOR(pg_catalog.=) $1 "
+                    "           AND sequence OPERATOR(pg_catalog.<=) $2 RETURNING iteration) "
+                    "SELECT pg_catalog.count(*), COALESCE(pg_catalog.max(iteration), 0) FROM d",
+                    2, types),
+        args, nullptr, false, 1);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: compact failed: %d", rc);
+    bool isnull;
+    removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    int32 max_iter =
+        DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    static const Oid utypes[] = {UUIDOID, INT8OID, INT4OID};
+    Datum uargs[3] = {agent, Int64GetDatum(through), Int32GetDatum(max_iter)};
+    run_plan(&p_state_upd,
+             "UPDATE agent_journal.agent_state SET "
+             "compacted_through = GREATEST(compacted_through, $2), "
+             "compacted_iteration = GREATEST(compacted_iteration, $3) "
+             "WHERE agent_id OPERATOR(pg_catalog.=) $1",
+             3, utypes, uargs, nullptr, SPI_OK_UPDATE);
+  }
+  // Saved states below the compaction point can no longer be resumed from
+  // (their next entries are gone); the latest one stays (resume then
+  // reports the hole).
+  if (removed > 0 && OidIsValid(rels().saved_states)) {
+    static SPIPlanPtr p_prune;
+    static const Oid types[] = {UUIDOID, INT8OID};
+    Datum args[2] = {agent, Int64GetDatum(through)};
+    int64 pruned = (int64)run_plan(
+        &p_prune,
+        "DELETE FROM agent_journal.saved_states s WHERE s.agent_id OPERATOR(pg_catalog.=) $1 "
+        "AND s.through_sequence OPERATOR(pg_catalog.<) $2 "
+        "AND s.through_sequence OPERATOR(pg_catalog.<) (SELECT pg_catalog.max(m.through_sequence) "
+        "  FROM agent_journal.saved_states m WHERE m.agent_id OPERATOR(pg_catalog.=) $1)",
+        2, types, args, nullptr, SPI_OK_DELETE);
+    if (pruned > 0) tally_add(TALLY_SAVED_STATES, -pruned);
+  }
+  return removed;
+}
+
+void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max_entries) {
+  // A forward scan of the primary key (agent_id, sequence >= from) straight
+  // into the tuplestore, which spills to disk beyond work_mem: one copy per
+  // row, no executor, no SPI result set.
+  const Rels &r = rels();
+  Relation heap = table_open(r.entries, AccessShareLock);
+  Relation index = index_open(r.entries_pkey, AccessShareLock);
+  ScanKeyData keys[3];
+  ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, agent);
+  ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(from));
+  ScanKeyInit(&keys[2], 2, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(to));
+  IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 3, 0);
+  index_rescan(scan, keys, 3, nullptr, 0);
+  TupleTableSlot *slot = table_slot_create(heap, nullptr);
+  // replay's columns: sequence, iteration, kind, recorded_at, event
+  AttrNumber col[E_NCOLS];
+  (void)map_columns(heap, ENTRY_COLS, E_NCOLS, col);
+  Datum values[5];
+  bool isnull[5];
+  for (int64 n = 0; n < max_entries && index_getnext_slot(scan, ForwardScanDirection, slot); n++) {
+    slot_getallattrs(slot);
+    for (int i = 0; i < 5; i++) {
+      values[i] = slot->tts_values[col[E_SEQUENCE + i] - 1];
+      isnull[i] = slot->tts_isnull[col[E_SEQUENCE + i] - 1];
+    }
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+    if ((n & 1023) == 0) CHECK_FOR_INTERRUPTS();
+  }
+  ExecDropSingleTupleTableSlot(slot);
+  index_endscan(scan);
+  index_close(index, AccessShareLock);
+  table_close(heap, AccessShareLock);
+}
 }  // namespace ajpg
 
 using namespace ajpg;
@@ -705,36 +793,7 @@ Datum aj_replay(PG_FUNCTION_ARGS) {
 
   OwnerSwitch who = spi_begin();  // SPI for the admin lookup of the tenant check
   check_tenant(read_latest(agent, View::Statement), who, agent);
-  // A forward scan of the primary key (agent_id, sequence >= from) straight
-  // into the tuplestore, which spills to disk beyond work_mem: one copy per
-  // row, no executor, no SPI result set.
-  const Rels &r = rels();
-  Relation heap = table_open(r.entries, AccessShareLock);
-  Relation index = index_open(r.entries_pkey, AccessShareLock);
-  ScanKeyData keys[2];
-  ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, agent);
-  ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(from));
-  IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 2, 0);
-  index_rescan(scan, keys, 2, nullptr, 0);
-  TupleTableSlot *slot = table_slot_create(heap, nullptr);
-  // replay's columns: sequence, iteration, kind, recorded_at, event
-  AttrNumber col[E_NCOLS];
-  (void)map_columns(heap, ENTRY_COLS, E_NCOLS, col);
-  Datum values[5];
-  bool isnull[5];
-  for (int64 n = 0; n < max_entries && index_getnext_slot(scan, ForwardScanDirection, slot); n++) {
-    slot_getallattrs(slot);
-    for (int i = 0; i < 5; i++) {
-      values[i] = slot->tts_values[col[E_SEQUENCE + i] - 1];
-      isnull[i] = slot->tts_isnull[col[E_SEQUENCE + i] - 1];
-    }
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
-    if ((n & 1023) == 0) CHECK_FOR_INTERRUPTS();
-  }
-  ExecDropSingleTupleTableSlot(slot);
-  index_endscan(scan);
-  index_close(index, AccessShareLock);
-  table_close(heap, AccessShareLock);
+  entries_into(rsinfo, agent, from, PG_INT64_MAX, max_entries);
   spi_end(who);
   return (Datum)0;
 }
@@ -794,32 +853,7 @@ Datum aj_compact(PG_FUNCTION_ARGS) {
   check_lease(l, has_token, token, agent);
   check_serializable(l, agent);
   int64 through = PG_ARGISNULL(1) ? l.sequence : Min(PG_GETARG_INT64(1), l.sequence);
-  int64 removed = 0;
-  if (l.has_entry && through > 0) {
-    static const Oid types[] = {UUIDOID, INT8OID};
-    Datum args[2] = {agent, Int64GetDatum(through)};
-    int rc = SPI_execute_plan(
-        cached_plan(&p_delete,
-                    "WITH d AS (DELETE FROM agent_journal.entries "
-                    "           WHERE agent_id OPERATOR(pg_catalog.=) $1 "
-                    "           AND sequence OPERATOR(pg_catalog.<=) $2 RETURNING iteration) "
-                    "SELECT pg_catalog.count(*), COALESCE(pg_catalog.max(iteration), 0) FROM d",
-                    2, types),
-        args, nullptr, false, 1);
-    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: compact failed: %d", rc);
-    bool isnull;
-    removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-    int32 max_iter =
-        DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-    static const Oid utypes[] = {UUIDOID, INT8OID, INT4OID};
-    Datum uargs[3] = {agent, Int64GetDatum(through), Int32GetDatum(max_iter)};
-    run_plan(&p_state_upd,
-             "UPDATE agent_journal.agent_state SET "
-             "compacted_through = GREATEST(compacted_through, $2), "
-             "compacted_iteration = GREATEST(compacted_iteration, $3) "
-             "WHERE agent_id OPERATOR(pg_catalog.=) $1",
-             3, utypes, uargs, nullptr, SPI_OK_UPDATE);
-  }
+  int64 removed = compact_locked(agent, l, through);
   spi_end(who);
   PG_RETURN_INT64(removed);
 }
@@ -851,6 +885,19 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
     run_plan(&p_forget_graph,
              "DELETE FROM agent_journal.lease_graph WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
              T_UUID, args, nullptr, SPI_OK_DELETE);
+  }
+  // Saved states and the agent's retention policy (0.5.0); the fork
+  // origin goes with the state row.
+  if (OidIsValid(rels().saved_states)) {
+    static SPIPlanPtr p_forget_states, p_forget_policy;
+    int64 states = (int64)run_plan(
+        &p_forget_states,
+        "DELETE FROM agent_journal.saved_states WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
+        T_UUID, args, nullptr, SPI_OK_DELETE);
+    if (states > 0) tally_add(TALLY_SAVED_STATES, -states);
+    run_plan(&p_forget_policy,
+             "DELETE FROM agent_journal.retention_settings WHERE agent_id OPERATOR(pg_catalog.=) $1",
+             1, T_UUID, args, nullptr, SPI_OK_DELETE);
   }
   run_plan(&p_forget_state,
            "DELETE FROM agent_journal.agent_state WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,

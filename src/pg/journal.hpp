@@ -9,6 +9,8 @@ namespace ajpg {
 
 struct Latest {
   int64 sequence = 0;           // highest sequence ever assigned (0: none)
+  int64 compacted = 0;          // compaction point (entries <= it are gone)
+  int32 compacted_iteration = 0;
   bool has_entry = false;       // a live entry exists
   bool known = false;           // the agent has a state row
   bool bound = false;           // bound to a role by bind_agent
@@ -42,7 +44,8 @@ enum class View {
 // EXTENSION can change their OIDs between transactions, never inside one
 // that uses them). lease_graph is InvalidOid before schema 0.5.0.
 struct Rels {
-  Oid entries, entries_pkey, state, state_pkey, lease_graph;
+  Oid entries, entries_pkey, state, state_pkey;
+  Oid lease_graph, saved_states, retention, tallies, tallies_pkey;  // 0.5.0
 };
 const Rels &rels();
 
@@ -64,6 +67,35 @@ void check_lease(const Latest &l, bool has_token, int64 token, Datum agent);
 // The write's lease argument: argument `argno` when the SQL declaration
 // has it (0.5.0) and it is not NULL.
 bool lease_arg(FunctionCallInfo fcinfo, int argno, int64 *token);
+
+// ERROR 55006 if the agent has a live lease (a write that carries none).
+// Under the agent lock, inside SPI as the owner (journal.cpp):
+// Deletes the agent's entries <= through (> its compaction point), moves
+// the compaction point, drops saved states below it; returns how many
+// entries went.
+int64 compact_locked(Datum agent, const Latest &l, int64 through);
+// ERROR 54000 if a jsonb argument is over agent_journal.max_event_bytes.
+void check_size(Size raw, const char *argname);
+// 22023 / 54000 for a bad idempotency key.
+void check_key(text *key);
+// The caller's tenant check on an agent (42501).
+void check_tenant(const Latest &l, const OwnerSwitch &who, Datum agent);
+// Entries of `agent` with from <= sequence <= to, at most max, in order,
+// into the materialized SRF result (replay's columns).
+void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max);
+
+// tally.cpp: the extension's own counts, per backend slot (table tallies).
+// Adds delta to this backend's row of `name`; inside SPI as the owner.
+// Does nothing on schemas before 0.5.0.
+void tally_add(const char *name, int64 delta);
+// Sum of `name`'s rows in the current snapshot (0 if none).
+int64 tally_sum(const char *name);
+constexpr const char *TALLY_SAVED_STATES = "saved_states";
+constexpr const char *TALLY_RETENTION_REMOVED = "retention_removed_entries";
+
+// retention.cpp: one pass of the background worker (commits per agent).
+void retention_cycle();
+extern int retention_interval_s;
 
 // Shared memory (exporter.cpp; only when the library is preloaded).
 void count_fenced_write();

@@ -60,7 +60,7 @@ constexpr int MAX_LABELS_BYTES = 2048;  // a series' labels as stored (jsonb); R
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
 SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals,
-    p_observability, p_observability_leases, r_leases;
+    p_observability, p_observability_leases, p_observability_fork, r_leases;
 
 #define AJ_INVALID(...) \
   ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg(__VA_ARGS__)))
@@ -960,6 +960,13 @@ void load_model(Model *m) {
   t.appended_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
   t.compacted_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
   cpp_or_error(run_cpp([&] { aj::append_journal_families(t, m->families); }, err, sizeof err), err);
+  // Saved states and retention (0.5.0): sums of per-backend tallies.
+  if (OidIsValid(rels().tallies)) {
+    int64 states = tally_sum(TALLY_SAVED_STATES);
+    int64 retained = tally_sum(TALLY_RETENTION_REMOVED);
+    cpp_or_error(run_cpp([&] { aj::append_state_families(states, retained, m->families); }, err,
+                         sizeof err), err);
+  }
   // Leases (0.5.0): live ones through the partial index on their expiry.
   if (get_attnum(rels().state, "lease_expires_at") != InvalidAttrNumber) {
     rc = SPI_execute_plan(
@@ -1123,6 +1130,22 @@ Datum aj_observability(PG_FUNCTION_ARGS) {
   if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: observability query failed");
   bool isnull;
   Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  // forked_from (0.5.0): where fork_agent copied the agent from.
+  if (OidIsValid(rels().saved_states)) {
+    static const Oid t2j[] = {UUIDOID, JSONBOID};
+    Datum a2j[2] = {a2[0], d};
+    rc = SPI_execute_plan(
+        cached_plan(&p_observability_fork,
+                    "SELECT $2 OPERATOR(pg_catalog.||) COALESCE((SELECT pg_catalog.jsonb_build_object("
+                    "  'forked_from', pg_catalog.jsonb_build_object('agent_id', s.forked_from, "
+                    "  'sequence', s.forked_from_sequence)) FROM agent_journal.agent_state s "
+                    "  WHERE s.agent_id OPERATOR(pg_catalog.=) $1 AND s.forked_from IS NOT NULL), "
+                    "  '{}'::pg_catalog.jsonb)",
+                    2, t2j),
+        a2j, nullptr, true, 1);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: fork origin query failed");
+    d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  }
   // lease_graph (0.5.0): the last timeline_limit attempts, in claim order.
   if (OidIsValid(rels().lease_graph)) {
     static const Oid t3[] = {UUIDOID, INT4OID, JSONBOID};

@@ -1,5 +1,6 @@
 // Module entry: the magic block and the GUCs (agent_journal.*).
 #include "pg/exporter.hpp"
+#include "pg/journal.hpp"
 #include "pg/pg.hpp"
 
 extern "C" {
@@ -61,6 +62,12 @@ void _PG_init(void) {
       "As OTEL_EXPORTER_OTLP_HEADERS: \"Authorization=Bearer x,X-Tenant=a\"; values are "
       "percent-decoded (%2C for a comma). Visible to superusers only.",
       &ajpg::otlp_headers, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, ajpg::check_otlp_headers, nullptr,
+      nullptr);
+  DefineCustomIntVariable(
+      "agent_journal.retention_interval",
+      "Seconds between two retention passes of the background worker (0 = none).",
+      "Each pass applies the retention policies, committing after each agent.",
+      &ajpg::retention_interval_s, 60, 0, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
       nullptr);
   MarkGUCPrefixReserved("agent_journal");
   if (process_shared_preload_libraries_in_progress) ajpg::exporter_register();
