@@ -87,7 +87,13 @@ FROM pg_roles r,
              ('agent_journal.compact(uuid, bigint, bigint)'),
              ('agent_journal.claim_agent(uuid, text, interval)'),
              ('agent_journal.renew_lease(uuid, bigint, interval)'),
-             ('agent_journal.release_agent(uuid, bigint)')) f(fn)
+             ('agent_journal.release_agent(uuid, bigint)'),
+             ('agent_journal.save_state(uuid, jsonb, bigint, bigint)'),
+             ('agent_journal.fork_agent(uuid, bigint, uuid)'),
+             ('agent_journal.set_retention(uuid, bigint, interval, boolean)'),
+             ('agent_journal.resume(uuid, bigint)'),
+             ('agent_journal.entry_by_key(uuid, text)'),
+             ('agent_journal.replay_backward(uuid, bigint, bigint, text[])')) f(fn)
 WHERE r.rolname IN ('regress_aj_upgrade_writer', 'regress_aj_upgrade_direct', 'regress_aj_upgrade_owner')
 ORDER BY 1, 2;
 -- initial privileges of what the update created: the owner's alone
@@ -95,7 +101,8 @@ SELECT i.objoid::regprocedure AS fn, a.grantee::regrole AS initial_grantee
 FROM pg_init_privs i, aclexplode(i.initprivs) a
 WHERE i.classoid = 'pg_proc'::regclass
   AND i.objoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'agent_journal'::regnamespace
-                   AND proname IN ('append', 'append_batch', 'compact', 'claim_agent', 'renew_lease', 'release_agent'))
+                   AND proname IN ('append', 'append_batch', 'compact', 'claim_agent', 'renew_lease', 'release_agent',
+                                   'save_state', 'fork_agent', 'set_retention', 'resume', 'entry_by_key', 'replay_backward'))
   AND a.grantee <> (SELECT proowner FROM pg_proc WHERE oid = i.objoid)
 ORDER BY 1::text;
 SET ROLE regress_aj_upgrade_writer;
@@ -104,6 +111,9 @@ SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e3', 0, '{"type":
 SELECT agent_journal.append_batch('00000000-0000-0000-0000-0000000000e3', 1, ARRAY['{"type": "B"}']::jsonb[], lease => :lease);
 SELECT left(pg_temp.aj_upgrade_err($$SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e3', 2, '{}')$$), 5) AS no_lease;
 SELECT agent_journal.compact('00000000-0000-0000-0000-0000000000e3', 1, :lease);
+SELECT agent_journal.save_state('00000000-0000-0000-0000-0000000000e3', '{"total": 2}', 2, :lease);
+SELECT sequence, kind FROM agent_journal.resume('00000000-0000-0000-0000-0000000000e3');
+SELECT sequence, kind FROM agent_journal.replay_backward('00000000-0000-0000-0000-0000000000e3', NULL, 1);
 SELECT agent_journal.release_agent('00000000-0000-0000-0000-0000000000e3', :lease);
 RESET ROLE;
 SET ROLE regress_aj_upgrade_direct;
