@@ -32,25 +32,31 @@
 // 4. A step and its metrics commit in one transaction: a crash never keeps
 //    one without the other. A transaction repeated after a lost reply may
 //    record its metrics twice: metrics are at least once, steps exactly once.
-// 5. With --worker, the loop first claims the agent's lease (claim_agent)
-//    and only then replays; every append carries the lease's token, and a
-//    step's transaction also renews the lease once a third of the ttl has
-//    passed since the last renewal. A write refused with SQLSTATE 55006
-//    means the lease is gone (this process stalled past the ttl and another
-//    worker took the agent over, or it was released): the loop stops
-//    writing and exits 3 at once, and never retries without the token: the
-//    worker that took over replays and carries on. While another worker
-//    holds a live lease, claiming waits (--claim-wait-ms, by default twice
-//    the ttl: long enough for a dead holder's lease to expire), then exits
-//    4. At the end the loop releases the lease; on any other exit it
-//    expires after the ttl.
+// 5. With --worker, the loop claims the agent's lease (claim_agent) before
+//    it replays, and every append carries the lease's token. The lease is
+//    renewed in a step's transaction, after its append, once a third of
+//    the ttl has passed since the last renewal: a process that stalled
+//    (stopped, swapped out, partitioned) wakes up to a write its token
+//    fences. A write refused with SQLSTATE 55006 means the lease is no
+//    longer this process's (it expired; another worker may have taken the
+//    agent over and carried on): the loop stops writing and exits 3, and
+//    never retries without the token. The lease is checked before the
+//    idempotency key, so even a step that did commit is refused then.
+//    While another worker holds a live lease, claiming waits
+//    (--claim-wait-ms, by default twice the ttl: long enough for a dead
+//    holder's lease to expire), then exits 4. At the end the loop releases
+//    the lease; on any other exit it expires after the ttl. Give each
+//    process a worker name of its own (host and pid, say): a claim under
+//    the holder's name gets the holder's token back, so two processes
+//    sharing a name are not fenced from each other.
 //
 // Without --worker, run one process per agent. A second one does not
 // corrupt the journal (same keys, same events: its appends return the
 // first one's sequences), but it counts the metrics again. With --worker,
-// the lease makes sure of it: run as many as you like, one at a time
-// writes and the others wait. (An agent someone holds a lease on refuses
-// the writes of a loop without --worker, with 55006 too: exit 3.)
+// the lease sees to that: only its holder writes, another worker waits
+// for it, and a holder that stalled past the ttl is fenced when it wakes.
+// (A loop without --worker is refused too, 55006, while a lease is live:
+// exit 3.)
 //
 // Exit codes: 0 done, 1 usage, 2 database error, 3 fenced (a write was
 // refused by a lease, 55006: nothing more is written), 4 the agent is
@@ -82,8 +88,8 @@ constexpr int kExitHeld = 4;    // another worker still holds the lease
 constexpr int kReplayPage = 500;      // journal entries per replay round trip
 constexpr int kConnectAttempts = 40;  // x kConnectDelay: give up after ~10 s
 constexpr auto kConnectDelay = std::chrono::milliseconds(250);
-constexpr int kMaxConflicts = 1000;  // 40001s in a row before giving up
-constexpr int kMaxLeaseTtlMs = 86400000;  // claim_agent takes a ttl of at most a day
+constexpr int kMaxConflicts = 1000;             // 40001s in a row before giving up
+constexpr int kMaxLeaseTtlMs = 86400000;        // claim_agent takes a ttl of at most a day
 const std::string kSqlstateConflict = "40001";  // expected_sequence was not the latest
 const std::string kSqlstateFenced = "55006";    // not the agent's live lease
 
@@ -101,7 +107,7 @@ struct Options {
   int iterations = 0;
   int step_ms = 50;
   std::string service = "agent-loop";
-  std::string worker;      // "": no lease
+  std::string worker;  // "": no lease
   int lease_ttl_ms = 30000;
   int claim_wait_ms = -1;  // -1: twice the ttl
 };
@@ -320,19 +326,18 @@ int64_t journal(Connection &db, const Options &o, State &st, Lease &lease, int i
   int64_t sequence = 0;
   for (int attempt = 1;; ++attempt) {
     const Clock::time_point sent = Clock::now();
-    const bool renew = lease.token != 0 && sent - lease.renewed >= std::chrono::milliseconds(
-                                                                      o.lease_ttl_ms / 3);
+    const bool renew =
+        lease.token != 0 && sent - lease.renewed >= std::chrono::milliseconds(o.lease_ttl_ms / 3);
     try {
       db.exec("BEGIN");
       // The append comes first: a process that stalled past its lease is
       // refused by the very write it was about to make.
-      Result r =
-          lease.token == 0
-              ? db.exec("SELECT agent_journal.append($1, $2, $3, $4, $5)",
-                        {o.agent, std::to_string(iteration), event, expected, key})
-              : db.exec("SELECT agent_journal.append($1, $2, $3, $4, $5, lease => $6)",
-                        {o.agent, std::to_string(iteration), event, expected, key,
-                         std::to_string(lease.token)});
+      Result r = lease.token == 0
+                     ? db.exec("SELECT agent_journal.append($1, $2, $3, $4, $5)",
+                               {o.agent, std::to_string(iteration), event, expected, key})
+                     : db.exec("SELECT agent_journal.append($1, $2, $3, $4, $5, lease => $6)",
+                               {o.agent, std::to_string(iteration), event, expected, key,
+                                std::to_string(lease.token)});
       sequence = std::strtoll(PQgetvalue(r.get(), 0, 0), nullptr, 10);
       if (renew)
         db.exec("SELECT agent_journal.renew_lease($1, $2, $3::float8 * interval '1 millisecond')",
@@ -440,9 +445,9 @@ int run(const Options &o) {
   //    is the highest iteration journaled, which counts an iteration whose
   //    Thought was written but that never completed: the replay, not it,
   //    says which steps are done.
-  Result where =
-      db.repeatable("SELECT agent_journal.next_sequence($1), agent_journal.last_completed_iteration($1)",
-              {o.agent});
+  Result where = db.repeatable(
+      "SELECT agent_journal.next_sequence($1), agent_journal.last_completed_iteration($1)",
+      {o.agent});
   State st;
   catch_up(db, o, st);
   std::printf(
@@ -507,9 +512,10 @@ int run(const Options &o) {
   if (lease.token != 0) {
     Result r = db.repeatable("SELECT agent_journal.release_agent($1, $2)",
                              {o.agent, std::to_string(lease.token)});
-    std::printf("worker %s: %s lease %lld\n", o.worker.c_str(),
-                std::strcmp(PQgetvalue(r.get(), 0, 0), "t") == 0 ? "released" : "had already lost",
-                static_cast<long long>(lease.token));
+    std::printf(std::strcmp(PQgetvalue(r.get(), 0, 0), "t") == 0
+                    ? "worker %s: released lease %lld\n"
+                    : "worker %s: lease %lld had expired already\n",
+                o.worker.c_str(), static_cast<long long>(lease.token));
   }
   std::printf("done: %d iterations, latest sequence %lld\n", st.completed,
               static_cast<long long>(st.latest));
@@ -523,15 +529,17 @@ void usage(std::FILE *to) {
       "usage: agent_loop [--conninfo CONNINFO] --agent UUID --iterations N\n"
       "                  [--step-ms M] [--service NAME]\n"
       "                  [--worker NAME [--lease-ttl-ms T] [--claim-wait-ms W]]\n"
-      "  --conninfo   libpq connection string (default \"\": PG* environment variables)\n"
-      "  --agent      the agent's id; run again with the same id to resume\n"
-      "  --iterations iterations the agent runs in total (>= 1)\n"
-      "  --step-ms    pause before each step, in milliseconds (default 50)\n"
-      "  --service    service label of the metric snapshots (default agent-loop)\n"
-      "  --worker     claim the agent's lease as this worker and write under it;\n"
-      "               exit 3 if the lease is lost (fenced), 4 if another worker holds it\n"
-      "  --lease-ttl-ms  the lease's ttl, at least 3 x --step-ms (default 30000)\n"
-      "  --claim-wait-ms how long to wait for another worker's lease (default 2 x ttl)\n",
+      "  --conninfo       libpq connection string (default \"\": PG* environment variables)\n"
+      "  --agent          the agent's id; run again with the same id to resume\n"
+      "  --iterations     iterations the agent runs in total (>= 1)\n"
+      "  --step-ms        pause before each step, in milliseconds (default 50)\n"
+      "  --service        service label of the metric snapshots (default agent-loop)\n"
+      "  --worker         claim the agent's lease as this worker (a name no other\n"
+      "                   process uses) and write under it:\n"
+      "                   exit 3 if the lease is lost (fenced), 4 if another worker holds it\n"
+      "  --lease-ttl-ms   the lease's ttl, at least 3 x --step-ms (default 30000)\n"
+      "  --claim-wait-ms  how long to wait while another worker holds the lease\n"
+      "                   (default twice the ttl)\n",
       to);
 }
 

@@ -10,7 +10,14 @@
 # one's server session is terminated under it a few times (it reconnects
 # and retries the same keyed call). (3) Foreign appends to a running
 # agent make its appends fail with 40001 (expected_sequence); it replays
-# what it missed and carries on.
+# what it missed and carries on. (4) Two workers and a forced takeover
+# (--worker: leases with fencing tokens): worker A is stopped with SIGSTOP
+# between two steps and stays stopped past its lease's ttl; worker B waits
+# for the lease, takes the agent over, finishes it and releases it; A,
+# resumed with SIGCONT, makes the write it was about to make with its old
+# token, is refused (55006) and exits 3 (fenced). The journal has every
+# iteration exactly once. A third worker gives up while the lease is
+# held (exit 4), and a loop without --worker is refused (exit 3).
 source "$(dirname "$0")/lib.bash"
 DB=aj_agent_loop
 BIN=$AJ_ROOT/build/agent_loop
@@ -207,9 +214,111 @@ expect_eq "all 8 foreign notes kept" \
 conflicts=$(grep -c 'conflict at expected_sequence' "$TMPD/d.err" || true)
 [ "$conflicts" -ge 1 ] || fail "no 40001 conflict was seen; the test did not exercise expected_sequence"
 ok "$conflicts conflicts (40001) replayed and retried"
+# 4. two workers and a forced takeover
+E=00000000-0000-0000-0000-00000000e005
+NE=20
+TTL=3000  # ms; a worker renews every TTL/3: A runs ~1 s before it is stopped
+# worker NAME STEP_MS [OPTION...] &: agent_loop on agent E as worker NAME
+# (lease mode), its session named agent_loop_NAME; exec, as in loop
+worker() {
+  local name=$1 step=$2
+  shift 2
+  exec "$BIN" --conninfo "dbname=$DB application_name=agent_loop_$name" --agent $E --iterations $NE \
+    --step-ms "$step" --service loop-e --worker "$name" --lease-ttl-ms $TTL "$@"
+}
+session_state() {
+  q $DB "SELECT state FROM pg_stat_activity WHERE application_name = '$1'"
+}
+# stop_between_steps PID APP: SIGSTOP, retried until the process stopped
+# with its session idle (not in a step's transaction). A transaction
+# stopped after its append would keep the agent's lock, and a takeover
+# waits for that lock (a write accepted under a lease commits first): B
+# would wait until A is resumed, and the test for it. A real deployment
+# bounds that with idle_in_transaction_session_timeout.
+stop_between_steps() {
+  local pid=$1 app=$2 state i j
+  for i in $(seq 1 40); do
+    kill -STOP "$pid" 2>/dev/null || fail "$app exited before it could be stopped"
+    for j in $(seq 1 100); do  # a statement already sent finishes without its client
+      state=$(session_state "$app")
+      [ "$state" != active ] && break
+      sleep 0.02
+    done
+    if [ "$state" = idle ]; then
+      ok "$app stopped between two steps (attempt $i)"
+      return 0
+    fi
+    kill -CONT "$pid"
+    sleep "0.0$((RANDOM % 10))"
+  done
+  fail "could not stop $app outside a transaction in 40 attempts (last state: $state)"
+}
+worker A 100 >"$TMPD/ea.out" 2>"$TMPD/ea.err" &
+apid=$!
+PIDS+=($apid)
+wait_for 15 "worker A: 1 iteration" iterations_done "$TMPD/ea.out" 1
+# while A holds the lease: a third worker gives up, a loop without a lease is refused
+rc=0
+"$BIN" --conninfo "dbname=$DB" --agent $E --iterations $NE --step-ms 0 --service loop-e \
+  --worker C --lease-ttl-ms $TTL --claim-wait-ms 300 >"$TMPD/ec.out" 2>"$TMPD/ec.err" || rc=$?
+[ $rc -eq 4 ] || { cat "$TMPD/ec.err"; fail "worker C exited with $rc, want 4 (leased to another worker)"; }
+grep -q "is still leased to another worker after 300 ms" "$TMPD/ec.err" || { cat "$TMPD/ec.err"; fail "worker C: no message"; }
+ok "worker C gave up after 300 ms while worker A held the lease (exit 4)"
+rc=0
+"$BIN" --conninfo "dbname=$DB" --agent $E --iterations $NE --step-ms 0 --service loop-e \
+  >"$TMPD/eu.out" 2>"$TMPD/eu.err" || rc=$?
+[ $rc -eq 3 ] && grep -q 'fenced (55006) .*is leased to worker "A"' "$TMPD/eu.err" \
+  || { cat "$TMPD/eu.err"; fail "a loop without --worker exited with $rc, want 3 (fenced by worker A's lease)"; }
+ok "a loop without --worker was refused while worker A held the lease (exit 3)"
+wait_for 15 "worker A: 3 iterations" iterations_done "$TMPD/ea.out" 3
+stop_between_steps $apid agent_loop_A
+a_lines=$(wc -l <"$TMPD/ea.out")
+stopped_at=$(q $DB "SELECT agent_journal.latest_sequence('$E')")
+# B starts at once: it waits for A's lease to expire (at most TTL), then takes over
+worker B 30 --claim-wait-ms 30000 >"$TMPD/eb.out" 2>"$TMPD/eb.err" &
+bpid=$!
+PIDS+=($bpid)
+finish "worker B" $bpid "$TMPD/eb.err"
+grep -q "is leased to another worker; waiting" "$TMPD/eb.err" \
+  && ok "worker B waited for worker A's lease to expire" \
+  || ok "worker B found worker A's lease expired already"
+[ "$(ps -o state= -p $apid)" = T ] || fail "worker A was not stopped all along (state: $(ps -o state= -p $apid))"
+grep -q "replayed $stopped_at entries" "$TMPD/eb.out" \
+  || fail "worker B did not start where A stopped (sequence $stopped_at): $(sed -n 2p "$TMPD/eb.out")"
+ok "worker B took over at sequence $stopped_at and finished: $(sed -n 2p "$TMPD/eb.out" | sed 's/.*; //')"
+# A wakes up in the middle of a step; its write carries the old token
+kill -CONT $apid
+rc=0
+deadline=$((SECONDS + 15))
+while kill -0 $apid 2>/dev/null; do
+  [ $SECONDS -lt $deadline ] || { kill -KILL $apid; fail "worker A did not exit within 15 s of SIGCONT"; }
+  sleep 0.05
+done
+wait $apid || rc=$?
+[ $rc -eq 3 ] || { cat "$TMPD/ea.err"; fail "worker A exited with $rc after the takeover, want 3 (fenced)"; }
+fenced_key=$(sed -n "s|^agent_loop: fenced (55006) writing key \(agent_loop/$E/[0-9]*/[a-z_]*\): .*is not the live lease.*|\1|p" "$TMPD/ea.err")
+[ -n "$fenced_key" ] || { cat "$TMPD/ea.err"; fail "worker A was not fenced writing a step"; }
+expect_eq "worker A printed nothing after it was resumed" "$(wc -l <"$TMPD/ea.out")" "$a_lines"
+# the key A was refused with is one B journaled: the lease is checked first
+expect_eq "worker A's fenced step ($fenced_key) was journaled once, by worker B" \
+  "$(q $DB "SELECT count(*) FROM agent_journal.idempotency_keys
+           WHERE agent_id = '$E' AND idempotency_key = '$fenced_key' AND first_sequence > $stopped_at")" "1"
+check_agent $E $NE loop-e "$TMPD/eb.out"
+expect_eq "one Resumed (worker B's takeover)" \
+  "$(q $DB "SELECT count(*) FROM agent_journal.entries WHERE agent_id = '$E' AND kind = 'Resumed'")" "1"
+expect_eq "lease graph: worker A, then worker B" \
+  "$(q $DB "SELECT agent_journal.observability('$E') -> 'lease_graph'")" '[["attempt#1", "A"], ["attempt#2", "B"]]'
+expect_eq "worker B's token is larger than worker A's" \
+  "$(q $DB "SELECT max(lease) FILTER (WHERE attempt = 2) > max(lease) FILTER (WHERE attempt = 1)
+           FROM agent_journal.lease_graph WHERE agent_id = '$E'")" "t"
+expect_eq "worker B released its lease" \
+  "$(q $DB "SELECT count(*) FROM agent_journal.leases WHERE agent_id = '$E'")" "0"
+expect_eq "one takeover counted" \
+  "$(q $DB "SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_lease_takeovers_total'")" "1"
+
 # (C may count an iteration again per lost connection)
 expect_eq "histogram: one observation per iteration" \
-  "$(q $DB "SELECT value BETWEEN $((N + 20 + 20 + 15)) AND $((N + 20 + 20 + 15 + terminated))
+  "$(q $DB "SELECT value BETWEEN $((N + 20 + 20 + 15 + NE)) AND $((N + 20 + 20 + 15 + NE + terminated))
            FROM agent_journal.metric_samples WHERE name = 'agent_loop_iteration_seconds_count'")" "t"
 
 dropdb $DB
