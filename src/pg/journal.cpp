@@ -136,7 +136,7 @@ enum StateCol {
 // columns: from 0.5.0.
 const ColumnSpec STATE_COLS[S_NCOLS] = {
     {"compacted_through", INT8OID, InvalidOid, false},
-    {"compacted_iteration", INT4OID, InvalidOid, false},
+    {"compacted_iteration", INT4OID, INT8OID, false},  // an operator may widen it
     {"owner", TEXTOID, REGROLEOID, false},
     {"lease", INT8OID, InvalidOid, true},
     {"lease_worker", TEXTOID, InvalidOid, true},
@@ -221,7 +221,11 @@ Latest read_latest(Datum agent, View view) {
           l.known = true;
           l.sequence = DatumGetInt64(slot_getattr(slot, col[S_COMPACTED_THROUGH], &isnull));
           l.compacted = l.sequence;
-          l.compacted_iteration = DatumGetInt32(slot_getattr(slot, col[S_COMPACTED_ITERATION], &isnull));
+          Datum it = slot_getattr(slot, col[S_COMPACTED_ITERATION], &isnull);
+          if (TupleDescAttr(RelationGetDescr(rel), col[S_COMPACTED_ITERATION] - 1)->atttypid == INT8OID)
+            l.compacted_iteration = (int32)Min(DatumGetInt64(it), (int64)PG_INT32_MAX);
+          else
+            l.compacted_iteration = DatumGetInt32(it);
           l.lease_cols = col[S_LEASE] != InvalidAttrNumber && col[S_LEASE_WORKER] != InvalidAttrNumber &&
                          col[S_LEASE_CLAIMED] != InvalidAttrNumber &&
                          col[S_LEASE_EXPIRES] != InvalidAttrNumber &&
