@@ -304,12 +304,21 @@ COMMENT ON FUNCTION agent_journal.apply_retention(bigint) IS
 -- replay reads"): they read replay_rows / replay_rows_desc / state_rows,
 -- whose filter shows each user the agents replay() would show it, and
 -- their guards run the checks once per call.
-CREATE FUNCTION agent_journal.resume_from(agent_id uuid, max_entries bigint)
+-- resume's checks run in its LIMIT (resume_guard), which the executor
+-- evaluates once, before the first row, whatever the plan; resume_from
+-- bounds the entries' index scan (the sequence after the latest state).
+CREATE FUNCTION agent_journal.resume_guard(agent_id uuid, max_entries bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'aj_resume_guard'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION agent_journal.resume_guard(uuid, bigint) IS
+  'resume''s checks (privilege, arguments, tenant, no hole after the latest state); returns its LIMIT: max_entries plus the state row (NULL: no limit)';
+CREATE FUNCTION agent_journal.resume_from(agent_id uuid)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'aj_resume_from'
 LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION agent_journal.resume_from(uuid, bigint) IS
-  'resume''s checks (privilege, arguments, tenant, no hole after the latest state); returns the latest state''s through_sequence (0: none)';
+COMMENT ON FUNCTION agent_journal.resume_from(uuid) IS
+  'the through_sequence of the agent''s latest saved state (0: none), for resume''s index scan';
 CREATE FUNCTION agent_journal.backward_guard(agent_id uuid, before_sequence bigint, max_entries bigint)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'aj_backward_guard'
@@ -346,10 +355,10 @@ BEGIN ATOMIC
     (SELECT r.sequence, r.iteration, r.kind, r.recorded_at, r.event
        FROM agent_journal.replay_rows r
       WHERE r.agent_id = resume.agent_id
-        AND r.sequence > agent_journal.resume_from(resume.agent_id, resume.max_entries)
-      ORDER BY r.sequence
-      LIMIT resume.max_entries)) u
-  ORDER BY u.sequence;
+        AND r.sequence > agent_journal.resume_from(resume.agent_id)
+      ORDER BY r.sequence)) u
+  ORDER BY u.sequence
+  LIMIT agent_journal.resume_guard(resume.agent_id, resume.max_entries);
 END;
 COMMENT ON FUNCTION agent_journal.resume(uuid, bigint) IS
   'the agent''s latest saved state (kind ''state'') then the entries after it, in order, at most max_entries entries; without a state, replay';
@@ -363,7 +372,10 @@ BEGIN ATOMIC
   SELECT r.sequence, r.iteration, r.kind, r.recorded_at, r.event
   FROM agent_journal.replay_rows_desc r
   WHERE r.agent_id = replay_backward.agent_id
-    AND r.sequence < COALESCE(replay_backward.before_sequence, 9223372036854775807)
+    -- CASE, not COALESCE: a CASE may go into the security-barrier view
+    -- (into the index scan's bound), a COALESCE would stay above it
+    AND r.sequence < CASE WHEN replay_backward.before_sequence IS NULL THEN 9223372036854775807
+                          ELSE replay_backward.before_sequence END
     AND (replay_backward.kinds IS NULL OR r.kind = ANY (replay_backward.kinds))
   ORDER BY r.sequence DESC
   LIMIT agent_journal.backward_guard(replay_backward.agent_id, replay_backward.before_sequence,
@@ -374,11 +386,13 @@ COMMENT ON FUNCTION agent_journal.replay_backward(uuid, bigint, bigint, text[]) 
 
 -- As for replay: the guards and the row views answer only roles that may
 -- execute replay, so PUBLIC may have them (nothing to grant on upgrade).
-REVOKE ALL ON FUNCTION agent_journal.resume_from(uuid, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION agent_journal.resume_guard(uuid, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION agent_journal.resume_from(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION agent_journal.backward_guard(uuid, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON agent_journal.replay_rows_desc FROM PUBLIC;
 REVOKE ALL ON agent_journal.state_rows FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION agent_journal.resume_from(uuid, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION agent_journal.resume_guard(uuid, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION agent_journal.resume_from(uuid) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION agent_journal.backward_guard(uuid, bigint, bigint) TO PUBLIC;
 GRANT SELECT ON agent_journal.replay_rows_desc TO PUBLIC;
 GRANT SELECT ON agent_journal.state_rows TO PUBLIC;
@@ -425,6 +439,7 @@ BEGIN
     EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.lease_graph TO %I', g.role);
     EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.saved_states TO %I', g.role);
     EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.retention_policies TO %I', g.role);
+    EXECUTE pg_catalog.format('GRANT SELECT ON agent_journal.retention_settings TO %I', g.role);
   END LOOP;
   UPDATE pg_catalog.pg_init_privs i SET initprivs = init
    WHERE i.objoid OPERATOR(pg_catalog.=) 'agent_journal.leases'::pg_catalog.regclass
@@ -433,7 +448,8 @@ BEGIN
   UPDATE pg_catalog.pg_init_privs i SET initprivs = init
    WHERE i.objoid OPERATOR(pg_catalog.=) ANY (ARRAY['agent_journal.lease_graph'::pg_catalog.regclass,
                                                     'agent_journal.saved_states'::pg_catalog.regclass,
-                                                    'agent_journal.retention_policies'::pg_catalog.regclass])
+                                                    'agent_journal.retention_policies'::pg_catalog.regclass,
+                                                    'agent_journal.retention_settings'::pg_catalog.regclass])
      AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
      AND i.objsubid OPERATOR(pg_catalog.=) 0;
 END
@@ -487,6 +503,7 @@ AS $fn$
     ('reader', 'TABLE', 'agent_journal.lease_graph', 'SELECT'),
     ('reader', 'TABLE', 'agent_journal.saved_states', 'SELECT'),
     ('reader', 'TABLE', 'agent_journal.retention_policies', 'SELECT'),
+    ('reader', 'TABLE', 'agent_journal.retention_settings', 'SELECT'),
     ('reader', 'FUNCTION', 'agent_journal.prometheus_text()', 'EXECUTE'),
     ('reader', 'FUNCTION', 'agent_journal.openmetrics_text()', 'EXECUTE'),
     ('reader', 'FUNCTION', 'agent_journal.otlp_json(text)', 'EXECUTE'),

@@ -23,7 +23,8 @@ CREATE ROLE regress_aj_alice_team LOGIN IN ROLE regress_aj_alice;
 -- nothing is SECURITY DEFINER
 SELECT has_schema_privilege('public', 'agent_journal', 'USAGE') AS public_usage;
 SELECT relname AS public_tables FROM pg_class
-WHERE relnamespace = 'agent_journal'::regnamespace AND has_table_privilege('public', oid, 'SELECT');
+WHERE relnamespace = 'agent_journal'::regnamespace AND has_table_privilege('public', oid, 'SELECT')
+ORDER BY 1;
 SELECT proname AS public_functions FROM pg_proc
 WHERE pronamespace = 'agent_journal'::regnamespace AND has_function_privilege('public', oid, 'EXECUTE')
 ORDER BY 1;

@@ -18,6 +18,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(aj_save_state);
 PG_FUNCTION_INFO_V1(aj_entry_by_key);
 PG_FUNCTION_INFO_V1(aj_fork_agent);
+PG_FUNCTION_INFO_V1(aj_resume_guard);
 PG_FUNCTION_INFO_V1(aj_resume_from);
 PG_FUNCTION_INFO_V1(aj_backward_guard);
 }
@@ -137,15 +138,15 @@ Datum aj_save_state(PG_FUNCTION_ARGS) {
   PG_RETURN_INT64(through);
 }
 
-// resume's guard, evaluated once per call (an index qual's runtime key):
-// EXECUTE on resume, max_entries, the caller's access to the agent, and no
-// hole between the latest state and the live entries. Returns the latest
-// state's through_sequence (0: no state, resume is replay).
-Datum aj_resume_from(PG_FUNCTION_ARGS) {
+// resume's guard, its LIMIT: the executor evaluates it once, before the
+// first row, whatever plan it chose. EXECUTE on resume, max_entries, the
+// caller's access to the agent, and no hole between the latest state and
+// the live entries. Returns max_entries plus the state row (NULL: none).
+Datum aj_resume_guard(PG_FUNCTION_ARGS) {
   static const Oid args_t[] = {UUIDOID, INT8OID};
   require_execute("resume", 2, args_t);
   require_arg(fcinfo, 0, "agent_id");
-  (void)max_entries_arg(fcinfo, 1);
+  int64 max_entries = max_entries_arg(fcinfo, 1);
   Datum agent = PG_GETARG_DATUM(0);
   OwnerSwitch who = spi_begin();
   require_states_schema();
@@ -159,6 +160,22 @@ Datum aj_resume_from(PG_FUNCTION_ARGS) {
                            agent_str(agent), (long long)from, (long long)l.compacted),
                     errhint("Save a state at or after the compaction point, or replay the live "
                             "entries with replay().")));
+  spi_end(who);
+  if (max_entries < 0) PG_RETURN_NULL();
+  PG_RETURN_INT64(from > 0 && max_entries < PG_INT64_MAX ? max_entries + 1 : max_entries);
+}
+
+// The bound of resume's index scan: the latest state's through_sequence
+// (0: none), for callers who may execute resume and see the agent.
+Datum aj_resume_from(PG_FUNCTION_ARGS) {
+  static const Oid args_t[] = {UUIDOID, INT8OID};
+  require_execute("resume", 2, args_t);
+  require_arg(fcinfo, 0, "agent_id");
+  Datum agent = PG_GETARG_DATUM(0);
+  OwnerSwitch who = spi_begin();
+  require_states_schema();
+  check_tenant(read_latest(agent, View::Statement), who, agent);
+  int64 from = latest_state(agent);
   spi_end(who);
   PG_RETURN_INT64(from);
 }
@@ -247,10 +264,17 @@ Datum aj_fork_agent(PG_FUNCTION_ARGS) {
                     errmsg("source_agent %s has no journal", agent_str(src))));
   if (through < ls.compacted || through > ls.sequence || through < 1)
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                    errmsg("through_sequence must be between the compaction point (%lld) and the "
-                           "latest sequence (%lld) of agent %s, got %lld",
-                           (long long)Max(ls.compacted, 1), (long long)ls.sequence, agent_str(src),
-                           (long long)through)));
+                    errmsg("through_sequence must be between %lld and %lld (the compaction point "
+                           "%lld and the latest sequence of agent %s), got %lld",
+                           (long long)Max(ls.compacted, 1), (long long)ls.sequence,
+                           (long long)ls.compacted, agent_str(src), (long long)through)));
+  // No policy: one set on new_agent before goes (the fork is a new agent).
+  static SPIPlanPtr p_policy;
+  Datum a1[1] = {dst};
+  static const Oid t1[] = {UUIDOID};
+  run_plan(&p_policy,
+           "DELETE FROM agent_journal.retention_settings WHERE agent_id OPERATOR(pg_catalog.=) $1", 1,
+           t1, a1, nullptr, SPI_OK_DELETE);
   static SPIPlanPtr p_entries, p_state, p_keys, p_saved;
   static const Oid t3[] = {UUIDOID, UUIDOID, INT8OID};
   Datum a3[3] = {src, dst, Int64GetDatum(through)};

@@ -129,6 +129,48 @@ CALLS = {
     "agent_journal.may_replay(uuid)": [f"agent_journal.may_replay({U % 'A'})"],
     "agent_journal.replay_guard(uuid,bigint,bigint)": [
         f"agent_journal.replay_guard({U % 'A'}, 1::pg_catalog.int8, 10::pg_catalog.int8)"],
+    # Resume in one call (0.5.0). save_state on A saves at the latest (or at
+    # 2); under L's lease it appends first, so it succeeds alone.
+    "agent_journal.save_state(uuid,jsonb,bigint,bigint)": [
+        f"agent_journal.save_state({U % 'A'}, '{{\"sum\": 1}}'{J})",
+        f"agent_journal.save_state({U % 'A'}, '{{\"sum\": 2}}'{J}, 2::pg_catalog.int8)",
+        f"agent_journal.save_state({U % 'L'}, '{{\"leased\": true}}'{J}, "
+        f"agent_journal.append({U % 'L'}, 3, '{{\"type\": \"BeforeState\"}}'{J}, NULL::pg_catalog.int8, "
+        f"NULL::pg_catalog.text, {CLAIM_L}), {CLAIM_L})"],
+    "agent_journal.resume(uuid,bigint)": [
+        f"agent_journal.resume({U % 'A'})",
+        f"agent_journal.resume({U % 'A'}, 2::pg_catalog.int8)"],
+    "agent_journal.resume_guard(uuid,bigint)": [
+        f"agent_journal.resume_guard({U % 'A'}, NULL::pg_catalog.int8)",
+        f"agent_journal.resume_guard({U % 'A'}, 10::pg_catalog.int8)"],
+    "agent_journal.resume_from(uuid)": [f"agent_journal.resume_from({U % 'A'})"],
+    "agent_journal.entry_by_key(uuid,text)": [
+        f"agent_journal.entry_by_key({U % 'A'}, 'seed-1'::pg_catalog.text)",
+        f"agent_journal.entry_by_key({U % 'A'}, 'no-such-key'::pg_catalog.text)"],
+    "agent_journal.replay_backward(uuid,bigint,bigint,text[])": [
+        f"agent_journal.replay_backward({U % 'A'})",
+        f"agent_journal.replay_backward({U % 'A'}, 5::pg_catalog.int8, 2::pg_catalog.int8, "
+        "ARRAY['Step']::pg_catalog.text[])"],
+    "agent_journal.backward_guard(uuid,bigint,bigint)": [
+        f"agent_journal.backward_guard({U % 'A'}, 5::pg_catalog.int8, 2::pg_catalog.int8)",
+        f"agent_journal.backward_guard({U % 'A'}, NULL::pg_catalog.int8, NULL::pg_catalog.int8)"],
+    # a new agent each call (a fork needs one without a journal); from C too
+    # (bound to the writer: the fork keeps the binding)
+    "agent_journal.fork_agent(uuid,bigint,uuid)": [
+        f"agent_journal.fork_agent({U % 'A'}, 3::pg_catalog.int8, pg_catalog.gen_random_uuid())",
+        f"agent_journal.fork_agent({U % 'C'}, 1::pg_catalog.int8, pg_catalog.gen_random_uuid())"],
+    # A's policy keeps far more than A has, and the default requires a
+    # state covering what goes: the samples remove nothing other calls need
+    "agent_journal.set_retention(uuid,bigint,interval,boolean)": [
+        f"agent_journal.set_retention({U % 'A'}, 1000::pg_catalog.int8)",
+        f"agent_journal.set_retention({U % 'A'}, 1000::pg_catalog.int8, '30 days'::pg_catalog.interval, "
+        "false::pg_catalog.bool)",
+        "agent_journal.set_retention(NULL::pg_catalog.uuid, NULL::pg_catalog.int8, "
+        "'30 days'::pg_catalog.interval, true::pg_catalog.bool)",
+        f"agent_journal.set_retention({U % 'F'})"],
+    "agent_journal.apply_retention(bigint)": [
+        "agent_journal.apply_retention()",
+        "agent_journal.apply_retention(10::pg_catalog.int8)"],
 }
 # Functions SQL cannot call (an "internal" argument): not in the matrix.
 NOT_CALLABLE = {"agent_journal.may_replay_support(internal)"}

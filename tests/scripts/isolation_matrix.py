@@ -4,7 +4,9 @@
 Run by isolation_matrix.sh:  isolation_matrix.py DBNAME OWNER_ROLE
 
 Writers come from the catalog: every VOLATILE function of the extension
-whose first argument is `agent_id uuid`. Each needs sample calls in SAMPLES
+whose first argument is `agent_id uuid`, or `source_agent uuid` (fork_agent
+writes a new agent from the agent's journal, under its lock). Each needs
+sample calls in SAMPLES
 (a writer without one is a failure, so a new writer cannot slip out of the
 matrix). For each sample W, each partner P in {W, append, forget_agent},
 each isolation level L of W's session, the partner at READ COMMITTED and at
@@ -35,6 +37,13 @@ failure. Afterwards the committed state must satisfy, from a new connection:
       the token of the lease graph's latest attempt (lease_attempts); the
       graph's tokens increase with the attempt and none is above the
       lease_tokens sequence; no graph rows without a state row.
+  (6) saved states lie between 1 and latest_sequence; a forget_agent that
+      committed last also removed the agent's saved states and retention
+      policy (with (3));
+  (7) every fork of the agent (fork_agent committed in the scenario, the
+      last write before the check) holds exactly the agent's entries up to
+      the fork's sequence (numbers, iterations, kinds, times, events), its
+      compaction point and the keys of those entries.
 
 AJ_ISO_ONLY=REGEX runs only the scenarios whose name matches; AJ_ISO_VERBOSE=1
 prints every scenario.
@@ -126,6 +135,30 @@ SAMPLES = {
         ("bind_agent(name)",
          "SELECT agent_journal.bind_agent(%(a)s, '" + OWNER + "'::name)", None),
     ],
+    # save_state and fork_agent need a journal (22023 without one, e.g.
+    # after a concurrent forget_agent): their samples append first, in the
+    # same call, and return (fork: cover) the sequence that append wrote.
+    "agent_journal.save_state(uuid,jsonb,bigint,bigint)": [
+        ("save_state",
+         "SELECT agent_journal.save_state(%(a)s, '{\"sum\": 1}', "
+         "agent_journal.append(%(a)s, 1, '{\"type\": \"Folded\"}'))", ("seq", 1)),
+        ("save_state+lease",
+         "SELECT agent_journal.save_state(%(a)s, '{\"sum\": 2}', "
+         "agent_journal.append(%(a)s, 1, '{\"type\": \"Folded\"}', lease => " + CLAIM + "), "
+         "lease => " + CLAIM + ")", ("seq", 1)),
+    ],
+    # a new agent per call: against itself, two forks
+    "agent_journal.fork_agent(uuid,bigint,uuid)": [
+        ("fork_agent",
+         "SELECT agent_journal.fork_agent(%(a)s, "
+         "agent_journal.append(%(a)s, 1, '{\"type\": \"Forked\"}', idempotency_key => 'iso-fork-key'), "
+         "gen_random_uuid())", ("seq", 1)),
+    ],
+    # the policy row only (apply_retention is not per agent)
+    "agent_journal.set_retention(uuid,bigint,interval,boolean)": [
+        ("set_retention", "SELECT agent_journal.set_retention(%(a)s, keep_last => 1)", None),
+        ("set_retention(remove)", "SELECT agent_journal.set_retention(%(a)s)", None),
+    ],
 }
 APPEND = "agent_journal.append(uuid,integer,jsonb,bigint,text,bigint)"
 FORGET = "agent_journal.forget_agent(uuid)"
@@ -193,7 +226,7 @@ def writers(ctl):
             WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_extension'::regclass
               AND d.deptype = 'e' AND p.provolatile = 'v'
               AND p.pronargs >= 1 AND p.proargtypes[0] = 'uuid'::regtype
-              AND p.proargnames[1] = 'agent_id'
+              AND p.proargnames[1] IN ('agent_id', 'source_agent')
             ORDER BY 1""")
         return [r[0] for r in cur.fetchall()]
 
@@ -369,6 +402,50 @@ def check(agent, history):
                                OR lag(lease) OVER (ORDER BY attempt) IS NULL AS ordered
                           FROM agent_journal.lease_graph WHERE agent_id = %(a)s) g""", {"a": agent})
             graph_n, graph_ordered, graph_issued = cur.fetchone()
+            # 0.5.0: saved states, retention policies, forks (absent before)
+            saved = policies = 0
+            saved_out = forks = None
+            cur.execute("SELECT to_regclass('agent_journal.saved_states') IS NOT NULL")
+            if cur.fetchone()[0]:
+                cur.execute("""
+                    SELECT (SELECT count(*) FROM agent_journal.saved_states WHERE agent_id = %(a)s),
+                           (SELECT count(*) FROM agent_journal.saved_states WHERE agent_id = %(a)s
+                              AND (through_sequence < 1
+                                   OR through_sequence > agent_journal.latest_sequence(%(a)s))),
+                           (SELECT count(*) FROM agent_journal.retention_settings WHERE agent_id = %(a)s)""",
+                            {"a": agent})
+                saved, saved_out, policies = cur.fetchone()
+                cur.execute("""
+                    SELECT f.agent_id, f.forked_from_sequence,
+                           f.compacted_through IS NOT DISTINCT FROM s.compacted_through,
+                           (SELECT count(*) FROM (
+                              (SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries
+                                WHERE agent_id = f.agent_id
+                               EXCEPT ALL
+                               SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries
+                                WHERE agent_id = %(a)s AND sequence <= f.forked_from_sequence)
+                              UNION ALL
+                              (SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries
+                                WHERE agent_id = %(a)s AND sequence <= f.forked_from_sequence
+                               EXCEPT ALL
+                               SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries
+                                WHERE agent_id = f.agent_id)) d),
+                           (SELECT count(*) FROM (
+                              (SELECT idempotency_key, first_sequence, last_sequence FROM agent_journal.idempotency_keys
+                                WHERE agent_id = f.agent_id
+                               EXCEPT ALL
+                               SELECT idempotency_key, first_sequence, last_sequence FROM agent_journal.idempotency_keys
+                                WHERE agent_id = %(a)s AND last_sequence <= f.forked_from_sequence)
+                              UNION ALL
+                              (SELECT idempotency_key, first_sequence, last_sequence FROM agent_journal.idempotency_keys
+                                WHERE agent_id = %(a)s AND last_sequence <= f.forked_from_sequence
+                               EXCEPT ALL
+                               SELECT idempotency_key, first_sequence, last_sequence FROM agent_journal.idempotency_keys
+                                WHERE agent_id = f.agent_id)) k)
+                      FROM agent_journal.agent_state f
+                      LEFT JOIN agent_journal.agent_state s ON s.agent_id = %(a)s
+                     WHERE f.forked_from = %(a)s ORDER BY 1""", {"a": agent})
+                forks = cur.fetchall()
         base = ct or 0
         shape = ("entries %s (%d, %d distinct), compacted_through %s, state rows %d, keys %d "
                  "(max last_sequence %s), latest_sequence %s"
@@ -387,7 +464,7 @@ def check(agent, history):
         last_forget = max((i for i, h in enumerate(history) if h[0] == "forget"), default=-1)
         acks = [h[1] for h in history[last_forget + 1:] if h[0] == "ack"]
         calls = [h for h in history if h[0] in ("commit", "forget")]
-        if calls and calls[-1][0] == "forget" and (n or keys or states):
+        if calls and calls[-1][0] == "forget" and (n or keys or states or saved or policies):
             problems.append("(3) forget_agent committed last but the agent was not removed "
                             "completely (half a deletion)")
         if acks and latest < max(acks):
@@ -416,6 +493,19 @@ def check(agent, history):
             problems.append("(5) lease graph tokens do not increase with the attempt")
         if not graph_issued:
             problems.append("(5) a lease graph token above the lease_tokens sequence")
+        # (6) saved states within the journal
+        if saved_out:
+            problems.append("(6) %d saved state(s) outside 1..latest_sequence" % saved_out)
+        # (7) forks: the agent's journal up to the fork's sequence
+        for fork, through, same_point, entry_diff, key_diff in forks or []:
+            if entry_diff:
+                problems.append("(7) fork %s (through %s) differs from the agent's entries up to it "
+                                "in %d row(s)" % (fork, through, entry_diff))
+            if not same_point:
+                problems.append("(7) fork %s has another compaction point than the agent" % fork)
+            if key_diff:
+                problems.append("(7) fork %s differs from the agent's keys up to %s in %d row(s)"
+                                % (fork, through, key_diff))
         # (4) numbering continues from what is committed
         want_latest = max(hi or 0, base)
         if latest != want_latest:
@@ -444,7 +534,7 @@ def main():
     t0 = time.monotonic()
     ctl = connect()
     found = writers(ctl)
-    print("writers (volatile, first argument agent_id uuid): " + ", ".join(found), flush=True)
+    print("writers (volatile, first argument agent_id or source_agent uuid): " + ", ".join(found), flush=True)
     missing = [wr for wr in found if wr not in SAMPLES]
     for wr in missing:
         fail("writer %s has no sample call in isolation_matrix.py SAMPLES: add one" % wr)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Isolation matrix: every journal writer (every VOLATILE function of the
-# extension whose first argument is agent_id uuid, read from the catalog)
+# extension whose first argument is agent_id or source_agent uuid, read
+# from the catalog)
 # at READ COMMITTED, REPEATABLE READ and SERIALIZABLE, against a concurrent
 # partner (itself, append, forget_agent) that commits while it waits on the
 # agent's lock or after it took its snapshot. Each call either raises 40001
@@ -8,7 +9,9 @@
 # its state row, keeps every acknowledged sequence, a committed
 # forget_agent removed everything, the next append (under the live lease,
 # if any) continues exactly at latest + 1, and the lease in agent_state is
-# the lease graph's latest attempt. A writer without a sample call in
+# the lease graph's latest attempt, saved states stay within the journal
+# and a fork holds the agent's journal up to its sequence. A writer
+# without a sample call in
 # isolation_matrix.py fails the test. Details: the docstring of
 # isolation_matrix.py.
 source "$(dirname "$0")/lib.bash"
