@@ -121,6 +121,9 @@ int64 retain_agent(Datum agent, const Policy &p, int64 budget) {
 // Agents with a policy (their own, else the default) and the policy, in
 // agent order; the caller's snapshot. Fills parallel arrays; returns n.
 int candidates(Datum **agents, Policy **policies) {
+  // The arrays go to the caller's context: an SPI call leaves the current
+  // context at SPI's procedure context, freed by SPI_finish.
+  MemoryContext caller = CurrentMemoryContext;
   static SPIPlanPtr plan;
   run_plan(&plan,
            "SELECT s.agent_id, p.keep_last, "
@@ -133,6 +136,7 @@ int candidates(Datum **agents, Policy **policies) {
            "ORDER BY s.agent_id",
            0, nullptr, nullptr, nullptr, SPI_OK_SELECT, true);
   int n = (int)SPI_processed;
+  MemoryContext spi = MemoryContextSwitchTo(caller);
   *agents = (Datum *)palloc(sizeof(Datum) * Max(n, 1));
   *policies = (Policy *)palloc0(sizeof(Policy) * Max(n, 1));
   for (int i = 0; i < n; i++) {
@@ -150,6 +154,7 @@ int candidates(Datum **agents, Policy **policies) {
     v = SPI_getbinval(t, d, 4, &isnull);
     p.require_state = isnull || DatumGetBool(v);
   }
+  MemoryContextSwitchTo(spi);
   return n;
 }
 
