@@ -101,11 +101,8 @@ int64 latest_state_fresh(Datum agent) {
   return result_int8();
 }
 
-// Applies `p` to one agent, removing at most `budget` entries. Takes the
-// agent's lock (held to the end of the transaction). Inside SPI.
-int64 retain_agent(Datum agent, const Policy &p, int64 budget) {
-  lock_agent(DatumGetUUIDP(agent));
-  Latest l = read_latest(agent, View::Fresh);
+// The last sequence `p` lets go of (<= the compaction point: none).
+int64 retention_cut(Datum agent, const Latest &l, const Policy &p, int64 budget) {
   if (!l.has_entry || budget <= 0) return 0;
   int64 cut = l.sequence;
   if (p.has_keep) cut = Min(cut, l.sequence - p.keep_last);
@@ -113,6 +110,19 @@ int64 retain_agent(Datum agent, const Policy &p, int64 budget) {
   if (budget < cut - l.compacted) cut = l.compacted + budget;
   if (cut <= l.compacted) return 0;
   if (p.has_age) cut = Min(cut, older_prefix(agent, l.compacted, p.older_than, cut - l.compacted));
+  return cut;
+}
+
+// Applies `p` to one agent, removing at most `budget` entries. Takes the
+// agent's lock (held to the end of the transaction) only if the committed
+// state has something to remove, then decides again under it. Inside SPI.
+int64 retain_agent(Datum agent, const Policy &p, int64 budget) {
+  Latest before = read_latest(agent, View::Fresh);
+  if (retention_cut(agent, before, p, budget) <= before.compacted) return 0;
+  lock_agent(DatumGetUUIDP(agent));
+  Latest l = read_latest(agent, View::Fresh);
+  if (!l.has_entry || budget <= 0) return 0;
+  int64 cut = retention_cut(agent, l, p, budget);
   if (cut <= l.compacted) return 0;
   if (IsolationUsesXactSnapshot()) check_serializable(l, agent);
   return compact_locked(agent, l, cut);
