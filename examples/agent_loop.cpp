@@ -2,42 +2,60 @@
 // teaches. One file, C++17 and libpq, nothing else.
 //
 //   agent_loop --conninfo "<libpq conninfo>" --agent <uuid> --iterations N
-//              [--step-ms M] [--service NAME]
+//              [--step-ms M] [--service NAME] [--state-every K]
 //              [--worker NAME [--lease-ttl-ms T] [--claim-wait-ms W]]
 //
 // The loop keeps nothing that matters in memory only: everything it knows
-// is rebuilt by replaying the agent's journal, so a process killed at any
-// point (kill -9 included) is simply started again with the same arguments
-// and carries on where the journal says it stopped. Each iteration k
-// journals three steps, where S is the running sum after iteration k-1
-// (the "work" of this toy agent):
+// is rebuilt from the agent's journal, so a process killed at any point
+// (kill -9 included) is simply started again with the same arguments and
+// carries on where the journal says it stopped. Each iteration k journals
+// three steps, where S is the running sum after iteration k-1 (the "work"
+// of this toy agent):
 //
 //   {"type": "Thought", "iteration": k, "text": "..."}
 //   {"type": "ToolCall", "iteration": k, "tool": "add", "args": {"a": S, "b": k}, "result": S+k}
 //   {"type": "IterationCompleted", "iteration": k, "result": S+k}
 //
+// and every K iterations (--state-every, default 5, 0 = never) it saves the
+// state those steps fold into, so that a restart reads only what follows it:
+//
+//   save_state(agent, {"iteration": k, "sum": S+k, "sequence": q}, through_sequence => q)
+//
+// where q is the sequence of iteration k's IterationCompleted.
 // Iterations count from 1: last_completed_iteration() answers 0 for "none".
 // The rules that make it safe:
 //
-// 1. State changes only by replay. After every append the loop replays
-//    from the last sequence it knows, so a running process and a restarted
-//    one compute their state the same way.
-// 2. Every append passes expected_sequence = the latest sequence replayed.
+// 1. State changes only by folding the journal. On start the loop calls
+//    resume() once: its first row, the latest saved state (if any), is the
+//    fold of every entry up to that state's sequence, and the entries after
+//    it are folded in one by one; without a state it is a replay from the
+//    first entry. After every append the loop replays from the last
+//    sequence it knows (if compaction removed entries it has not folded, it
+//    calls resume() again). So a running process and a restarted one
+//    compute their state the same way, and a restart reads O(entries since
+//    the latest state), not the agent's whole life.
+// 2. Every append passes expected_sequence = the latest sequence folded.
 //    If anyone else appended meanwhile, the call fails with SQLSTATE 40001:
 //    the loop replays what it missed and decides again.
 // 3. Every append carries an idempotency key derived from (agent, iteration,
-//    step), and events are built only from replayed state, so repeating a
+//    step), and events are built only from folded state, so repeating a
 //    call whose reply was lost (connection failure) returns the original
 //    sequence instead of journaling the step twice.
 // 4. A step and its metrics commit in one transaction: a crash never keeps
 //    one without the other. A transaction repeated after a lost reply may
 //    record its metrics twice: metrics are at least once, steps exactly once.
+//    So does a saved state with the IterationCompleted it covers. The state
+//    is what folding that entry gives (the same fold as a replay: only
+//    journaled data), so a restarted process, or a repeated transaction,
+//    saves the same one; saving again at the same sequence replaces it.
+//    Entries up to the latest state may then be compacted (compact(agent,
+//    through), or a retention policy): the loop never needs them again.
 // 5. With --worker, the loop claims the agent's lease (claim_agent) before
-//    it replays, and every append carries the lease's token. The lease is
-//    renewed in a step's transaction, after its append, once a third of
-//    the ttl has passed since the last renewal: a process that stalled
-//    (stopped, swapped out, partitioned) wakes up to a write its token
-//    fences. A write refused with SQLSTATE 55006 means the lease is no
+//    it resumes, and every append and save_state carries the lease's
+//    token. The lease is renewed in a step's transaction, after its
+//    append, once a third of the ttl has passed since the last renewal:
+//    a process that stalled (stopped, swapped out, partitioned) wakes up
+//    to a write its token fences. A write refused with SQLSTATE 55006 means the lease is no
 //    longer this process's (it expired; another worker may have taken the
 //    agent over and carried on): the loop stops writing and exits 3, and
 //    never retries without the token. The lease is checked before the
@@ -85,10 +103,11 @@ constexpr int kExitDatabase = 2;
 constexpr int kExitFenced = 3;  // a write refused by a lease (55006)
 constexpr int kExitHeld = 4;    // another worker still holds the lease
 
-constexpr int kReplayPage = 500;      // journal entries per replay round trip
+constexpr int kReplayPage = 500;      // journal entries per resume or replay round trip
 constexpr int kConnectAttempts = 40;  // x kConnectDelay: give up after ~10 s
 constexpr auto kConnectDelay = std::chrono::milliseconds(250);
 constexpr int kMaxConflicts = 1000;             // 40001s in a row before giving up
+constexpr int kMaxResumes = 10;                 // resumes in a row that compaction overtook
 constexpr int kMaxLeaseTtlMs = 86400000;        // claim_agent takes a ttl of at most a day
 const std::string kSqlstateConflict = "40001";  // expected_sequence was not the latest
 const std::string kSqlstateFenced = "55006";    // not the agent's live lease
@@ -107,7 +126,8 @@ struct Options {
   int iterations = 0;
   int step_ms = 50;
   std::string service = "agent-loop";
-  std::string worker;  // "": no lease
+  int state_every = 5;  // save the state every state_every iterations; 0: never
+  std::string worker;   // "": no lease
   int lease_ttl_ms = 30000;
   int claim_wait_ms = -1;  // -1: twice the ttl
 };
@@ -219,7 +239,7 @@ class Connection {
 
 // What the loop knows, all of it derived from the journal.
 struct State {
-  int64_t latest = 0;     // the last sequence replayed
+  int64_t latest = 0;     // the last sequence folded
   bool started = false;   // the journal holds the Started event
   int completed = 0;      // the last iteration with an IterationCompleted
   int steps_done = 0;     // steps of iteration completed + 1 already journaled
@@ -246,27 +266,117 @@ void apply(State &st, int64_t sequence, int iteration, const std::string &kind, 
   }
 }
 
+// The state to save with save_state: the loop's state right after an
+// IterationCompleted (started, `completed` iterations done, nothing of the
+// next one journaled), which these three numbers say all of.
+std::string state_json(const State &st) {
+  return R"({"iteration": )" + std::to_string(st.completed) + R"(, "sum": )" +
+         std::to_string(st.sum) + R"(, "sequence": )" + std::to_string(st.latest) + "}";
+}
+
+// What the fold reads of a row of replay() or resume(): sequence,
+// iteration, kind, a step's result and, for resume()'s state row, the
+// state's fields. NULL reads as "".
+const std::string kFoldColumns =
+    "sequence, iteration, kind, event ->> 'result', "
+    "event ->> 'iteration', event ->> 'sum', event ->> 'sequence'";
+
+// Folds row i of a replay() or resume() result. False: the journal has no
+// entry st.latest + 1 (it is gap-free, so compaction removed it).
+bool fold_row(State &st, const PGresult *r, int i) {
+  const int64_t sequence = std::strtoll(PQgetvalue(r, i, 0), nullptr, 10);
+  if (sequence != st.latest + 1) return false;
+  apply(st, sequence, std::atoi(PQgetvalue(r, i, 1)), PQgetvalue(r, i, 2),
+        std::strtoll(PQgetvalue(r, i, 3), nullptr, 10));
+  return true;
+}
+
 // Replays the journal after st.latest to its end, kReplayPage entries at a
-// time. The journal is gap-free, so a missing sequence means compaction
-// removed entries this loop needs (it keeps no checkpoint of its own).
-void catch_up(Connection &db, const Options &o, State &st) {
+// time. False: an entry the state lacks was compacted (the caller resumes).
+bool replay_after(Connection &db, const Options &o, State &st) {
   for (;;) {
-    Result r = db.repeatable(
-        "SELECT sequence, iteration, kind, event ->> 'result' "
-        "FROM agent_journal.replay($1, $2, $3)",
-        {o.agent, std::to_string(st.latest + 1), std::to_string(kReplayPage)});
+    Result r =
+        db.repeatable(("SELECT " + kFoldColumns + " FROM agent_journal.replay($1, $2, $3)").c_str(),
+                      {o.agent, std::to_string(st.latest + 1), std::to_string(kReplayPage)});
     const int rows = PQntuples(r.get());
-    for (int i = 0; i < rows; ++i) {
-      const int64_t sequence = std::strtoll(PQgetvalue(r.get(), i, 0), nullptr, 10);
-      if (sequence != st.latest + 1)
-        throw DbError("journal has no entry " + std::to_string(st.latest + 1) +
-                          " (compacted?): cannot rebuild the loop's state",
-                      "", false);
-      apply(st, sequence, std::atoi(PQgetvalue(r.get(), i, 1)), PQgetvalue(r.get(), i, 2),
-            std::strtoll(PQgetvalue(r.get(), i, 3), nullptr, 10));  // NULL reads as ""
-    }
-    if (rows < kReplayPage) return;
+    for (int i = 0; i < rows; ++i)
+      if (!fold_row(st, r.get(), i)) return false;
+    if (rows < kReplayPage) return true;
   }
+}
+
+// Where a resume started, for the start-up line.
+struct ResumedFrom {
+  int64_t state_sequence = 0;  // 0: no saved state
+  int state_iteration = 0;
+  int64_t entries = 0;  // entries folded after the state (or from the first, without one)
+};
+
+// Rebuilds the state from scratch in one round trip: resume() returns the
+// latest saved state (the fold of every entry up to its sequence) and then
+// the entries after it, kReplayPage at most (more, if any, are replayed).
+// Without a state it is a replay from the first entry. resume() reads the
+// state and its entries in one snapshot and raises 55000 rather than skip
+// entries compacted after the state; a compaction between two pages is
+// overtaken by resuming again.
+ResumedFrom resume(Connection &db, const Options &o, State &st) {
+  for (int attempt = 1;; ++attempt) {
+    Result r =
+        db.repeatable(("SELECT " + kFoldColumns + " FROM agent_journal.resume($1, $2)").c_str(),
+                      {o.agent, std::to_string(kReplayPage)});
+    const int rows = PQntuples(r.get());
+    State fresh;
+    ResumedFrom from;
+    int i = 0;
+    if (rows > 0 && std::strcmp(PQgetvalue(r.get(), 0, 2), "state") == 0) {
+      // The loop's own state (state_json): check that it names the sequence
+      // and iteration resume() says it covers, then take it as the fold so far.
+      const int64_t through = std::strtoll(PQgetvalue(r.get(), 0, 0), nullptr, 10);
+      const int iteration = std::atoi(PQgetvalue(r.get(), 0, 1));
+      if (PQgetisnull(r.get(), 0, 4) || PQgetisnull(r.get(), 0, 5) ||
+          std::atoi(PQgetvalue(r.get(), 0, 4)) != iteration ||
+          std::strtoll(PQgetvalue(r.get(), 0, 6), nullptr, 10) != through)
+        throw DbError("the saved state at sequence " + std::to_string(through) +
+                          " is not one this loop saved: cannot resume from it",
+                      "", false);
+      fresh.latest = through;
+      fresh.started = true;
+      fresh.completed = iteration;
+      fresh.sum = std::strtoll(PQgetvalue(r.get(), 0, 5), nullptr, 10);
+      from.state_sequence = through;
+      from.state_iteration = iteration;
+      i = 1;
+    }
+    const int entries = rows - i;
+    for (; i < rows; ++i)
+      if (!fold_row(fresh, r.get(), i))  // one snapshot: trying again finds the same hole
+        throw DbError("journal has no entry " + std::to_string(fresh.latest + 1) +
+                          " (compacted, and no saved state covers it): cannot rebuild the "
+                          "loop's state",
+                      "", false);
+    const int64_t page_end = fresh.latest;
+    if (entries < kReplayPage || replay_after(db, o, fresh)) {
+      from.entries = entries + (fresh.latest - page_end);
+      st = fresh;
+      return from;
+    }
+    if (attempt == kMaxResumes)
+      throw DbError("journal has no entry " + std::to_string(fresh.latest + 1) +
+                        ": compacted while resuming, " + std::to_string(attempt) + " times",
+                    "", false);
+  }
+}
+
+// Folds what was journaled after st.latest, which the caller knows is no
+// longer the latest (it has just appended, or was told 40001): a replay or,
+// if compaction removed entries the state lacks (a hole, or nothing left
+// after st.latest), a resume.
+void catch_up(Connection &db, const Options &o, State &st) {
+  const int64_t before = st.latest;
+  if (replay_after(db, o, st) && st.latest > before) return;
+  std::fprintf(stderr, "agent_loop: journal has no entry %lld (compacted); resuming\n",
+               static_cast<long long>(st.latest + 1));
+  resume(db, o, st);
 }
 
 // ------------------------------------------------------------- the lease
@@ -314,14 +424,15 @@ Lease claim(Connection &db, const Options &o) {
 
 // Appends `event` to iteration `iteration` with idempotency key `key`,
 // expected_sequence = st.latest and the lease's token (if any), and runs
-// `metrics` in the same transaction, which also renews the lease once a
-// third of its ttl has passed; then replays, which applies the new entry.
+// `with_step` (metrics, a saved state) with the entry's sequence in the same
+// transaction, which also renews the lease once a third of its ttl has
+// passed; then replays, which applies the new entry.
 // Returns the entry's sequence, or 0 when someone else appended first
 // (40001): the state is then caught up and the caller decides again what
 // to journal. Throws Fenced when a lease refuses the write (55006).
 int64_t journal(Connection &db, const Options &o, State &st, Lease &lease, int iteration,
                 const std::string &event, const std::string &key,
-                const std::function<void()> &metrics) {
+                const std::function<void(int64_t sequence)> &with_step) {
   const std::string expected = std::to_string(st.latest);
   int64_t sequence = 0;
   for (int attempt = 1;; ++attempt) {
@@ -342,7 +453,7 @@ int64_t journal(Connection &db, const Options &o, State &st, Lease &lease, int i
       if (renew)
         db.exec("SELECT agent_journal.renew_lease($1, $2, $3::float8 * interval '1 millisecond')",
                 {o.agent, std::to_string(lease.token), std::to_string(o.lease_ttl_ms)});
-      metrics();
+      with_step(sequence);
       db.exec("COMMIT");
       if (renew) lease.renewed = sent;
       break;
@@ -377,7 +488,7 @@ std::string key(const Options &o, const std::string &what) {
   return "agent_loop/" + o.agent + "/" + what;
 }
 
-// The event for `step` of iteration k, built only from replayed state: a
+// The event for `step` of iteration k, built only from folded state: a
 // retry, or a restarted process, builds the same bytes. (The same key with
 // a different event is an error, 22023, not a retry.)
 std::string step_event(const State &st, int k, Step step) {
@@ -437,24 +548,26 @@ int run(const Options &o) {
   db.connect(1);  // a wrong conninfo fails at once; later reconnects retry
 
   // 0. With --worker: claim the agent before reading it, so that nobody
-  //    else writes between the replay and this process's first append.
+  //    else writes between the resume and this process's first append.
   Lease lease;
   if (!o.worker.empty()) lease = claim(db, o);
 
-  // 1. Resume: rebuild the state from the journal. last_completed_iteration
-  //    is the highest iteration journaled, which counts an iteration whose
-  //    Thought was written but that never completed: the replay, not it,
-  //    says which steps are done.
-  Result where = db.repeatable(
-      "SELECT agent_journal.next_sequence($1), agent_journal.last_completed_iteration($1)",
-      {o.agent});
+  // 1. Resume: rebuild the state from the journal in one call, from the
+  //    latest saved state on. (Not from last_completed_iteration(): it is the
+  //    highest iteration journaled, which counts an iteration whose Thought
+  //    was written but that never completed. The fold says which steps are
+  //    done.)
   State st;
-  catch_up(db, o, st);
+  const ResumedFrom from = resume(db, o, st);
+  const std::string origin = from.state_sequence == 0
+                                 ? std::string("no saved state")
+                                 : "the state at sequence " + std::to_string(from.state_sequence) +
+                                       " (iteration " + std::to_string(from.state_iteration) + ")";
   std::printf(
-      "agent %s: next_sequence %s, last_completed_iteration %s; replayed %lld entries: "
-      "%d iterations completed, %d steps into the next\n",
-      o.agent.c_str(), PQgetvalue(where.get(), 0, 0), PQgetvalue(where.get(), 0, 1),
-      static_cast<long long>(st.latest), st.completed, st.steps_done);
+      "agent %s: resumed from %s, replayed %lld entries; latest sequence %lld: "
+      "%d iterations completed, %d steps into the next, sum %lld\n",
+      o.agent.c_str(), origin.c_str(), static_cast<long long>(from.entries),
+      static_cast<long long>(st.latest), st.completed, st.steps_done, st.sum);
 
   // 2. Say so in the journal: Started once per agent, Resumed on each
   //    restart with work left. The Resumed key names the sequence it
@@ -467,7 +580,7 @@ int run(const Options &o) {
               R"(, "from_step": ")" + kStepKey[st.steps_done] + "\"}";
       what = "resumed@" + std::to_string(st.latest);
     }
-    if (journal(db, o, st, lease, st.completed, event, key(o, what), [] {}) != 0) break;
+    if (journal(db, o, st, lease, st.completed, event, key(o, what), [](int64_t) {}) != 0) break;
   }
 
   // 3. Run: the next step is always "the first one the journal lacks".
@@ -483,7 +596,10 @@ int run(const Options &o) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(o.step_ms));  // think, call the tool
 
-    auto metrics = [&] {
+    // In the step's transaction: its metrics and, every --state-every
+    // iterations, the state its IterationCompleted (at `sequence`) folds into.
+    bool saved = false;
+    auto with_step = [&](int64_t sequence) {
       db.exec(
           "SELECT agent_journal.counter_add('agent_loop_steps_total', 1, "
           "jsonb_build_object('agent', $1::text, 'step', $2::text), "
@@ -494,9 +610,19 @@ int run(const Options &o) {
               {std::to_string(seconds_since(iteration_start))});
       db.exec("SELECT agent_journal.ingest_snapshot($1::jsonb, $2::text)",
               {snapshot_json(k, seconds_since(t0), o.step_ms), o.service});
+      if (o.state_every == 0 || k % o.state_every != 0) return;
+      State next = st;  // what replaying the entry just written will give
+      apply(next, sequence, k, kStepKind[kCompleted], st.pending);
+      if (lease.token == 0)
+        db.exec("SELECT agent_journal.save_state($1, $2::jsonb, $3)",
+                {o.agent, state_json(next), std::to_string(sequence)});
+      else
+        db.exec("SELECT agent_journal.save_state($1, $2::jsonb, $3, lease => $4)",
+                {o.agent, state_json(next), std::to_string(sequence), std::to_string(lease.token)});
+      saved = true;
     };
     const int64_t sequence = journal(db, o, st, lease, k, step_event(st, k, step),
-                                     key(o, std::to_string(k) + "/" + kStepKey[step]), metrics);
+                                     key(o, std::to_string(k) + "/" + kStepKey[step]), with_step);
     if (sequence == 0) {
       if (++conflicts == kMaxConflicts)
         throw DbError("too many conflicting appends", kSqlstateConflict, false);
@@ -504,7 +630,8 @@ int run(const Options &o) {
     }
     conflicts = 0;
     if (step == kCompleted)
-      std::printf("iteration %d done (sequence %lld)\n", k, static_cast<long long>(sequence));
+      std::printf("iteration %d done (sequence %lld%s)\n", k, static_cast<long long>(sequence),
+                  saved ? ", state saved" : "");
   }
   // 4. Let the next worker in at once rather than after the ttl. False: the
   //    lease expired after this process's last write (nothing is lost:
@@ -517,7 +644,7 @@ int run(const Options &o) {
                     : "worker %s: lease %lld had expired already\n",
                 o.worker.c_str(), static_cast<long long>(lease.token));
   }
-  std::printf("done: %d iterations, latest sequence %lld\n", st.completed,
+  std::printf("done: %d iterations, sum %lld, latest sequence %lld\n", st.completed, st.sum,
               static_cast<long long>(st.latest));
   return kExitOk;
 }
@@ -527,13 +654,15 @@ int run(const Options &o) {
 void usage(std::FILE *to) {
   std::fputs(
       "usage: agent_loop [--conninfo CONNINFO] --agent UUID --iterations N\n"
-      "                  [--step-ms M] [--service NAME]\n"
+      "                  [--step-ms M] [--service NAME] [--state-every K]\n"
       "                  [--worker NAME [--lease-ttl-ms T] [--claim-wait-ms W]]\n"
       "  --conninfo       libpq connection string (default \"\": PG* environment variables)\n"
       "  --agent          the agent's id; run again with the same id to resume\n"
       "  --iterations     iterations the agent runs in total (>= 1)\n"
       "  --step-ms        pause before each step, in milliseconds (default 50)\n"
       "  --service        service label of the metric snapshots (default agent-loop)\n"
+      "  --state-every    save the state every K iterations, with the step that completes\n"
+      "                   the iteration; a restart resumes from the latest (default 5, 0 = never)\n"
       "  --worker         claim the agent's lease as this worker (a name no other\n"
       "                   process uses) and write under it:\n"
       "                   exit 3 if the lease is lost (fenced), 4 if another worker holds it\n"
@@ -576,6 +705,8 @@ bool parse_args(int argc, char **argv, Options &o) {
       if (!parse_int(value, 1, o.iterations)) return false;
     } else if (flag == "--step-ms") {
       if (!parse_int(value, 0, o.step_ms)) return false;
+    } else if (flag == "--state-every") {
+      if (!parse_int(value, 0, o.state_every)) return false;
     } else if (flag == "--worker") {
       o.worker = value;
       if (o.worker.empty()) return false;
