@@ -336,7 +336,8 @@ COMMENT ON VIEW agent_journal.replay_rows_desc IS
 CREATE VIEW agent_journal.state_rows WITH (security_barrier) AS
   SELECT s.agent_id, s.through_sequence, s.iteration, s.saved_at, s.state
   FROM agent_journal.saved_states s
-  WHERE agent_journal.may_replay(s.agent_id);
+  WHERE agent_journal.may_replay(s.agent_id)
+  ORDER BY s.agent_id DESC, s.through_sequence DESC;
 COMMENT ON VIEW agent_journal.state_rows IS
   'saved states the current user may replay (what resume() reads)';
 
@@ -345,11 +346,12 @@ RETURNS TABLE (sequence bigint, iteration integer, kind text, recorded_at timest
 LANGUAGE sql STABLE PARALLEL SAFE ROWS 1000
 BEGIN ATOMIC
   SELECT u.sequence, u.iteration, u.kind, u.recorded_at, u.event FROM (
+    -- the latest state: the view's order (newest first) read backward
+    -- from saved_states_pkey, one row
     (SELECT s.through_sequence AS sequence, s.iteration, 'state'::text AS kind,
             s.saved_at AS recorded_at, s.state AS event
        FROM agent_journal.state_rows s
       WHERE s.agent_id = resume.agent_id
-      ORDER BY s.through_sequence DESC
       LIMIT 1)
     UNION ALL
     (SELECT r.sequence, r.iteration, r.kind, r.recorded_at, r.event
@@ -377,12 +379,31 @@ BEGIN ATOMIC
     AND r.sequence < CASE WHEN replay_backward.before_sequence IS NULL THEN 9223372036854775807
                           ELSE replay_backward.before_sequence END
     AND (replay_backward.kinds IS NULL OR r.kind = ANY (replay_backward.kinds))
-  ORDER BY r.sequence DESC
+  -- no ORDER BY here: the view's order is the result's, and without an
+  -- outer sort the planner plans the view for the LIMIT's share of its
+  -- rows, so "the latest N" is a backward index scan that stops after N
   LIMIT agent_journal.backward_guard(replay_backward.agent_id, replay_backward.before_sequence,
                                      replay_backward.max_entries);
 END;
 COMMENT ON FUNCTION agent_journal.replay_backward(uuid, bigint, bigint, text[]) IS
   'entries newest first, strictly below before_sequence (all when NULL), at most max_entries, only the given kinds';
+
+-- replay gets the same shape: its paged reads (from_sequence, max_entries)
+-- were planned for the agent's whole journal (a sort of it, on a large
+-- agent) because of the ORDER BY around the ordered view; without it the
+-- LIMIT's share reaches the view's planning. The view's ORDER BY gives the
+-- order.
+CREATE OR REPLACE FUNCTION agent_journal.replay(
+    agent_id uuid, from_sequence bigint DEFAULT 1, max_entries bigint DEFAULT NULL)
+RETURNS TABLE (sequence bigint, iteration integer, kind text,
+               recorded_at timestamptz, event jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1000
+BEGIN ATOMIC
+  SELECT r.sequence, r.iteration, r.kind, r.recorded_at, r.event
+  FROM agent_journal.replay_rows r
+  WHERE r.agent_id = replay.agent_id AND r.sequence >= replay.from_sequence
+  LIMIT agent_journal.replay_guard(replay.agent_id, replay.from_sequence, replay.max_entries);
+END;
 
 -- As for replay: the guards and the row views answer only roles that may
 -- execute replay, so PUBLIC may have them (nothing to grant on upgrade).
