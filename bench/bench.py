@@ -37,6 +37,10 @@ MEMORY_NS = [1_000, 10_000] if SMOKE else [100_000, 1_000_000]
 PROM_SIZES = [10_000] if SMOKE else [10_000, 100_000, 1_000_000]
 PROM_FAMILIES = 20
 BATCH = 1000
+RESUME_TAIL = 100 if SMOKE else 1_000        # entries after the latest saved state (workload 11)
+KEYED_N = 1_000 if SMOKE else 100_000        # entries of the keyed agent (workload 12)
+CHECKPOINT_EVERY = 100                       # every 100th of them is a checkpoint
+READ_KW = {"transactions": 20} if SMOKE else {}  # smoke: workloads 11-13 run -t 20, not -T
 
 # One event, the same on every side: a typical tool call (~190 bytes).
 EVENT = ('{"type": "tool_call", "tool": "web_search", "call_id": "call-0042", '
@@ -57,6 +61,7 @@ SNAPSHOT = ('{"timestamp": 1700000000, '
             '"context_utilization_ratio": 0.62}}')
 ONE_AGENT = "00000000-0000-0000-0000-0000000000aa"
 REPLAY_AGENT = "00000000-0000-0000-0000-0000000000bb"
+KEYED_AGENT = "00000000-0000-0000-0000-0000000000cc"
 
 
 class Failed(Exception):
@@ -111,12 +116,12 @@ def reset():
 # --------------------------------------------------------------- pgbench
 
 def pgbench(script, clients, defines=None, pgoptions=None, seconds=None, transactions=None,
-            user=None):
-    """One pgbench -M prepared run (as `user`, default the superuser);
-    returns {'tps':, 'lat_ms':}."""
+            user=None, mode="prepared"):
+    """One pgbench -M prepared run (as `user`, default the superuser; `mode`
+    another -M); returns {'tps':, 'lat_ms':}."""
     seconds = seconds or SECONDS
     length = ["-t", str(transactions)] if transactions else ["-T", str(seconds)]
-    cmd = ["pgbench", "-n", "-M", "prepared"] + length + [
+    cmd = ["pgbench", "-n", "-M", mode] + length + [
            "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
            "-f", script if os.path.isabs(script) else os.path.join(WORKLOADS, script)]
     for k, v in (defines or {}).items():
@@ -270,6 +275,28 @@ def load_replay(agent, n):
       FROM agent_journal.entries WHERE agent_id = '{agent}';""")
 
 
+def ensure_replay_data():
+    """Workload 4's agent (REPLAY_N entries, the same rows in
+    bench.replay_plain), loaded unless it is there already: it is when
+    workload 4 ran just before (workloads 11 and 13 reuse it)."""
+    got = psql(f"SELECT (SELECT count(*) FROM agent_journal.entries WHERE agent_id = '{REPLAY_AGENT}') "
+               f"|| '/' || (SELECT count(*) FROM bench.replay_plain WHERE agent_id = '{REPLAY_AGENT}')")
+    if got == f"{REPLAY_N}/{REPLAY_N}":
+        return
+    log(f"  loading {REPLAY_N:,} entries (workload 4's agent)")
+    reset()
+    psql(f"DELETE FROM bench.replay_plain WHERE agent_id = '{REPLAY_AGENT}'")
+    load_replay(REPLAY_AGENT, REPLAY_N)
+    vacuum()
+
+
+def ensure_writer():
+    """bench_writer, the role granted 'writer' that the 'w' rows read as."""
+    if psql("SELECT count(*) FROM pg_roles WHERE rolname = 'bench_writer'") == "0":
+        psql("CREATE ROLE bench_writer LOGIN; "
+             "SELECT agent_journal.grant_access('bench_writer', 'writer');")
+
+
 def vacuum():
     # Visibility maps set on both tables, statistics fresh (one VACUUM per call:
     # VACUUM refuses to run in the implicit transaction of a multi-statement -c).
@@ -357,8 +384,7 @@ def w4_replay():
     # goes through replay_rows' per-row filter, which a superuser does too,
     # and its privilege checks. The baseline stays the superuser's SELECT.
     if exists("proc", "agent_journal.replay_guard(uuid,bigint,bigint)"):
-        psql("DROP ROLE IF EXISTS bench_writer; CREATE ROLE bench_writer LOGIN; "
-             "SELECT agent_journal.grant_access('bench_writer', 'writer');")
+        ensure_writer()
         warmup(("replay.sql", {"defines": d}))
         s = alternate([("ours", lambda: REPLAY_N * pgbench("replay.sql", 1, d, user="bench_writer")["tps"]),
                        ("base", lambda: REPLAY_N * pgbench("replay_plain.sql", 1, d)["tps"])],
@@ -520,9 +546,158 @@ def w10_claim_renew():
             met=med(s["ours"]) >= goal, samples=s, short="10 claim + renew / upsert + UPDATE")
 
 
+def w11_resume():
+    title = (f"11. resume: a saved state + the {RESUME_TAIL:,} entries after it (agent of "
+             f"{REPLAY_N:,}) vs SELECT of those entries")
+    if not exists("proc", "agent_journal.resume(uuid,bigint)"):
+        return na_row(title, "resumes/s", 1, "≥ 0.8×", "agent_journal.resume(uuid, bigint) not in this build")
+    ensure_replay_data()
+    after = REPLAY_N - RESUME_TAIL
+    psql(f"DELETE FROM agent_journal.saved_states WHERE agent_id = '{REPLAY_AGENT}'")
+    psql(f"SELECT agent_journal.save_state('{REPLAY_AGENT}', "
+         f"'{{\"type\": \"state\", \"through\": {after}}}', {after})")
+    psql("ANALYZE agent_journal.saved_states")
+
+    def check(states):
+        got = psql(f"SELECT format('%s/%s/%s', count(*), min(sequence), count(*) FILTER (WHERE kind = 'state')) "
+                   f"FROM agent_journal.resume('{REPLAY_AGENT}')")
+        n = psql(f"SELECT count(*) FROM agent_journal.saved_states WHERE agent_id = '{REPLAY_AGENT}'")
+        if got != f"{RESUME_TAIL + 1}/{after}/1" or int(n) != states:
+            raise Failed(f"resume returned rows/first sequence/states {got} with {n} saved states, "
+                         f"expected {RESUME_TAIL + 1}/{after}/1 with {states}")
+    check(1)
+    ensure_writer()
+    d, db = {"agent": REPLAY_AGENT}, {"agent": REPLAY_AGENT, "after": after}
+    warmup(("resume.sql", {"defines": d}), ("resume_plain.sql", {"defines": db}))
+    ours = lambda: pgbench("resume.sql", 1, d, **READ_KW)["tps"]
+    base = lambda: pgbench("resume_plain.sql", 1, db, **READ_KW)["tps"]
+    s = alternate([("ours", ours),
+                   ("writer", lambda: pgbench("resume.sql", 1, d, **READ_KW,
+                                              user="bench_writer")["tps"]),
+                   ("base", base)], before=None)
+    add_row(title, med(s["ours"]), med(s["base"]), "resumes/s", 1, goal=0.8, goal_text="≥ 0.8×",
+            samples={"ours": s["ours"], "base": s["base"]},
+            short=f"11 resume ({RESUME_TAIL:,} after state) / SELECT")
+    add_row("11w. the same resume as a writer role vs SELECT", med(s["writer"]), med(s["base"]),
+            "resumes/s", 1, goal=0.8, goal_text="≥ 0.8×",
+            samples={"ours": s["writer"], "base": s["base"]}, short="11w resume as writer / SELECT")
+    # An agent that saved a state every RESUME_TAIL entries: resume must
+    # still start from the latest (and not pay for the older ones).
+    psql(f"INSERT INTO agent_journal.saved_states (agent_id, through_sequence, iteration, state) "
+         f"SELECT '{REPLAY_AGENT}', g, g / 10, jsonb_build_object('type', 'state', 'through', g) "
+         f"FROM generate_series({RESUME_TAIL}, {after - 1}, {RESUME_TAIL}) g")
+    psql("ANALYZE agent_journal.saved_states")
+    states = after // RESUME_TAIL
+    check(states)
+    warmup(("resume.sql", {"defines": d}))
+    s = alternate([("ours", ours), ("base", base)], before=None)
+    add_row(f"11s. the same resume, {states:,} saved states (one every {RESUME_TAIL:,} entries) vs SELECT",
+            med(s["ours"]), med(s["base"]), "resumes/s", 1, goal=0.8, goal_text="≥ 0.8×", samples=s,
+            short=f"11s resume, {states:,} states / SELECT")
+
+
+def load_keyed():
+    """KEYED_N entries of KEYED_AGENT, each under its own idempotency key
+    ('key-<sequence>'), every CHECKPOINT_EVERY-th a checkpoint, the latest
+    one CHECKPOINT_EVERY / 2 entries back. The journal then holds workload
+    4's agent and this one only (no reset: workload 4's agent stays, other
+    agents go)."""
+    a = KEYED_AGENT
+    psql(f"""
+      DELETE FROM agent_journal.entries WHERE agent_id <> '{REPLAY_AGENT}';
+      DELETE FROM agent_journal.idempotency_keys WHERE agent_id <> '{REPLAY_AGENT}';
+      DELETE FROM agent_journal.agent_state WHERE agent_id <> '{REPLAY_AGENT}';
+      INSERT INTO agent_journal.entries
+      SELECT '{a}'::uuid, g, g / 10, x.kind, now() + g * interval '1 microsecond',
+             jsonb_set('{EVENT}'::jsonb, '{{type}}', to_jsonb(x.kind)) || jsonb_build_object('n', g)
+      FROM generate_series(1, {KEYED_N}) g,
+           LATERAL (SELECT CASE WHEN g % {CHECKPOINT_EVERY} = {CHECKPOINT_EVERY // 2}
+                                THEN 'checkpoint' ELSE 'tool_call' END AS kind) x;
+      INSERT INTO agent_journal.idempotency_keys
+        (agent_id, idempotency_key, first_sequence, last_sequence, request_hash)
+      SELECT '{a}'::uuid, 'key-' || g, g, g, sha224(g::text::bytea)
+      FROM generate_series(1, {KEYED_N}) g;
+      INSERT INTO agent_journal.agent_state (agent_id) VALUES ('{a}');""")
+    psql("VACUUM ANALYZE agent_journal.entries")
+    psql("VACUUM ANALYZE agent_journal.idempotency_keys")
+
+
+def w12_point_reads():
+    key_title = f"12a. entry_by_key, agent of {KEYED_N:,} entries (random key) vs plain SQL join"
+    kind_title = (f"12b. latest checkpoint: replay_backward(…, max_entries 1, kinds checkpoint), agent of "
+                  f"{KEYED_N:,} vs SELECT … ORDER BY sequence DESC LIMIT 1")
+    latest_title = (f"12c. the 10 latest entries: replay_backward(…, max_entries 10), agent of {KEYED_N:,} "
+                    f"vs SELECT … ORDER BY sequence DESC LIMIT 10")
+    if not exists("proc", "agent_journal.entry_by_key(uuid,text)"):
+        for t, g in ((key_title, "≤ 1 ms"), (kind_title, "≤ 1 ms"), (latest_title, "— (report)")):
+            na_row(t, "ms", 1, g, "agent_journal.entry_by_key(uuid, text) not in this build")
+        return
+    # The keyed agent next to workload 4's: plans depend on the agent's share
+    # of the journal, so it is always the same (1M + 100k; smoke 10k + 1k).
+    ensure_replay_data()
+    load_keyed()
+    last_cp = KEYED_N - CHECKPOINT_EVERY // 2
+    got = psql(f"SELECT format('%s/%s', (SELECT string_agg(sequence::text, ',') FROM "
+               f"agent_journal.entry_by_key('{KEYED_AGENT}', 'key-77')), (SELECT string_agg(sequence::text, ',') "
+               f"FROM agent_journal.replay_backward('{KEYED_AGENT}', max_entries => 1, "
+               f"kinds => ARRAY['checkpoint'])))")
+    if got != f"77/{last_cp}":
+        raise Failed(f"entry_by_key 'key-77' / latest checkpoint: {got}, expected 77/{last_cp}")
+    d = {"agent": KEYED_AGENT, "n": KEYED_N}
+    dk = {"agent": KEYED_AGENT}
+    for title, ours_sql, base_sql, defs, goal, short in (
+            (key_title, "entry_by_key.sql", "entry_by_key_plain.sql", d, 1.0, "12a entry_by_key / join"),
+            (kind_title, "latest_kind.sql", "latest_kind_plain.sql", dk, 1.0, "12b latest checkpoint / SELECT"),
+            (latest_title, "latest_entries.sql", "latest_entries_plain.sql", dk, None,
+             "12c latest 10 entries / SELECT")):
+        warmup((ours_sql, {"defines": defs}), (base_sql, {"defines": defs}))
+        s = alternate([("ours", lambda: pgbench(ours_sql, 1, defs, **READ_KW)["lat_ms"]),
+                       ("base", lambda: pgbench(base_sql, 1, defs, **READ_KW)["lat_ms"])],
+                      before=None)
+        ours = med(s["ours"])
+        add_row(title, ours, med(s["base"]), "ms", 1,
+                goal_text="≤ 1 ms (ours)" if goal else "— (report)", higher_is_better=False,
+                met=(ours <= goal) if goal else None, samples=s, short=short)
+    # 12c again as a driver without a statement cache sends it: unnamed
+    # statements, so a plan for every call made with the call's values
+    # (with -M prepared, the generic plan may be chosen after 5 calls).
+    s = alternate([("ours", lambda: pgbench("latest_entries.sql", 1, dk, **READ_KW,
+                                            mode="extended")["lat_ms"]),
+                   ("base", lambda: pgbench("latest_entries_plain.sql", 1, dk, **READ_KW,
+                                            mode="extended")["lat_ms"])], before=None)
+    add_row("12cx. the same 10 latest entries, pgbench -M extended (a plan per call) vs the same SELECT",
+            med(s["ours"]), med(s["base"]), "ms", 1, goal_text="— (report)", higher_is_better=False,
+            samples=s, short="12cx latest 10, -M extended / SELECT")
+
+
+def w13_replay_backward():
+    title = f"13. replay_backward {REPLAY_N:,} entries vs SELECT … ORDER BY sequence DESC"
+    if not exists("proc", "agent_journal.replay_backward(uuid,bigint,bigint,text[])"):
+        return na_row(title, "rows/s", 1, "≥ 0.8×",
+                      "agent_journal.replay_backward(uuid, bigint, bigint, text[]) not in this build")
+    ensure_replay_data()
+    ensure_writer()
+    d = {"agent": REPLAY_AGENT}
+    warmup(("replay_backward.sql", {"defines": d}), ("replay_backward_plain.sql", {"defines": d}))
+    s = alternate([("ours", lambda: REPLAY_N * pgbench("replay_backward.sql", 1, d,
+                                                       **READ_KW)["tps"]),
+                   ("writer", lambda: REPLAY_N * pgbench("replay_backward.sql", 1, d, **READ_KW,
+                                                         user="bench_writer")["tps"]),
+                   ("base", lambda: REPLAY_N * pgbench("replay_backward_plain.sql", 1, d,
+                                                       **READ_KW)["tps"])],
+                  before=None)
+    add_row(title, med(s["ours"]), med(s["base"]), "rows/s", 1, goal=0.8, goal_text="≥ 0.8×",
+            samples={"ours": s["ours"], "base": s["base"]},
+            short=f"13 replay_backward {human(REPLAY_N)} / SELECT DESC")
+    add_row("13w. the same replay_backward as a writer role vs SELECT", med(s["writer"]), med(s["base"]),
+            "rows/s", 1, goal=0.8, goal_text="≥ 0.8×", samples={"ours": s["writer"], "base": s["base"]},
+            short="13w replay_backward as writer / SELECT DESC")
+
+
 WORKLOAD_FNS = [("1", w1_append_distinct), ("2", w2_append_one_agent), ("3", w3_batch),
                 ("8", w8_peers), ("9", w9_append_leased), ("10", w10_claim_renew),
-                ("4", w4_replay), ("5", w5_ingest), ("6", w6_counter), ("7", w7_prometheus)]
+                ("4", w4_replay), ("11", w11_resume), ("12", w12_point_reads), ("13", w13_replay_backward),
+                ("5", w5_ingest), ("6", w6_counter), ("7", w7_prometheus)]
 
 
 # ---------------------------------------------------------------- report
