@@ -586,10 +586,17 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
     first_resource = false;
     out += "{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":";
     append_json_string(out, service);
-    out += "}}]},\"scopeMetrics\":[{\"scope\":{\"name\":";
+    out += "}}";
+    if (!options.service_namespace.empty()) {
+      out += ",{\"key\":\"service.namespace\",\"value\":{\"stringValue\":";
+      append_json_string(out, options.service_namespace);
+      out += "}}";
+    }
+    out += "]},\"scopeMetrics\":[{\"scope\":{\"name\":";
     append_json_string(out, kOtlpScopeName);
     out += ",\"version\":";
-    append_json_string(out, kOtlpScopeVersion);
+    append_json_string(out, options.scope_version.empty() ? std::string_view(kOtlpScopeVersion)
+                                                          : std::string_view(options.scope_version));
     out += "},\"metrics\":[";
     bool first_metric = true;
     for (const Entry &e : entries) {

@@ -21,7 +21,9 @@ namespace aj {
 constexpr const char *kDroppedFamilyName = "agent_journal_render_dropped_series";
 // The OTLP instrumentation scope.
 constexpr const char *kOtlpScopeName = "agent_journal";
-constexpr const char *kOtlpScopeVersion = "0.1.0";
+// The scope version when RenderOptions::scope_version is empty (the
+// library's render reads pg_extension.extversion instead).
+constexpr const char *kOtlpScopeVersion = "unknown";
 // service.name of the OTLP resource for series without a `service` label.
 constexpr const char *kOtlpDefaultService = "agent_journal";
 
@@ -31,6 +33,10 @@ struct RenderOptions {
   // Polled every ~1000 series; returning true stops the render with
   // Cancelled. May be null.
   bool (*interrupted)() = nullptr;
+  // OTLP: the instrumentation scope's version (the installed schema's) and
+  // the resources' service.namespace (left out when empty).
+  std::string scope_version;
+  std::string service_namespace;
 };
 
 // Thrown when RenderOptions::interrupted returned true.

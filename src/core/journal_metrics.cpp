@@ -20,7 +20,7 @@ void append_journal_families(const JournalTotals &t, std::vector<Family> &out) {
   add(out, "agent_journal_live_entries", MetricType::Gauge,
       "Journal entries not yet compacted", t.live_entries);
   add(out, "agent_journal_appended_entries_total", MetricType::Counter,
-      "Journal entries ever appended (sum of the agents' latest sequences)", t.appended_entries);
+      "Journal entries ever appended (sum of the agents' latest sequences, forgotten agents included)", t.appended_entries);
   add(out, "agent_journal_compacted_entries_total", MetricType::Counter,
       "Journal entries removed by compaction", t.compacted_entries);
 }

@@ -872,7 +872,13 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
   // Under REPEATABLE READ / SERIALIZABLE the deletes below would see only
   // what the transaction's snapshot sees and leave a concurrent writer's
   // entries behind: 40001 instead (check_serializable).
-  check_serializable(read_latest_locked(agent, who), agent);
+  Latest l = read_latest_locked(agent, who);
+  check_serializable(l, agent);
+  // The journal's counters (appended, compacted) are sums over the agents:
+  // what a forgotten agent counted stays counted (0.5.0), so they never go
+  // down.
+  tally_add(TALLY_FORGOTTEN_APPENDED, l.sequence);
+  tally_add(TALLY_FORGOTTEN_COMPACTED, l.compacted);
   // Entries first (their count is the answer), then keys, then the state.
   int64 removed = (int64)run_plan(
       &p_forget_entries,

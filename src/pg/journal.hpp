@@ -92,6 +92,8 @@ void tally_add(const char *name, int64 delta);
 int64 tally_sum(const char *name);
 constexpr const char *TALLY_SAVED_STATES = "saved_states";
 constexpr const char *TALLY_RETENTION_REMOVED = "retention_removed_entries";
+constexpr const char *TALLY_FORGOTTEN_APPENDED = "forgotten_appended_entries";
+constexpr const char *TALLY_FORGOTTEN_COMPACTED = "forgotten_compacted_entries";
 
 // retention.cpp: one pass of the background worker (commits per agent).
 void retention_cycle();

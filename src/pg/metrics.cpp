@@ -60,7 +60,7 @@ constexpr int MAX_LABELS_BYTES = 2048;  // a series' labels as stored (jsonb); R
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
 SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals,
-    p_observability, p_observability_leases, p_observability_fork, r_leases;
+    p_observability, p_observability_leases, p_observability_fork, r_leases, r_version;
 
 #define AJ_INVALID(...) \
   ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg(__VA_ARGS__)))
@@ -713,6 +713,7 @@ struct Model {
     double value;
   };
   std::vector<Sample> samples;
+  std::string scope_version;  // pg_extension.extversion, read at render time
   // Counter slots summed per series (name NUL labels' jsonb bytes); empty
   // unless some counter met contention (counter_add).
   std::unordered_map<std::string, double> slot_totals;
@@ -944,6 +945,18 @@ void load_model(Model *m) {
     }, err, sizeof err);
   }
 
+  // The installed schema's version (the library serves older ones too).
+  rc = SPI_execute_plan(
+      cached_plan(&r_version,
+                  "SELECT extversion FROM pg_catalog.pg_extension "
+                  "WHERE extname OPERATOR(pg_catalog.=) 'agent_journal'",
+                  0, nullptr),
+      nullptr, nullptr, true, 1);
+  if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+    char *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+    if (v) cpp_or_error(run_cpp([&] { m->scope_version = v; }, err, sizeof err), err);
+  }
+
   // The journal's own families: O(agents) through the agents view.
   rc = SPI_execute_plan(
       cached_plan(&r_totals,
@@ -959,6 +972,11 @@ void load_model(Model *m) {
   t.live_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
   t.appended_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
   t.compacted_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+  // What forgotten agents counted (0.5.0): the counters never go down.
+  if (OidIsValid(rels().tallies)) {
+    t.appended_entries += tally_sum(TALLY_FORGOTTEN_APPENDED);
+    t.compacted_entries += tally_sum(TALLY_FORGOTTEN_COMPACTED);
+  }
   cpp_or_error(run_cpp([&] { aj::append_journal_families(t, m->families); }, err, sizeof err), err);
   // Saved states and retention (0.5.0): sums of per-backend tallies.
   if (OidIsValid(rels().tallies)) {
@@ -1008,10 +1026,13 @@ Model *render(Format fmt, const char *only_service) {
   int64 now_ns = ((int64)GetCurrentTimestamp() + (int64)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
                                                       SECS_PER_DAY * USECS_PER_SEC) * 1000;
   int cap = max_series_per_family;
+  const char *ns = service_namespace ? service_namespace : "";
   bool ok = run_cpp([&] {
     aj::RenderOptions opts;
     opts.max_series_per_family = (size_t)cap;
     opts.interrupted = interrupted;
+    opts.scope_version = m->scope_version;
+    opts.service_namespace = ns;
     switch (fmt) {
       case Format::Prometheus:
         m->out = aj::render_prometheus(std::move(m->families), opts);

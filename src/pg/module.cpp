@@ -12,6 +12,7 @@ namespace ajpg {
 int max_event_bytes = 8 * 1024 * 1024;
 int max_series_per_family = 10000;
 int snapshot_max_age_seconds = 0;
+char *service_namespace = nullptr;
 }  // namespace ajpg
 
 void _PG_init(void) {
@@ -63,6 +64,11 @@ void _PG_init(void) {
       "percent-decoded (%2C for a comma). Visible to superusers only.",
       &ajpg::otlp_headers, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, ajpg::check_otlp_headers, nullptr,
       nullptr);
+  DefineCustomStringVariable(
+      "agent_journal.service_namespace",
+      "service.namespace of the OTLP resources (empty = left out).",
+      "Reported next to service.name, as agent runtimes report it.", &ajpg::service_namespace, "",
+      PGC_SUSET, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable(
       "agent_journal.retention_interval",
       "Seconds between two retention passes of the background worker (0 = none).",

@@ -235,6 +235,12 @@ startns=$(q aj_exp_tmpl "SELECT dp->>'startTimeUnixNano' FROM jsonb_path_query(a
 awk -v a="$startns" -v b="$start" 'BEGIN { d = a / 1e9 - b; exit !(d < 0.01 && d > -0.01) }' \
   || fail "fenced_writes startTimeUnixNano '$startns' is not the server start $start"
 ok "fenced writes: +4 counted, nothing written, created at the server start ($created)"
+counter() { q aj_exp_tmpl "SELECT value FROM agent_journal.metric_samples WHERE name = '$1'"; }
+q aj_exp_tmpl "SELECT agent_journal.release_agent('$A', lease) FROM agent_journal.leases WHERE agent_id = '$A'" >/dev/null
+q aj_exp_tmpl "SELECT agent_journal.append('$A', 0, '{}'), agent_journal.append('$A', 0, '{}'), agent_journal.compact('$A', 1)" >/dev/null
+q aj_exp_tmpl "SELECT agent_journal.forget_agent('$A')" >/dev/null
+appended0=$(counter agent_journal_appended_entries_total); compacted0=$(counter agent_journal_compacted_entries_total)
+[ "$appended0" -ge 2 ] && [ "$compacted0" -ge 1 ] || fail "counters before the restart: $appended0 / $compacted0"
 restart=("$(pg_config --bindir)/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -m fast -w -t 60 restart)
 if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "${restart[@]}" >/dev/null; else "${restart[@]}" >/dev/null; fi \
   || fail "could not restart the preloaded cluster"
@@ -243,4 +249,7 @@ expect_eq "fenced writes after a restart" "$(fenced)" "0"
 start2=$(q aj_exp_tmpl "SELECT extract(epoch FROM pg_postmaster_start_time())")
 awk -v a="$start2" -v b="$start" 'BEGIN { exit !(a > b) }' || fail "server start did not move"
 ok "restart resets fenced writes to 0 with a new created time"
+expect_eq "appended_entries_total across a restart (forgotten agent included)" \
+  "$(counter agent_journal_appended_entries_total)" "$appended0"
+expect_eq "compacted_entries_total across a restart" "$(counter agent_journal_compacted_entries_total)" "$compacted0"
 echo "exporter test took $((SECONDS - T0)) s"

@@ -526,7 +526,8 @@ TEST(Otlp, ShapeAndValues) {
   for (const auto &rm : rms) {
     ASSERT_EQ(rm["scopeMetrics"].size(), 1u);
     EXPECT_EQ(rm["scopeMetrics"][0]["scope"],
-              (nlohmann::json{{"name", "agent_journal"}, {"version", "0.1.0"}}));
+              (nlohmann::json{{"name", "agent_journal"}, {"version", "unknown"}}));
+    EXPECT_EQ(rm["resource"]["attributes"].size(), 1u);  // no service.namespace unless set
   }
 
   // Default resource: calls{tool=awk}, load{x=...}, the dropped family.
@@ -594,6 +595,21 @@ TEST(Otlp, StartTimeForCumulativePoints) {
   const auto *temperature = metric_named(rm, "temperature");
   ASSERT_NE(temperature, nullptr);
   for (const auto &dp : (*temperature)["gauge"]["dataPoints"]) EXPECT_FALSE(dp.contains("startTimeUnixNano"));
+}
+
+TEST(Otlp, ScopeVersionAndServiceNamespace) {
+  RenderOptions opts;
+  opts.scope_version = "0.5.0";
+  opts.service_namespace = "team \"a\"";
+  nlohmann::json doc = nlohmann::json::parse(render_otlp_json(otlp_model(), nullptr, 1, opts));
+  for (const auto &rm : doc["resourceMetrics"]) {
+    EXPECT_EQ(rm["scopeMetrics"][0]["scope"]["version"], "0.5.0");
+    const auto &attrs = rm["resource"]["attributes"];
+    ASSERT_EQ(attrs.size(), 2u);
+    EXPECT_EQ(attrs[0]["key"], "service.name");
+    EXPECT_EQ(attrs[1], (nlohmann::json{{"key", "service.namespace"},
+                                        {"value", {{"stringValue", "team \"a\""}}}}));
+  }
 }
 
 TEST(Otlp, OnlyService) {

@@ -1,0 +1,42 @@
+-- The journal's counters never go down: agent_journal_appended_entries_total
+-- and agent_journal_compacted_entries_total keep what forgotten agents
+-- counted, across compact, retention, forks and forget_agent (0.5.0).
+-- (A server restart: tests/scripts/exporter.sh.)
+\set VERBOSITY terse
+CREATE FUNCTION public.aj_counters() RETURNS TABLE (appended float8, compacted float8)
+LANGUAGE sql AS $$
+  SELECT (SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_appended_entries_total'),
+         (SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_compacted_entries_total')
+$$;
+CREATE TEMP TABLE seen (step text, appended float8, compacted float8, n serial);
+CREATE FUNCTION pg_temp.look(step text) RETURNS void LANGUAGE sql AS $$
+  INSERT INTO seen (step, appended, compacted) SELECT step, * FROM public.aj_counters()
+$$;
+SELECT pg_temp.look('start');
+\set a '''00000000-0000-0000-0000-00000000ee01'''
+\set b '''00000000-0000-0000-0000-00000000ee02'''
+SELECT agent_journal.append_batch(:a, 1, ARRAY['{"type": "A"}', '{"type": "B"}', '{"type": "C"}', '{"type": "D"}']::jsonb[]);
+SELECT pg_temp.look('4 appended');
+SELECT agent_journal.compact(:a, 2);
+SELECT pg_temp.look('2 compacted');
+SELECT agent_journal.save_state(:a, '{}', 4);
+SELECT agent_journal.set_retention(:a, keep_last => 1);
+SELECT agent_journal.apply_retention();
+SELECT pg_temp.look('retention');
+SELECT agent_journal.fork_agent(:a, 4, :b);
+SELECT pg_temp.look('forked');
+SELECT agent_journal.forget_agent(:a);
+SELECT pg_temp.look('forgot a');
+SELECT agent_journal.forget_agent(:b);
+SELECT pg_temp.look('forgot b');
+SELECT agent_journal.append(:a, 1, '{"type": "Again"}');
+SELECT pg_temp.look('a again');
+-- each step's change; neither counter ever goes down
+SELECT step, appended - lag(appended) OVER w AS appended_delta,
+       compacted - lag(compacted) OVER w AS compacted_delta
+FROM seen WINDOW w AS (ORDER BY n) ORDER BY n;
+SELECT count(*) AS decreases FROM (
+  SELECT appended < lag(appended) OVER w OR compacted < lag(compacted) OVER w AS down
+  FROM seen WINDOW w AS (ORDER BY n)) d WHERE down;
+SELECT agent_journal.forget_agent(:a);
+DROP FUNCTION public.aj_counters();
