@@ -40,3 +40,15 @@ SELECT count(*) AS decreases FROM (
   FROM seen WINDOW w AS (ORDER BY n)) d WHERE down;
 SELECT agent_journal.forget_agent(:a);
 DROP FUNCTION public.aj_counters();
+
+-- OTLP: the scope's version is the installed schema's, read at render time;
+-- agent_journal.service_namespace adds service.namespace to every resource
+SELECT DISTINCT sm #>> '{scope,version}' = (SELECT extversion FROM pg_extension WHERE extname = 'agent_journal')
+       AS scope_is_schema_version
+FROM jsonb_path_query(agent_journal.otlp_json(), '$.resourceMetrics[*].scopeMetrics[*]') sm;
+SELECT count(*) AS namespaces_unset
+FROM jsonb_path_query(agent_journal.otlp_json(), '$.resourceMetrics[*].resource.attributes[*] ? (@.key == "service.namespace")');
+SET agent_journal.service_namespace = 'team-a';
+SELECT DISTINCT a #>> '{value,stringValue}' AS service_namespace
+FROM jsonb_path_query(agent_journal.otlp_json(), '$.resourceMetrics[*].resource.attributes[*] ? (@.key == "service.namespace")') a;
+RESET agent_journal.service_namespace;

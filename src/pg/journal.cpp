@@ -625,6 +625,15 @@ void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int6
   index_close(index, AccessShareLock);
   table_close(heap, AccessShareLock);
 }
+bool answer_key(AnswerKey *k) {
+  if (!ActiveSnapshotSet()) return false;
+  Snapshot s = GetActiveSnapshot();
+  if (s->snapshot_type != SNAPSHOT_MVCC) return false;
+  *k = AnswerKey{GetUserId(), MyProc->lxid, s->curcid, s->xmin, s->xmax,
+                 s->xcnt, s->subxcnt, s->suboverflowed, s->takenDuringRecovery};
+  return true;
+}
+
 }  // namespace ajpg
 
 using namespace ajpg;
@@ -990,32 +999,6 @@ Datum aj_bind_agent_name(PG_FUNCTION_ARGS) {
 // (one finishing below xmax leaves the in-progress list). A replay of one
 // agent thus costs one lookup, not one per row.
 namespace {
-struct AnswerKey {
-  Oid user;
-  LocalTransactionId lxid;
-  CommandId curcid;
-  TransactionId xmin, xmax;
-  uint32 xcnt;
-  int32 subxcnt;
-  bool suboverflowed, in_recovery;
-  bool operator==(const AnswerKey &o) const {
-    return user == o.user && lxid == o.lxid && curcid == o.curcid && xmin == o.xmin &&
-           xmax == o.xmax && xcnt == o.xcnt && subxcnt == o.subxcnt &&
-           suboverflowed == o.suboverflowed && in_recovery == o.in_recovery;
-  }
-};
-
-// The key of the current view, or false if it can't be keyed (no active
-// MVCC snapshot).
-bool answer_key(AnswerKey *k) {
-  if (!ActiveSnapshotSet()) return false;
-  Snapshot s = GetActiveSnapshot();
-  if (s->snapshot_type != SNAPSHOT_MVCC) return false;
-  *k = AnswerKey{GetUserId(), MyProc->lxid, s->curcid, s->xmin, s->xmax,
-                 s->xcnt, s->subxcnt, s->suboverflowed, s->takenDuringRecovery};
-  return true;
-}
-
 struct AnswerCache {
   bool valid = false;
   AnswerKey key{};

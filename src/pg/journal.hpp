@@ -99,6 +99,27 @@ constexpr const char *TALLY_FORGOTTEN_COMPACTED = "forgotten_compacted_entries";
 void retention_cycle();
 extern int retention_interval_s;
 
+// What a statement sees: the user, the command, and the transactions its
+// snapshot counts as committed. Two equal keys see the same rows, so an
+// answer computed under one may be reused under the other (journal.cpp).
+struct AnswerKey {
+  Oid user;
+  LocalTransactionId lxid;
+  CommandId curcid;
+  TransactionId xmin, xmax;
+  uint32 xcnt;
+  int32 subxcnt;
+  bool suboverflowed, in_recovery;
+  bool operator==(const AnswerKey &o) const {
+    return user == o.user && lxid == o.lxid && curcid == o.curcid && xmin == o.xmin &&
+           xmax == o.xmax && xcnt == o.xcnt && subxcnt == o.subxcnt &&
+           suboverflowed == o.suboverflowed && in_recovery == o.in_recovery;
+  }
+};
+
+// The key of the active snapshot; false if there is none (or not MVCC).
+bool answer_key(AnswerKey *k);
+
 // Shared memory (exporter.cpp; only when the library is preloaded).
 void count_fenced_write();
 bool fenced_writes(uint64 *count, TimestampTz *since);
