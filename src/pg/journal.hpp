@@ -45,7 +45,7 @@ enum class View {
 // that uses them). lease_graph is InvalidOid before schema 0.5.0.
 struct Rels {
   Oid entries, entries_pkey, state, state_pkey;
-  Oid lease_graph, saved_states, retention, tallies, tallies_pkey;  // 0.5.0
+  Oid lease_graph, saved_states, retention, tallies, tallies_pkey, saved_states_pkey;  // 0.5.0
 };
 const Rels &rels();
 
@@ -80,6 +80,10 @@ void check_size(Size raw, const char *argname);
 void check_key(text *key);
 // The caller's tenant check on an agent (42501).
 void check_tenant(const Latest &l, const OwnerSwitch &who, Datum agent);
+// The same for a reader, from the statement's snapshot: the common cases
+// (an unbound agent, the owner's privileges, a superuser) need no SPI;
+// returns the agent's latest state.
+Latest check_agent_read(Datum agent);
 // Entries of `agent` with from <= sequence <= to, at most max, in order,
 // into the materialized SRF result (replay's columns).
 void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max);

@@ -9,6 +9,14 @@
 #include "pg/journal.hpp"
 
 extern "C" {
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "parser/parse_func.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
@@ -52,18 +60,6 @@ int64 max_entries_arg(FunctionCallInfo fcinfo, int argno) {
   return m;
 }
 
-// The latest saved state's through_sequence (0: none), in the statement's
-// snapshot. Inside SPI.
-int64 latest_state(Datum agent) {
-  static SPIPlanPtr plan;
-  Datum args[1] = {agent};
-  static const Oid types[] = {UUIDOID};
-  run_plan(&plan,
-           "SELECT COALESCE(pg_catalog.max(through_sequence), 0)::pg_catalog.int8 "
-           "FROM agent_journal.saved_states WHERE agent_id OPERATOR(pg_catalog.=) $1",
-           1, types, args, nullptr, SPI_OK_SELECT, true);
-  return result_int8();
-}
 
 // The iteration of the agent's entry `seq`, or -1 if it is not live.
 int32 iteration_of(Datum agent, int64 seq) {
@@ -79,6 +75,40 @@ int32 iteration_of(Datum agent, int64 seq) {
 }
 
 void require_states_schema();
+
+// The latest saved state's through_sequence (0: none) in the statement's
+// snapshot: a backward probe of saved_states_pkey, no SPI.
+int64 latest_state_probe(Datum agent) {
+  const Rels &r = rels();
+  Relation heap = table_open(r.saved_states, AccessShareLock);
+  Relation index = index_open(r.saved_states_pkey, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, agent);
+  IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+  index_rescan(scan, &key, 1, nullptr, 0);
+  TupleTableSlot *slot = table_slot_create(heap, nullptr);
+  int64 from = 0;
+  if (index_getnext_slot(scan, BackwardScanDirection, slot)) {
+    AttrNumber att = InvalidAttrNumber;
+    TupleDesc desc = RelationGetDescr(heap);
+    for (int i = 0; i < desc->natts; i++) {
+      Form_pg_attribute a = TupleDescAttr(desc, i);
+      if (!a->attisdropped && a->atttypid == INT8OID && strcmp(NameStr(a->attname), "through_sequence") == 0)
+        att = a->attnum;
+    }
+    if (att == InvalidAttrNumber)
+      ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                      errmsg("agent_journal.saved_states has no bigint column \"through_sequence\""),
+                      errhint("Undo the ALTER TABLE on the extension's table.")));
+    bool isnull;
+    from = DatumGetInt64(slot_getattr(slot, att, &isnull));
+  }
+  ExecDropSingleTupleTableSlot(slot);
+  index_endscan(scan);
+  index_close(index, AccessShareLock);
+  table_close(heap, AccessShareLock);
+  return from;
+}
 
 // What resume's guard and its scan bound need of an agent: its latest
 // state and compaction point, after the caller's tenant check. The planner
@@ -101,12 +131,9 @@ const ResumeInfo &resume_info(Datum agent) {
   if (keyed && resume_cache.valid && resume_cache.key == key &&
       memcmp(&resume_cache.agent, a, sizeof(pg_uuid_t)) == 0)
     return resume_cache;
-  OwnerSwitch who = spi_begin();
   require_states_schema();
-  Latest l = read_latest(agent, View::Statement);
-  check_tenant(l, who, agent);
-  int64 from = latest_state(agent);
-  spi_end(who);
+  Latest l = check_agent_read(agent);
+  int64 from = latest_state_probe(agent);
   resume_cache.valid = keyed;
   resume_cache.key = key;
   resume_cache.agent = *a;
@@ -116,7 +143,7 @@ const ResumeInfo &resume_info(Datum agent) {
 }
 
 void require_states_schema() {
-  if (!OidIsValid(rels().saved_states))
+  if (!OidIsValid(rels().saved_states) || !OidIsValid(rels().saved_states_pkey))
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("agent_journal.saved_states is missing"),
                     errhint("ALTER EXTENSION agent_journal UPDATE")));
@@ -217,10 +244,7 @@ Datum aj_backward_guard(PG_FUNCTION_ARGS) {
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                     errmsg("before_sequence must be >= 1, got %lld", (long long)PG_GETARG_INT64(1))));
   int64 max_entries = max_entries_arg(fcinfo, 2);
-  Datum agent = PG_GETARG_DATUM(0);
-  OwnerSwitch who = spi_begin();
-  check_tenant(read_latest(agent, View::Statement), who, agent);
-  spi_end(who);
+  (void)check_agent_read(PG_GETARG_DATUM(0));
   if (max_entries < 0) PG_RETURN_NULL();
   PG_RETURN_INT64(max_entries);
 }
