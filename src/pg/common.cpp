@@ -8,6 +8,11 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "utils/acl.h"
 #include "tcop/utility.h"
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/tableam.h"
+#include "access/twophase.h"
+#include "executor/tuptable.h"
 }
 
 namespace ajpg {
@@ -49,6 +54,31 @@ int64 result_int8(int col) {
   if (SPI_processed == 0) elog(ERROR, "agent_journal: query returned no row");
   Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
   return isnull ? 0 : DatumGetInt64(d);
+}
+
+bool held_by_other(Relation heap, Relation index, ScanKey keys, int nkeys) {
+  SnapshotData dirty;
+  InitDirtySnapshot(dirty);
+  IndexScanDesc scan = index_beginscan(heap, index, &dirty, nkeys, 0);
+  index_rescan(scan, keys, nkeys, nullptr, 0);
+  TupleTableSlot *slot = table_slot_create(heap, nullptr);
+  // HeapTupleSatisfiesDirty reports a running updater in xmax, a running
+  // inserter in xmin.
+  bool busy =
+      index_getnext_slot(scan, ForwardScanDirection, slot) &&
+      ((TransactionIdIsValid(dirty.xmax) && !TransactionIdIsCurrentTransactionId(dirty.xmax)) ||
+       (TransactionIdIsValid(dirty.xmin) && !TransactionIdIsCurrentTransactionId(dirty.xmin)));
+  ExecDropSingleTupleTableSlot(slot);
+  index_endscan(scan);
+  return busy;
+}
+
+int32 backend_slot(bool (*busy)(int32 slot, void *arg), void *arg) {
+  for (int k = 0; k <= max_prepared_xacts; k++) {
+    int32 slot = MyBackendId + k * (MaxBackends + 1);
+    if (!busy(slot, arg)) return slot;
+  }
+  return -1;
 }
 
 void lock_agent(const pg_uuid_t *agent) {

@@ -68,7 +68,6 @@ void check_lease(const Latest &l, bool has_token, int64 token, Datum agent);
 // has it (0.5.0) and it is not NULL.
 bool lease_arg(FunctionCallInfo fcinfo, int argno, int64 *token);
 
-// ERROR 55006 if the agent has a live lease (a write that carries none).
 // Under the agent lock, inside SPI as the owner (journal.cpp):
 // Deletes the agent's entries <= through (> its compaction point), moves
 // the compaction point, drops saved states below it; returns how many

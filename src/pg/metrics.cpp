@@ -427,17 +427,7 @@ bool row_busy(const SlotRels &r, Datum name, Datum labels, int32 slot_no = -1) {
   if (slots)
     ScanKeyEntryInitialize(&keys[2], 0, 3, BTEqualStrategyNumber, InvalidOid, InvalidOid,
                            F_INT4EQ, Int32GetDatum(slot_no));
-  int nkeys = slots ? 3 : 2;
-  SnapshotData dirty;
-  InitDirtySnapshot(dirty);
-  IndexScanDesc scan = index_beginscan(heap, index, &dirty, nkeys, 0);
-  index_rescan(scan, keys, nkeys, nullptr, 0);
-  TupleTableSlot *slot = table_slot_create(heap, nullptr);
-  bool busy = index_getnext_slot(scan, ForwardScanDirection, slot) &&
-              ((TransactionIdIsValid(dirty.xmax) && !TransactionIdIsCurrentTransactionId(dirty.xmax)) ||
-               (TransactionIdIsValid(dirty.xmin) && !TransactionIdIsCurrentTransactionId(dirty.xmin)));
-  ExecDropSingleTupleTableSlot(slot);
-  index_endscan(scan);
+  bool busy = held_by_other(heap, index, keys, slots ? 3 : 2);
   index_close(index, AccessShareLock);
   table_close(heap, AccessShareLock);
   return busy;
@@ -445,18 +435,18 @@ bool row_busy(const SlotRels &r, Datum name, Datum labels, int32 slot_no = -1) {
 
 SPIPlanPtr p_slot_add;
 
-// This backend's slot for a series: its backend id, unless that slot's row
-// is held by another transaction that is still open — one this backend
-// prepared (PREPARE TRANSACTION keeps its row locks), or a prepared one of
-// an earlier backend with the same id. Then the same id in the next range
-// of MaxBackends, as many ranges as there can be prepared transactions.
-// -1 if every candidate is busy.
+// This backend's slot for a series (backend_slot).
+struct SeriesKey {
+  const SlotRels *r;
+  Datum name, labels;
+};
+bool series_slot_busy(int32 slot, void *arg) {
+  const SeriesKey *k = static_cast<const SeriesKey *>(arg);
+  return row_busy(*k->r, k->name, k->labels, slot);
+}
 int32 free_slot(const SlotRels &r, Datum name, Datum labels) {
-  for (int k = 0; k <= max_prepared_xacts; k++) {
-    int32 slot = MyBackendId + k * (MaxBackends + 1);
-    if (!row_busy(r, name, labels, slot)) return slot;
-  }
-  return -1;
+  SeriesKey k{&r, name, labels};
+  return backend_slot(series_slot_busy, &k);
 }
 
 // Adds to this backend's slot of a series whose row is busy; returns the

@@ -20,6 +20,8 @@ extern "C" {
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "access/skey.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -69,6 +71,17 @@ uint64 run_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *types, 
                 const char *nulls, int expect_rc, bool read_only = false, long count = 0);
 // Column `col` of the first row of the last SPI result as int64.
 int64 result_int8(int col = 1);
+
+// Is the row that `keys` find in `index` (of `heap`) being changed or
+// inserted by another transaction still open? A dirty-snapshot probe, as
+// unique checks do. (counter_slots, tallies)
+bool held_by_other(Relation heap, Relation index, ScanKey keys, int nkeys);
+// This backend's slot among per-backend rows: its backend id, unless that
+// slot's row is held by another transaction still open (one this backend
+// prepared, or a prepared one of an earlier backend with the same id); then
+// the same id in the next range of MaxBackends, as many ranges as there
+// can be prepared transactions. -1 if every candidate is busy.
+int32 backend_slot(bool (*busy)(int32 slot, void *arg), void *arg);
 
 // Transaction-scoped exclusive lock on one agent's journal: an advisory lock
 // tag (no WAL, released at commit/abort) in a key space of its own

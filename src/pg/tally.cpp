@@ -25,27 +25,22 @@ extern "C" {
 namespace ajpg {
 namespace {
 
-// Is (name, slot)'s row being changed by another transaction still open?
-// A dirty-snapshot probe of the primary key, as unique checks do.
-bool slot_busy(const Rels &r, Datum name, int32 slot_no) {
-  Relation heap = table_open(r.tallies, AccessShareLock);
-  Relation index = index_open(r.tallies_pkey, AccessShareLock);
+struct TallyKey {
+  const Rels *r;
+  Datum name;
+};
+
+// Is (name, slot)'s row held by another transaction still open?
+bool slot_busy(int32 slot_no, void *arg) {
+  const TallyKey *k = static_cast<const TallyKey *>(arg);
+  Relation heap = table_open(k->r->tallies, AccessShareLock);
+  Relation index = index_open(k->r->tallies_pkey, AccessShareLock);
   ScanKeyData keys[2];
   ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-                         index->rd_indcollation[0], F_TEXTEQ, name);
+                         index->rd_indcollation[0], F_TEXTEQ, k->name);
   ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, InvalidOid, F_INT4EQ,
                          Int32GetDatum(slot_no));
-  SnapshotData dirty;
-  InitDirtySnapshot(dirty);
-  IndexScanDesc scan = index_beginscan(heap, index, &dirty, 2, 0);
-  index_rescan(scan, keys, 2, nullptr, 0);
-  TupleTableSlot *slot = table_slot_create(heap, nullptr);
-  bool busy =
-      index_getnext_slot(scan, ForwardScanDirection, slot) &&
-      ((TransactionIdIsValid(dirty.xmax) && !TransactionIdIsCurrentTransactionId(dirty.xmax)) ||
-       (TransactionIdIsValid(dirty.xmin) && !TransactionIdIsCurrentTransactionId(dirty.xmin)));
-  ExecDropSingleTupleTableSlot(slot);
-  index_endscan(scan);
+  bool busy = held_by_other(heap, index, keys, 2);
   index_close(index, AccessShareLock);
   table_close(heap, AccessShareLock);
   return busy;
@@ -57,13 +52,11 @@ void tally_add(const char *name, int64 delta) {
   const Rels &r = rels();
   if (delta == 0 || !OidIsValid(r.tallies) || !OidIsValid(r.tallies_pkey)) return;
   Datum name_d = CStringGetTextDatum(name);
-  int32 slot = MyBackendId;
-  for (int k = 0; k <= max_prepared_xacts; k++) {
-    slot = MyBackendId + k * (MaxBackends + 1);
-    if (!slot_busy(r, name_d, slot)) break;
-  }
+  TallyKey key{&r, name_d};
+  int32 slot = backend_slot(slot_busy, &key);
   // Every candidate busy (more prepared transactions than slots can only
-  // happen if max_prepared_transactions was lowered): wait on the last.
+  // happen if max_prepared_transactions was lowered): wait on our own.
+  if (slot < 0) slot = MyBackendId;
   static SPIPlanPtr plan;
   static const Oid types[] = {TEXTOID, INT4OID, INT8OID};
   Datum args[3] = {name_d, Int32GetDatum(slot), Int64GetDatum(delta)};
