@@ -1,6 +1,7 @@
 #include "core/exposition.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <functional>
@@ -193,6 +194,27 @@ bool prepare_series(const Family &f, Series &s) {
   } catch (const std::invalid_argument &) {
     return false;
   }
+  // Exemplars that do not fit are left out; the series stays.
+  if (!s.exemplars.empty()) {
+    const std::size_t buckets = f.type == MetricType::Histogram ? f.bounds.size() + 1
+                                : f.type == MetricType::Counter ? 1 : 0;
+    std::vector<Exemplar> kept;
+    for (Exemplar &e : s.exemplars) {
+      if (e.bucket >= buckets || !std::isfinite(e.value) || !std::isfinite(e.timestamp)) continue;
+      bool taken = false;
+      for (const Exemplar &k : kept) taken = taken || k.bucket == e.bucket;
+      if (taken) continue;
+      try {
+        e.labels = normalize_exemplar_labels(std::move(e.labels));
+      } catch (const std::invalid_argument &) {
+        continue;
+      }
+      kept.push_back(std::move(e));
+    }
+    std::sort(kept.begin(), kept.end(),
+              [](const Exemplar &a, const Exemplar &b) { return a.bucket < b.bucket; });
+    s.exemplars = std::move(kept);
+  }
   switch (f.type) {
     case MetricType::Counter:
       return !std::isnan(s.value) && s.value >= 0;
@@ -296,6 +318,29 @@ void append_created(std::string &out, double created) {
   out.append(buf, static_cast<std::size_t>(n));
 }
 
+// ` # {labels} value timestamp` after an OpenMetrics sample, for the
+// series' exemplar of `bucket` if it has one.
+void append_exemplar(std::string &out, const Series &s, std::size_t bucket) {
+  for (const Exemplar &e : s.exemplars) {
+    if (e.bucket != bucket) continue;
+    out += " # {";
+    bool first = true;
+    for (const auto &[k, v] : e.labels) {
+      if (!first) out += ',';
+      first = false;
+      out += k;
+      out += "=\"";
+      append_escaped(out, v, true);
+      out += '"';
+    }
+    out += "} ";
+    append_double_openmetrics(out, e.value);
+    out += ' ';
+    append_created(out, e.timestamp);
+    return;
+  }
+}
+
 std::string_view without_total(const std::string &name) {
   std::string_view n(name);
   constexpr std::string_view kTotal = "_total";
@@ -350,6 +395,7 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
       if (f.type != MetricType::Histogram) {
         append_sample_head(out, f.name, "", s.labels, nullptr);
         append_value(out, s.value);
+        if (om && f.type == MetricType::Counter && !s.exemplars.empty()) append_exemplar(out, s, 0);
         out += '\n';
         if (om && f.type == MetricType::Counter && s.created > 0) {
           append_sample_head(out, without_total(f.name), "_created", s.labels, nullptr);
@@ -363,6 +409,7 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
         cumulative += s.bucket_counts[i];
         append_sample_head(out, f.name, "_bucket", s.labels, &le[i]);
         append_uint(out, cumulative);
+        if (om && !s.exemplars.empty()) append_exemplar(out, s, i);
         out += '\n';
       }
       // OpenMetrics: _sum is a counter (no NaN, not negative) and is not
@@ -406,6 +453,65 @@ void append_attributes(std::string &out, const Labels &labels) {
     out += ",\"value\":{\"stringValue\":";
     append_json_string(out, v);
     out += "}}";
+  }
+  out += ']';
+}
+
+// A label that OTLP carries in its own field: trace_id (32 hex digits) or
+// span_id (16), not all zero.
+bool otlp_id(const std::string &v, std::size_t len) {
+  if (v.size() != len) return false;
+  bool nonzero = false;
+  for (char c : v) {
+    bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (!hex) return false;
+    nonzero = nonzero || c != '0';
+  }
+  return nonzero;
+}
+
+// `,"exemplars":[...]`: trace_id and span_id go to traceId / spanId (as
+// hex, OTLP/JSON's encoding), the other labels to filteredAttributes.
+void append_otlp_exemplars(std::string &out, const std::vector<Exemplar> &exemplars) {
+  out += ",\"exemplars\":[";
+  bool first = true;
+  for (const Exemplar &e : exemplars) {
+    if (!first) out += ',';
+    first = false;
+    out += "{\"filteredAttributes\":[";
+    std::string trace, span;
+    bool first_attr = true;
+    for (const auto &[k, v] : e.labels) {
+      std::string lower;
+      if (k == "trace_id" && otlp_id(v, 32)) {
+        for (char c : v) trace += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        continue;
+      }
+      if (k == "span_id" && otlp_id(v, 16)) {
+        for (char c : v) span += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        continue;
+      }
+      if (!first_attr) out += ',';
+      first_attr = false;
+      out += "{\"key\":";
+      append_json_string(out, k);
+      out += ",\"value\":{\"stringValue\":";
+      append_json_string(out, v);
+      out += "}}";
+    }
+    out += "],\"timeUnixNano\":";
+    append_json_string(out, std::to_string(static_cast<int64_t>(std::llround(e.timestamp * 1e6)) * 1000));
+    out += ",\"asDouble\":";
+    append_json_double(out, e.value);
+    if (!span.empty()) {
+      out += ",\"spanId\":";
+      append_json_string(out, span);
+    }
+    if (!trace.empty()) {
+      out += ",\"traceId\":";
+      append_json_string(out, trace);
+    }
+    out += '}';
   }
   out += ']';
 }
@@ -655,6 +761,7 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
           }
           out += ']';
         }
+        if (!s.exemplars.empty()) append_otlp_exemplars(out, s.exemplars);
         out += '}';
       }
       out += "]}}";

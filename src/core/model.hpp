@@ -2,6 +2,7 @@
 // OTLP JSON). Pure C++17: never includes a PostgreSQL header.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -17,6 +18,15 @@ const char *type_name(MetricType t);  // "counter", "gauge", "histogram"
 // empty values (see normalize_labels in names.hpp).
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+// The latest observation behind a sample, with labels that link it to its
+// cause (a trace, a journal entry): OpenMetrics exemplars, OTLP exemplars.
+struct Exemplar {
+  std::size_t bucket = 0;  // histogram: the bucket's index (0-based); counter: 0
+  Labels labels;           // sorted by name, as normalize_labels leaves them
+  double value = 0;        // the observed value (histogram) or increment (counter)
+  double timestamp = 0;    // Unix epoch seconds of the observation
+};
+
 struct Series {
   Labels labels;
   // Counter / gauge: the value.
@@ -29,6 +39,8 @@ struct Series {
   // Counter / histogram: when the series started counting (Unix epoch
   // seconds; 0 = unknown): OpenMetrics `_created`, OTLP startTimeUnixNano.
   double created = 0;
+  // Counter / histogram: at most one per bucket (counter: bucket 0).
+  std::vector<Exemplar> exemplars;
 };
 
 struct Family {

@@ -212,6 +212,43 @@ void validate_label_value(const std::string &name, const std::string &value) {
   if (!is_valid_utf8(value)) fail(path(), "label value is not valid utf-8");
 }
 
+namespace {
+std::size_t utf8_chars(std::string_view s) {
+  std::size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+}  // namespace
+
+Labels normalize_exemplar_labels(Labels labels) {
+  if (labels.empty()) fail("exemplar", "must have at least one label");
+  std::size_t chars = 0;
+  for (const auto &[name, value] : labels) {
+    std::string path = "exemplar." + (quote_for_message(name) == "\"" + name + "\""
+                                          ? name : quote_for_message(name));
+    bool ok = !name.empty() && name.size() <= kMaxLabelNameBytes && is_letter_or_underscore(name[0]);
+    for (std::size_t i = 1; ok && i < name.size(); ++i)
+      ok = is_letter_or_underscore(name[i]) || is_digit(name[i]);
+    if (!ok) fail(path, "label name " + quote_for_message(name) +
+                            " is not valid: must match [a-zA-Z_][a-zA-Z0-9_]*");
+    if (starts_with(name, "__"))
+      fail(path, "label name \"" + name + "\" is reserved: names starting with __ are internal");
+    if (value.find('\0') != std::string::npos) fail(path, "label value contains a nul byte");
+    if (!is_valid_utf8(value)) fail(path, "label value is not valid utf-8");
+    chars += utf8_chars(name) + utf8_chars(value);
+  }
+  if (chars > kMaxExemplarLabelChars)
+    fail("exemplar", "labels are " + std::to_string(chars) + " characters in all, at most " +
+                         std::to_string(kMaxExemplarLabelChars) + " allowed (OpenMetrics)");
+  for (std::size_t i = 1; i < labels.size(); ++i)
+    for (std::size_t j = i; j > 0 && labels[j].first < labels[j - 1].first; --j)
+      std::swap(labels[j], labels[j - 1]);
+  for (std::size_t i = 1; i < labels.size(); ++i)
+    if (labels[i].first == labels[i - 1].first)
+      fail("exemplar." + labels[i].first, "label name \"" + labels[i].first + "\" given twice");
+  return labels;
+}
+
 Labels normalize_labels(Labels labels) {
   for (const auto &[name, value] : labels) {
     validate_label_name(name);

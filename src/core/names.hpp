@@ -41,6 +41,16 @@ void validate_label_name(const std::string &name);
 // Valid UTF-8 without NUL, at most kMaxLabelValueBytes. Path `labels.<name>`.
 void validate_label_value(const std::string &name, const std::string &value);
 
+// OpenMetrics: an exemplar's label names and values together are at most
+// 128 UTF-8 characters.
+constexpr std::size_t kMaxExemplarLabelChars = 128;
+
+// An exemplar's labels: the label name and value rules (paths
+// `exemplar.<name>`; `le` and `quantile` are allowed there), no name given
+// twice, at least one label, at most kMaxExemplarLabelChars characters in
+// all (path `exemplar`). Returns them sorted by name, empty values kept.
+Labels normalize_exemplar_labels(Labels labels);
+
 // Validates every name and value, rejects a name given twice, drops pairs
 // whose value is empty (Prometheus treats an empty value as an absent
 // label) and sorts by name.

@@ -597,6 +597,67 @@ TEST(Otlp, StartTimeForCumulativePoints) {
   for (const auto &dp : (*temperature)["gauge"]["dataPoints"]) EXPECT_FALSE(dp.contains("startTimeUnixNano"));
 }
 
+TEST(OpenMetrics, ExemplarsOnBucketsAndCounters) {
+  Family c = counter_family();
+  // requests_total{code="500"} is series 1 after sorting; give series 0 one
+  c.series[0].exemplars.push_back({0, {{"trace_id", "abc"}, {"agent_id", "a1"}}, 2, 1700000003.5});
+  Family h = histogram_family();  // bounds 0.5, 1; counts 1 2 3
+  h.series[0].exemplars.push_back({1, {{"sequence", "42"}}, 0.75, 1700000004});
+  h.series[0].exemplars.push_back({2, {{"sequence", "43"}}, 7, 1700000005.25});
+  h.series[0].exemplars.push_back({9, {{"sequence", "44"}}, 7, 1700000005});  // no such bucket
+  std::string out = render_openmetrics({c, h}, {});
+  EXPECT_NE(out.find("requests_total{code=\"200\",method=\"get\"} 5.0 # {agent_id=\"a1\",trace_id=\"abc\"} 2.0 1700000003.5\n"),
+            std::string::npos) << out;
+  EXPECT_NE(out.find("latency_seconds_bucket{agent=\"a1\",tool=\"grep\",le=\"0.5\"} 1\n"
+                     "latency_seconds_bucket{agent=\"a1\",tool=\"grep\",le=\"1.0\"} 3 # {sequence=\"42\"} 0.75 1700000004\n"
+                     "latency_seconds_bucket{agent=\"a1\",tool=\"grep\",le=\"+Inf\"} 6 # {sequence=\"43\"} 7.0 1700000005.25\n"),
+            std::string::npos) << out;
+  EXPECT_EQ(out.find("\"44\""), std::string::npos) << out;
+  // not in the 0.0.4 text format
+  EXPECT_EQ(render_prometheus({c, h}, {}).find(" # {"), std::string::npos);
+}
+
+TEST(OpenMetrics, InvalidExemplarLeftOutSeriesKept) {
+  Family c = counter_family();
+  std::string long_value(130, 'x');
+  c.series[0].exemplars.push_back({0, {{"trace_id", long_value}}, 1, 1700000000});
+  std::string out = render_openmetrics({c}, {});
+  EXPECT_NE(out.find("requests_total{code=\"200\",method=\"get\"} 5.0\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find(" # {"), std::string::npos) << out;
+}
+
+TEST(Otlp, Exemplars) {
+  Family c = counter_family();
+  c.series[0].exemplars.push_back(
+      {0, {{"trace_id", "4BF92F3577B34DA6A3CE929D0E0E4736"}, {"span_id", "00f067aa0ba902b7"}, {"agent_id", "a1"}},
+       2, 1700000003.5});
+  Family h = histogram_family();
+  h.series[0].exemplars.push_back({2, {{"trace_id", "not-hex"}}, 7, 1700000005});
+  nlohmann::json doc = nlohmann::json::parse(render_otlp_json({c, h}, nullptr, 1700000009000000000, {}));
+  const auto &rm = doc["resourceMetrics"][0];
+  const auto *requests = metric_named(rm, "requests");
+  ASSERT_NE(requests, nullptr);
+  int seen = 0;
+  for (const auto &dp : (*requests)["sum"]["dataPoints"]) {
+    if (!dp.contains("exemplars")) continue;
+    ++seen;
+    const auto &e = dp["exemplars"][0];
+    EXPECT_EQ(e["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    EXPECT_EQ(e["spanId"], "00f067aa0ba902b7");
+    EXPECT_EQ(e["timeUnixNano"], "1700000003500000000");
+    EXPECT_EQ(e["asDouble"], 2);
+    ASSERT_EQ(e["filteredAttributes"].size(), 1u);
+    EXPECT_EQ(e["filteredAttributes"][0]["key"], "agent_id");
+  }
+  EXPECT_EQ(seen, 1);
+  const auto *latency = metric_named(rm, "latency_seconds");
+  ASSERT_NE(latency, nullptr);
+  const auto &e = (*latency)["histogram"]["dataPoints"][0]["exemplars"][0];
+  EXPECT_FALSE(e.contains("traceId"));  // not 32 hex digits: an attribute
+  EXPECT_EQ(e["filteredAttributes"][0]["key"], "trace_id");
+  EXPECT_EQ(e["asDouble"], 7);
+}
+
 TEST(Otlp, ScopeVersionAndServiceNamespace) {
   RenderOptions opts;
   opts.scope_version = "0.5.0";
@@ -667,6 +728,13 @@ std::vector<Family> rich_model() {
       family("g", MetricType::Gauge, "dup", {point({{"a", "1"}}, 1), point({{"a", "1"}}, 2)}),
       family("bad", MetricType::Gauge, "invalid label", {point({{"le", "x"}}, 1)}),
   };
+  // _created and exemplars (counter and histogram buckets), as the library
+  // renders them
+  m[0].series[0].created = 1700000000.123456;
+  m[0].series[0].exemplars.push_back({0, {{"trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"}}, 1, 1700000001.5});
+  m[3].series[0].created = 1700000000;
+  m[3].series[0].exemplars.push_back({0, {{"agent_id", "a1"}, {"sequence", "42"}}, 0.25, 1700000002});
+  m[3].series[0].exemplars.push_back({2, {{"le", "x"}}, 9, 1700000003});
   return m;
 }
 
@@ -718,11 +786,11 @@ TEST(ExternalValidators, PythonParserAcceptsOpenMetrics) {
       "text_string_to_metric_families as p; fams = list(p(sys.stdin.read())); "
       "print(len(fams), sum(len(f.samples) for f in fams))'";
   EXPECT_EQ(run_with_input(check, text, output), 0) << output;
-  // 9 families (the dropped one included); samples: requests 2, tokens 1,
-  // temperature 4, latency 5, request_duration 14 + 14 + 12 (NaN sum: no
-  // _sum/_count), offset 4 (negative bounds: no _sum/_count), big_ratio 4,
-  // g 1, dropped 3.
-  EXPECT_EQ(output, "9 64\n");
+  // 9 families (the dropped one included); samples: requests 2 + 1
+  // _created, tokens 1, temperature 4, latency 5 + 1 _created,
+  // request_duration 14 + 14 + 12 (NaN sum: no _sum/_count), offset 4
+  // (negative bounds: no _sum/_count), big_ratio 4, g 1, dropped 3.
+  EXPECT_EQ(output, "9 66\n");
 }
 
 TEST(ExternalValidators, OtlpJson) {

@@ -339,5 +339,25 @@ TEST(LabelName, LongEscapedNameIsQuotedInThePath) {
             "labels.\"" + std::string(64, 'a') + "\"...: label value contains a nul byte");
 }
 
+
+TEST(ExemplarLabels, SortedAndLimited) {
+  Labels l = normalize_exemplar_labels({{"trace_id", "abc"}, {"agent_id", "a"}});
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_EQ(l[0].first, "agent_id");
+  // 128 characters in all is fine, 129 is not; characters, not bytes
+  EXPECT_NO_THROW(normalize_exemplar_labels({{"k", std::string(127, 'x')}}));
+  EXPECT_EQ(error_of([&] { normalize_exemplar_labels({{"k", std::string(128, 'x')}}); }),
+            "exemplar: labels are 129 characters in all, at most 128 allowed (OpenMetrics)");
+  std::string e_acute = "\xc3\xa9";
+  std::string v;
+  for (int i = 0; i < 127; i++) v += e_acute;
+  EXPECT_NO_THROW(normalize_exemplar_labels({{"k", v}}));
+  EXPECT_EQ(error_of([&] { normalize_exemplar_labels({}); }), "exemplar: must have at least one label");
+  EXPECT_EQ(error_of([&] { normalize_exemplar_labels({{"1x", "v"}}); }),
+            "exemplar.1x: label name \"1x\" is not valid: must match [a-zA-Z_][a-zA-Z0-9_]*");
+  EXPECT_EQ(error_of([&] { normalize_exemplar_labels({{"k", "\xff"}}); }),
+            "exemplar.k: label value is not valid utf-8");
+}
+
 }  // namespace
 }  // namespace aj
