@@ -20,9 +20,9 @@ void append_journal_families(const JournalTotals &t, std::vector<Family> &out) {
   add(out, "agent_journal_live_entries", MetricType::Gauge,
       "Journal entries not yet compacted", t.live_entries);
   add(out, "agent_journal_appended_entries_total", MetricType::Counter,
-      "Journal entries ever appended (sum of the agents' latest sequences, forgotten agents included)", t.appended_entries);
+      "Journal entries ever appended (sum of the agents' latest sequences, forgotten agents included)", t.appended_entries, t.since);
   add(out, "agent_journal_compacted_entries_total", MetricType::Counter,
-      "Journal entries removed by compaction", t.compacted_entries);
+      "Journal entries removed by compaction", t.compacted_entries, t.since);
 }
 
 void append_lease_families(const LeaseTotals &t, std::vector<Family> &out) {
@@ -36,11 +36,12 @@ void append_lease_families(const LeaseTotals &t, std::vector<Family> &out) {
         static_cast<double>(t.fenced), t.fenced_since);
 }
 
-void append_state_families(int64_t saved_states, int64_t retention_removed, std::vector<Family> &out) {
+void append_state_families(int64_t saved_states, int64_t retention_removed, std::vector<Family> &out,
+                           double since) {
   add(out, "agent_journal_saved_states", MetricType::Gauge, "Saved states (save_state) kept",
       static_cast<double>(saved_states));
   add(out, "agent_journal_retention_removed_entries_total", MetricType::Counter,
-      "Journal entries removed by retention policies", static_cast<double>(retention_removed));
+      "Journal entries removed by retention policies", static_cast<double>(retention_removed), since);
 }
 
 }  // namespace aj

@@ -13,6 +13,7 @@ struct JournalTotals {
   int64_t live_entries = 0;       // entries not compacted
   int64_t appended_entries = 0;   // sum of latest sequences
   int64_t compacted_entries = 0;  // sum of compaction points
+  double since = 0;               // when the counters started counting (Unix epoch s; 0 = unknown)
 };
 
 // Leases (schema 0.5.0).
@@ -34,7 +35,8 @@ constexpr const char *kLeaseTakeoversHelp =
 void append_lease_families(const LeaseTotals &t, std::vector<Family> &out);
 
 // agent_journal_saved_states (gauge), agent_journal_retention_removed_entries_total.
-void append_state_families(int64_t saved_states, int64_t retention_removed, std::vector<Family> &out);
+void append_state_families(int64_t saved_states, int64_t retention_removed, std::vector<Family> &out,
+                           double since = 0);
 
 // agent_journal_agents, agent_journal_live_entries,
 // agent_journal_appended_entries_total, agent_journal_compacted_entries_total.

@@ -572,6 +572,8 @@ int64 compact_locked(Datum agent, const Latest &l, int64 through) {
              "compacted_iteration = GREATEST(compacted_iteration, $3) "
              "WHERE agent_id OPERATOR(pg_catalog.=) $1",
              3, utypes, uargs, nullptr, SPI_OK_UPDATE);
+    // The counter follows the compaction point, as the walk of 0.5.0 did.
+    tally_add(TALLY_COMPACTED, through - l.compacted);
   }
   // Saved states below the compaction point can no longer be resumed from
   // (their next entries are gone); the latest one stays (resume then
@@ -689,7 +691,11 @@ Datum aj_append(PG_FUNCTION_ARGS) {
   Datum args[6] = {agent, Int64GetDatum(seq), Int32GetDatum(iteration), kind,
                    TimestampTzGetDatum(entry_time(l)), JsonbPGetDatum(event)};
   insert_entry(args, types);
-  if (!l.known) create_state(agent);
+  if (!l.known) {
+    create_state(agent);
+    tally_add(TALLY_AGENTS, 1);
+  }
+  tally_bump(TALLY_APPENDED, 1);
   if (has_key) store_key(agent, key, seq, seq, hash);
   spi_end(who);
   PG_RETURN_INT64(seq);
@@ -762,7 +768,11 @@ Datum aj_append_batch(PG_FUNCTION_ARGS) {
   if (inserted != (uint64)n) elog(ERROR, "agent_journal: batch inserted %llu of %d rows",
                                   (unsigned long long)inserted, n);
   int64 last = l.sequence + n;
-  if (!l.known) create_state(agent);
+  if (!l.known) {
+    create_state(agent);
+    tally_add(TALLY_AGENTS, 1);
+  }
+  tally_bump(TALLY_APPENDED, n);
   if (has_key) store_key(agent, key, l.sequence + 1, last, hash);
   spi_end(who);
   PG_RETURN_INT64(last);
@@ -899,6 +909,10 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
   // down.
   tally_add(TALLY_FORGOTTEN_APPENDED, l.sequence);
   tally_add(TALLY_FORGOTTEN_COMPACTED, l.compacted);
+  // 0.6.0: appended and compacted already count them; the live entries
+  // that go, and the agent, are taken off.
+  tally_add(TALLY_FORGOTTEN_LIVE, l.sequence - l.compacted);
+  if (l.known) tally_add(TALLY_AGENTS, -1);
   // Entries first (their count is the answer), then keys, then the state.
   int64 removed = (int64)run_plan(
       &p_forget_entries,
@@ -951,7 +965,9 @@ static void bind_agent(FunctionCallInfo fcinfo, Oid role) {
                     errmsg("only admins may bind agents to roles"),
                     errhint("Run agent_journal.grant_access(role, 'admin') as a superuser.")));
   lock_agent(DatumGetUUIDP(agent));
-  check_serializable(read_latest_locked(agent, who), agent);
+  Latest l = read_latest_locked(agent, who);
+  check_serializable(l, agent);
+  if (!l.known) tally_add(TALLY_AGENTS, 1);  // the row is created below
   bool unbind = !OidIsValid(role);
   Relation rel = table_open(rels().state, AccessShareLock);
   AttrNumber col[S_NCOLS];

@@ -91,12 +91,24 @@ void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int6
 // Adds delta to this backend's row of `name`; inside SPI as the owner.
 // Does nothing on schemas before 0.5.0.
 void tally_add(const char *name, int64 delta);
+// The same for the per-append counts: an in-place update of this
+// backend's row, no planner (tally_add when it cannot be done so).
+void tally_bump(const char *name, int64 delta);
 // Sum of `name`'s rows in the current snapshot (0 if none).
 int64 tally_sum(const char *name);
 constexpr const char *TALLY_SAVED_STATES = "saved_states";
 constexpr const char *TALLY_RETENTION_REMOVED = "retention_removed_entries";
 constexpr const char *TALLY_FORGOTTEN_APPENDED = "forgotten_appended_entries";
 constexpr const char *TALLY_FORGOTTEN_COMPACTED = "forgotten_compacted_entries";
+// 0.6.0: the journal's own families without a walk of the agents (the
+// upgrade script seeds them). live entries = appended - compacted -
+// forgotten_live. journal_since: microseconds since the Unix epoch from
+// which they count (their _created).
+constexpr const char *TALLY_AGENTS = "journal_agents";
+constexpr const char *TALLY_APPENDED = "journal_appended";
+constexpr const char *TALLY_COMPACTED = "journal_compacted";
+constexpr const char *TALLY_FORGOTTEN_LIVE = "journal_forgotten_live";
+constexpr const char *TALLY_SINCE = "journal_since";
 
 // retention.cpp: one pass of the background worker (commits per agent).
 void retention_cycle();
@@ -130,5 +142,9 @@ bool fenced_writes(uint64 *count, TimestampTz *since);
 // metrics.cpp: adds 1 to one of the extension's own counters (a reserved
 // name, no labels), inside SPI as the owner.
 void count_internal(const char *name, const char *help);
+// Deletes the series (and their slots) nobody wrote for longer than
+// agent_journal.series_ttl, the extension's own excepted (0.6.0 schema;
+// 0 elsewhere); inside SPI as the owner. Returns how many series.
+int64 expire_series();
 
 }  // namespace ajpg

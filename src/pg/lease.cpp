@@ -175,6 +175,7 @@ Datum aj_claim_agent(PG_FUNCTION_ARGS) {
   bool isnull;
   int64 token = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
   int32 attempt = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  if (!l.known) tally_add(TALLY_AGENTS, 1);  // the claim created the state row
   if (OidIsValid(rels().lease_graph)) {
     static const Oid t_graph[] = {UUIDOID, INT4OID, TEXTOID, INT8OID, TIMESTAMPTZOID};
     Datum a_graph[5] = {agent, Int32GetDatum(attempt), a_claim[1], Int64GetDatum(token),

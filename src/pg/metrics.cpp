@@ -25,6 +25,7 @@ extern "C" {
 }
 
 #include <algorithm>
+#include <memory>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -44,6 +45,7 @@ PG_FUNCTION_INFO_V1(aj_counter_add);
 PG_FUNCTION_INFO_V1(aj_gauge_set);
 PG_FUNCTION_INFO_V1(aj_gauge_add);
 PG_FUNCTION_INFO_V1(aj_histogram_observe);
+PG_FUNCTION_INFO_V1(aj_delete_series);
 PG_FUNCTION_INFO_V1(aj_record_rejection);
 PG_FUNCTION_INFO_V1(aj_prometheus_text);
 PG_FUNCTION_INFO_V1(aj_openmetrics_text);
@@ -59,7 +61,7 @@ constexpr uint32 FAMILY_CREATE_LOCK = 1;
 constexpr int MAX_LABELS_BYTES = 2048;  // a series' labels as stored (jsonb); README  // advisory key in AJ_LOCK_SPACE + 1
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
-SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals,
+SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals, r_tallies, r_slots_060,
     p_observability, p_observability_leases, p_observability_fork, r_leases, r_version;
 
 #define AJ_INVALID(...) \
@@ -386,6 +388,7 @@ double record_value(Update u, const char *name, Jsonb *labels, double v, const c
 // met contention on the series).
 struct SlotRels {
   Oid series, series_pkey, slots, slots_pkey;
+  bool slots_updated_at;  // 0.6.0: slots keep their last write and exemplar
 };
 SlotRels slot_rels_cache;
 LocalTransactionId slot_rels_lxid = InvalidLocalTransactionId;
@@ -399,7 +402,10 @@ bool slot_rels(SlotRels *out) {
     slot_rels_cache = SlotRels{get_relname_relid("metric_series", nsp),
                                get_relname_relid("metric_series_pkey", nsp),
                                get_relname_relid("counter_slots", nsp),
-                               get_relname_relid("counter_slots_pkey", nsp)};
+                               get_relname_relid("counter_slots_pkey", nsp), false};
+    if (OidIsValid(slot_rels_cache.slots))
+      slot_rels_cache.slots_updated_at =
+          get_attnum(slot_rels_cache.slots, "updated_at") != InvalidAttrNumber;
     if (!OidIsValid(slot_rels_cache.series))
       ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                       errmsg("agent_journal's table metric_series is missing"),
@@ -433,7 +439,7 @@ bool row_busy(const SlotRels &r, Datum name, Datum labels, int32 slot_no = -1) {
   return busy;
 }
 
-SPIPlanPtr p_slot_add;
+SPIPlanPtr p_slot_add, p_slot_add_060;
 
 // This backend's slot for a series (backend_slot).
 struct SeriesKey {
@@ -454,52 +460,152 @@ int32 free_slot(const SlotRels &r, Datum name, Datum labels) {
 // is not a counter with the needed help text, the series row is not
 // visible yet or no slot is free: the caller then takes the ordinary path.
 bool slot_add(const SlotRels &r, Datum name, Jsonb *labels, double v, const char *help,
-              double *total) {
+              double *total, int32 *slot_used) {
   int32 slot = free_slot(r, name, JsonbPGetDatum(labels));
   if (slot < 0) return false;
   static const Oid t5[] = {TEXTOID, JSONBOID, FLOAT8OID, BOOLOID, INT4OID};
   Datum a5[5] = {name, JsonbPGetDatum(labels), Float8GetDatum(v), BoolGetDatum(help == nullptr),
                  Int32GetDatum(slot)};
   // The outer SELECT does not see the CTE's own write: other slots plus ours.
-  if (run_plan(&p_slot_add,
-               "WITH mine AS ("
-               "  INSERT INTO agent_journal.counter_slots AS c (name, labels, slot, value) "
-               "  SELECT $1, $2, $5, $3 FROM agent_journal.metric_families f, agent_journal.metric_series s "
-               "  WHERE f.name OPERATOR(pg_catalog.=) $1 AND f.type OPERATOR(pg_catalog.=) 'counter' "
-               "    AND ($4::pg_catalog.bool OR f.help IS NOT NULL) "
-               "    AND s.name OPERATOR(pg_catalog.=) $1 AND s.labels OPERATOR(pg_catalog.=) $2 "
-               "  ON CONFLICT (name, labels, slot) DO UPDATE SET value = c.value OPERATOR(pg_catalog.+) "
-               "    EXCLUDED.value "
-               "  RETURNING c.value) "
-               "SELECT mine.value OPERATOR(pg_catalog.+) "
-               "  (SELECT s.value FROM agent_journal.metric_series s "
-               "    WHERE s.name OPERATOR(pg_catalog.=) $1 AND s.labels OPERATOR(pg_catalog.=) $2) "
-               "  OPERATOR(pg_catalog.+) "
-               "  COALESCE((SELECT pg_catalog.sum(o.value) FROM agent_journal.counter_slots o "
-               "    WHERE o.name OPERATOR(pg_catalog.=) $1 AND o.labels OPERATOR(pg_catalog.=) $2 "
-               "      AND o.slot OPERATOR(pg_catalog.<>) $5), 0) "
-               "FROM mine",
-               5, t5, a5, nullptr, SPI_OK_SELECT) != 1)
+#define AJ_SLOT_ADD(SET_EXTRA)                                                                  \
+  "WITH mine AS ("                                                                              \
+  "  INSERT INTO agent_journal.counter_slots AS c (name, labels, slot, value) "                 \
+  "  SELECT $1, $2, $5, $3 FROM agent_journal.metric_families f, agent_journal.metric_series s " \
+  "  WHERE f.name OPERATOR(pg_catalog.=) $1 AND f.type OPERATOR(pg_catalog.=) 'counter' "        \
+  "    AND ($4::pg_catalog.bool OR f.help IS NOT NULL) "                                        \
+  "    AND s.name OPERATOR(pg_catalog.=) $1 AND s.labels OPERATOR(pg_catalog.=) $2 "            \
+  "  ON CONFLICT (name, labels, slot) DO UPDATE SET value = c.value OPERATOR(pg_catalog.+) "    \
+  "    EXCLUDED.value" SET_EXTRA " "                                                            \
+  "  RETURNING c.value) "                                                                       \
+  "SELECT mine.value OPERATOR(pg_catalog.+) "                                                   \
+  "  (SELECT s.value FROM agent_journal.metric_series s "                                       \
+  "    WHERE s.name OPERATOR(pg_catalog.=) $1 AND s.labels OPERATOR(pg_catalog.=) $2) "         \
+  "  OPERATOR(pg_catalog.+) "                                                                   \
+  "  COALESCE((SELECT pg_catalog.sum(o.value) FROM agent_journal.counter_slots o "              \
+  "    WHERE o.name OPERATOR(pg_catalog.=) $1 AND o.labels OPERATOR(pg_catalog.=) $2 "          \
+  "      AND o.slot OPERATOR(pg_catalog.<>) $5), 0) "                                           \
+  "FROM mine"
+  // 0.6.0: the slot keeps its last write (series_ttl looks at every part)
+  uint64 n = r.slots_updated_at
+                 ? run_plan(&p_slot_add_060, AJ_SLOT_ADD(", updated_at = pg_catalog.clock_timestamp()"),
+                            5, t5, a5, nullptr, SPI_OK_SELECT)
+                 : run_plan(&p_slot_add, AJ_SLOT_ADD(""), 5, t5, a5, nullptr, SPI_OK_SELECT);
+#undef AJ_SLOT_ADD
+  if (n != 1)
     return false;
   bool isnull;
   *total = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  if (slot_used) *slot_used = slot;
   return true;
 }
 
 // Inside SPI. Returns the series' total.
 double counter_add_internal(const char *name, Jsonb *labels, double v, const char *help,
-                            bool internal) {
+                            bool internal, int32 *slot_used = nullptr) {
+  if (slot_used) *slot_used = -1;
   SlotRels r;
   if (!slot_rels(&r)) return record_value(Update::CounterAdd, name, labels, v, help, internal);
   Datum name_d = CStringGetTextDatum(name);
   double total;
   if ((internal || !reserved_name(name)) && row_busy(r, name_d, JsonbPGetDatum(labels)) &&
-      slot_add(r, name_d, labels, v, help, &total))
+      slot_add(r, name_d, labels, v, help, &total, slot_used))
     return total;
   return record_value(Update::CounterAddSlots, name, labels, v, help, internal);
 }
 
 }  // namespace
+
+// exemplar argument (0.6.0): NULL or a JSON object of strings, checked by
+// OpenMetrics' rules (names, UTF-8, 128 characters in all).
+Jsonb *exemplar_arg(FunctionCallInfo fcinfo, int argno) {
+  if (PG_NARGS() <= argno || PG_ARGISNULL(argno)) return nullptr;
+  Jsonb *jb = PG_GETARG_JSONB_P(argno);
+  if (!JB_ROOT_IS_OBJECT(jb)) AJ_INVALID("exemplar must be a JSON object of strings");
+  int n = (int)JB_ROOT_COUNT(jb);
+  char **keys = (char **)palloc0(sizeof(char *) * (n + 1));
+  char **vals = (char **)palloc0(sizeof(char *) * (n + 1));
+  int i = 0;
+  JsonbIterator *it = JsonbIteratorInit(&jb->root);
+  JsonbValue k, v;
+  JsonbIteratorToken tok;
+  while ((tok = JsonbIteratorNext(&it, &k, false)) != WJB_DONE) {
+    if (tok != WJB_KEY) continue;
+    char *key = pnstrdup(k.val.string.val, k.val.string.len);
+    (void)JsonbIteratorNext(&it, &v, true);
+    if (v.type != jbvString)
+      AJ_INVALID("exemplar.%s: expected a string, got %s", key,
+                 v.type == jbvNull ? "null" : v.type == jbvNumeric ? "a number"
+                 : v.type == jbvBool ? "a boolean" : "an object or array");
+    keys[i] = key;
+    vals[i] = pnstrdup(v.val.string.val, v.val.string.len);
+    i++;
+  }
+  char err[512];
+  if (!run_cpp([&] {
+        aj::Labels l;
+        for (int j = 0; j < i; j++) l.emplace_back(keys[j], vals[j]);
+        (void)aj::normalize_exemplar_labels(std::move(l));
+      }, err, sizeof err))
+    AJ_INVALID("%s", err);
+  return jb;  // jsonb keeps an object's keys sorted already
+}
+
+// Stores `exemplar` (labels) as the latest of `bucket` on the row just
+// written (the series' row, or this backend's slot row when slot >= 0),
+// with the observed value and the time of the observation. Inside SPI,
+// holding the row's lock already.
+void store_exemplar(const char *name, Jsonb *labels, int32 slot, int bucket, double v,
+                    Jsonb *exemplar) {
+  static SPIPlanPtr p_series, p_slot;
+  static const Oid types[] = {TEXTOID, JSONBOID, TEXTOID, JSONBOID, FLOAT8OID, INT4OID};
+  char key[16];
+  snprintf(key, sizeof key, "%d", bucket);
+  Datum args[6] = {CStringGetTextDatum(name), JsonbPGetDatum(labels), CStringGetTextDatum(key),
+                   JsonbPGetDatum(exemplar), Float8GetDatum(v), Int32GetDatum(slot)};
+#define AJ_EXEMPLAR_SET                                                                      \
+  "SET exemplars = COALESCE(t.exemplars, '{}'::pg_catalog.jsonb) OPERATOR(pg_catalog.||) "    \
+  "pg_catalog.jsonb_build_object($3, pg_catalog.jsonb_build_object('labels', $4, 'value', $5, " \
+  "'ts', pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()))) "
+  if (slot < 0)
+    run_plan(&p_series,
+             "UPDATE agent_journal.metric_series t " AJ_EXEMPLAR_SET
+             "WHERE t.name OPERATOR(pg_catalog.=) $1 AND t.labels OPERATOR(pg_catalog.=) $2 "
+             "AND $6 OPERATOR(pg_catalog.<) 0",
+             6, types, args, nullptr, SPI_OK_UPDATE);
+  else
+    run_plan(&p_slot,
+             "UPDATE agent_journal.counter_slots t " AJ_EXEMPLAR_SET
+             "WHERE t.name OPERATOR(pg_catalog.=) $1 AND t.labels OPERATOR(pg_catalog.=) $2 "
+             "AND t.slot OPERATOR(pg_catalog.=) $6",
+             6, types, args, nullptr, SPI_OK_UPDATE);
+#undef AJ_EXEMPLAR_SET
+}
+
+int64 expire_series() {
+  SlotRels r;
+  if (series_ttl_s <= 0 || !slot_rels(&r) || !r.slots_updated_at) return 0;
+  static SPIPlanPtr p_expire;
+  static const Oid types[] = {INT4OID};
+  Datum args[1] = {Int32GetDatum(series_ttl_s)};
+  run_plan(&p_expire,
+           "WITH stale AS ("
+           "  SELECT s.name, s.labels FROM agent_journal.metric_series s "
+           "  WHERE s.updated_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() "
+           "        OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1) "
+           "    AND pg_catalog.left(s.name, 14) OPERATOR(pg_catalog.<>) ALL "
+           "        ('{agent_runtime_,agent_journal_}'::pg_catalog.text[]) "
+           "    AND NOT EXISTS (SELECT FROM agent_journal.counter_slots c "
+           "      WHERE c.name OPERATOR(pg_catalog.=) s.name AND c.labels OPERATOR(pg_catalog.=) s.labels "
+           "        AND c.updated_at OPERATOR(pg_catalog.>=) pg_catalog.clock_timestamp() "
+           "            OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)) "
+           "  FOR UPDATE OF s SKIP LOCKED), "
+           "slots AS (DELETE FROM agent_journal.counter_slots c USING stale "
+           "  WHERE c.name OPERATOR(pg_catalog.=) stale.name AND c.labels OPERATOR(pg_catalog.=) stale.labels) "
+           "DELETE FROM agent_journal.metric_series s USING stale "
+           "WHERE s.name OPERATOR(pg_catalog.=) stale.name AND s.labels OPERATOR(pg_catalog.=) stale.labels",
+           1, types, args, nullptr, SPI_OK_DELETE);
+  return (int64)SPI_processed;
+}
 
 void count_internal(const char *name, const char *help) {
   Jsonb *none = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
@@ -520,9 +626,12 @@ static double record_from_sql(FunctionCallInfo fcinfo, Update u, const char *fn,
   double v = value_arg(fcinfo, 1, value_name, u == Update::CounterAdd);
   Jsonb *labels = labels_arg(fcinfo, 2);
   const char *help = help_arg(fcinfo, 3);
+  Jsonb *exemplar = u == Update::CounterAdd ? exemplar_arg(fcinfo, 4) : nullptr;
   OwnerSwitch who = spi_begin();
-  double stored = u == Update::CounterAdd ? counter_add_internal(name, labels, v, help, false)
+  int32 slot = -1;
+  double stored = u == Update::CounterAdd ? counter_add_internal(name, labels, v, help, false, &slot)
                                           : record_value(u, name, labels, v, help, false);
+  if (exemplar) store_exemplar(name, labels, slot, 0, v, exemplar);
   spi_end(who);
   return stored;
 }
@@ -566,6 +675,7 @@ Datum aj_histogram_observe(PG_FUNCTION_ARGS) {
     }
   }
   const char *help = help_arg(fcinfo, 4);
+  Jsonb *exemplar = exemplar_arg(fcinfo, 5);
   OwnerSwitch who = spi_begin();
   FamilyInfo fam = ensure_family(name, aj::MetricType::Histogram, help, nbounds, bounds, false);
   // Bucket index (1-based): the first bound >= v, or the +Inf bucket.
@@ -591,8 +701,40 @@ Datum aj_histogram_observe(PG_FUNCTION_ARGS) {
                   5, t5),
       a5, nullptr, false, 0);
   if (rc != SPI_OK_INSERT) elog(ERROR, "agent_journal: histogram upsert failed: %d", rc);
+  if (exemplar) store_exemplar(name, labels, -1, idx - 1, v, exemplar);
   spi_end(who);
   PG_RETURN_VOID();
+}
+
+// delete_series(name, labels): one series, or the family's every series
+// when labels is NULL; the family (type, help, buckets) stays. A series
+// written again starts anew (a new _created): it renders as a reset.
+Datum aj_delete_series(PG_FUNCTION_ARGS) {
+  require_writable("agent_journal.delete_series()");
+  const char *name = name_arg(fcinfo);
+  Jsonb *labels = PG_ARGISNULL(1) ? nullptr : labels_arg(fcinfo, 1);
+  if (reserved_name(name))
+    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                    errmsg("name: \"%s\" is one of the extension's own families; its series cannot be "
+                           "deleted", name)));
+  OwnerSwitch who = spi_begin();
+  static SPIPlanPtr p_del, p_del_slots;
+  static const Oid types[] = {TEXTOID, JSONBOID};
+  Datum args[2] = {CStringGetTextDatum(name), labels ? JsonbPGetDatum(labels) : (Datum)0};
+  char nulls[2] = {' ', labels ? ' ' : 'n'};
+  int64 n = (int64)run_plan(&p_del,
+                            "DELETE FROM agent_journal.metric_series "
+                            "WHERE name OPERATOR(pg_catalog.=) $1 "
+                            "AND ($2 IS NULL OR labels OPERATOR(pg_catalog.=) $2)",
+                            2, types, args, nulls, SPI_OK_DELETE);
+  SlotRels r;
+  if (slot_rels(&r))
+    run_plan(&p_del_slots,
+             "DELETE FROM agent_journal.counter_slots WHERE name OPERATOR(pg_catalog.=) $1 "
+             "AND ($2 IS NULL OR labels OPERATOR(pg_catalog.=) $2)",
+             2, types, args, nulls, SPI_OK_DELETE);
+  spi_end(who);
+  PG_RETURN_INT64(n);
 }
 
 Datum aj_record_rejection(PG_FUNCTION_ARGS) {
@@ -707,6 +849,9 @@ struct Model {
   // Counter slots summed per series (name NUL labels' jsonb bytes); empty
   // unless some counter met contention (counter_add).
   std::unordered_map<std::string, double> slot_totals;
+  // 0.6.0: the slots' latest write (epoch s) and exemplars, per series.
+  std::unordered_map<std::string, double> slot_updated;
+  std::unordered_map<std::string, std::vector<aj::Exemplar>> slot_exemplars;
   // Family index by name while the series are read (views of the names in
   // `families`, which does not grow meanwhile).
   std::unordered_map<std::string_view, size_t> family_at;
@@ -775,6 +920,62 @@ AttrNumber attnum_of(TupleDesc desc, const char *column) {
   return InvalidAttrNumber;
 }
 
+double epoch_of(TimestampTz t) {
+  return (double)t / USECS_PER_SEC + (double)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+}
+
+double numeric_of(const JsonbValue &v) {
+  if (v.type != jbvNumeric) return NAN;
+  return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v.val.numeric)));
+}
+
+// An exemplars column ({"<bucket>": {"labels": {...}, "value": v, "ts": t}})
+// appended to `out`; what does not read as such is skipped (the renderer
+// checks the rest).
+void read_exemplars(Jsonb *jb, std::vector<aj::Exemplar> *out, char *err, size_t errlen) {
+  if (!JB_ROOT_IS_OBJECT(jb)) return;
+  JsonbIterator *it = JsonbIteratorInit(&jb->root);
+  JsonbValue k, v;
+  JsonbIteratorToken tok;
+  while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE) {
+    if (tok != WJB_KEY) continue;
+    char *key = pnstrdup(k.val.string.val, k.val.string.len);
+    (void)JsonbIteratorNext(&it, &v, true);
+    if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data)) continue;
+    JsonbContainer *obj = v.val.binary.data;
+    JsonbValue lv, vv, tv;
+    const JsonbValue *labels = getKeyJsonValueFromContainer(obj, "labels", 6, &lv);
+    double value = numeric_of(getKeyJsonValueFromContainer(obj, "value", 5, &vv) ? vv : JsonbValue{});
+    double ts = numeric_of(getKeyJsonValueFromContainer(obj, "ts", 2, &tv) ? tv : JsonbValue{});
+    if (!labels || labels->type != jbvBinary || !JsonContainerIsObject(labels->val.binary.data)) continue;
+    int n = (int)JsonContainerSize(labels->val.binary.data);
+    LabelRef *refs = (LabelRef *)palloc(sizeof(LabelRef) * (n + 1));
+    int i = 0;
+    JsonbIterator *li = JsonbIteratorInit(labels->val.binary.data);
+    JsonbValue lk, lval;
+    JsonbIteratorToken lt;
+    while ((lt = JsonbIteratorNext(&li, &lk, true)) != WJB_DONE && i < n) {
+      if (lt != WJB_KEY) continue;
+      (void)JsonbIteratorNext(&li, &lval, true);
+      if (lval.type != jbvString) continue;
+      refs[i++] = LabelRef{lk.val.string.val, lval.val.string.val, lk.val.string.len, lval.val.string.len};
+    }
+    char *end;
+    long bucket = strtol(key, &end, 10);
+    if (*end != '\0' || bucket < 0) continue;
+    cpp_or_error(run_cpp([&] {
+                   aj::Exemplar e;
+                   e.bucket = (size_t)bucket;
+                   for (int j = 0; j < i; j++)
+                     e.labels.emplace_back(std::string(refs[j].key, refs[j].key_len),
+                                           std::string(refs[j].value, refs[j].value_len));
+                   e.value = value;
+                   e.timestamp = ts;
+                   out->push_back(std::move(e));
+                 }, err, errlen), err);
+  }
+}
+
 // Loads everything the exposition shows into `m`, in one snapshot.
 void load_model(Model *m) {
   char err[512];
@@ -828,6 +1029,41 @@ void load_model(Model *m) {
       cpp_or_error(run_cpp([&] { m->slot_totals[slot_key(name, labels)] += sum; }, err, sizeof err), err);
     }
     SPI_freetuptable(SPI_tuptable);
+    if (sr.slots_updated_at) {
+      rc = SPI_execute_plan(
+          cached_plan(&r_slots_060,
+                      "SELECT name, labels, pg_catalog.max(updated_at), "
+                      "pg_catalog.jsonb_agg(exemplars) FILTER (WHERE exemplars IS NOT NULL) "
+                      "FROM agent_journal.counter_slots GROUP BY name, labels",
+                      0, nullptr),
+          nullptr, nullptr, true, 0);
+      if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: counter slot read failed");
+      for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull, exnull;
+        HeapTuple tup = SPI_tuptable->vals[i];
+        char *name = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+        Jsonb *labels = DatumGetJsonbP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+        double updated = epoch_of(DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)));
+        Datum ex = SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &exnull);
+        std::vector<aj::Exemplar> *dst = nullptr;
+        cpp_or_error(run_cpp([&] {
+                       std::string key = slot_key(name, labels);
+                       m->slot_updated[key] = updated;
+                       if (!exnull) dst = &m->slot_exemplars[key];
+                     }, err, sizeof err), err);
+        if (exnull) continue;
+        Jsonb *arr = DatumGetJsonbP(ex);  // an array of exemplars columns
+        JsonbIterator *it = JsonbIteratorInit(&arr->root);
+        JsonbValue v;
+        JsonbIteratorToken tok;
+        while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+          if (tok != WJB_ELEM || v.type != jbvBinary) continue;
+          Jsonb *one = JsonbValueToJsonb(&v);
+          read_exemplars(one, dst, err, sizeof err);
+        }
+      }
+      SPI_freetuptable(SPI_tuptable);
+    }
   }
 
   // Series: a sequential scan of metric_series in the same snapshot (the
@@ -842,7 +1078,17 @@ void load_model(Model *m) {
   const AttrNumber a_name = attnum_of(desc, "name"), a_labels = attnum_of(desc, "labels"),
                    a_value = attnum_of(desc, "value"), a_buckets = attnum_of(desc, "bucket_counts"),
                    a_sum = attnum_of(desc, "sum"), a_count = attnum_of(desc, "count");
-  const int natts = std::max({a_name, a_labels, a_value, a_buckets, a_sum, a_count});
+  // 0.6.0: created_at and exemplars; updated_at for series_ttl.
+  const AttrNumber a_created = get_attnum(sr.series, "created_at"),
+                   a_exemplars = get_attnum(sr.series, "exemplars"),
+                   a_updated = get_attnum(sr.series, "updated_at");
+  const int natts = std::max({a_name, a_labels, a_value, a_buckets, a_sum, a_count,
+                              (AttrNumber)Max(a_created, 0), (AttrNumber)Max(a_exemplars, 0),
+                              (AttrNumber)Max(a_updated, 0)});
+  // A series nobody wrote for longer than agent_journal.series_ttl is left
+  // out (the background worker deletes it); the extension's own are kept.
+  const double now_s = epoch_of(GetCurrentTimestamp());
+  const double stale_before = series_ttl_s > 0 ? now_s - series_ttl_s : -1;
   TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, nullptr);
   TupleTableSlot *slot = table_slot_create(rel, nullptr);
   MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "agent_journal series row",
@@ -874,11 +1120,45 @@ void load_model(Model *m) {
     int64 *buckets = null[a_buckets - 1] ? nullptr : int8_elems(val[a_buckets - 1], &nb);
     double sum = null[a_sum - 1] ? 0 : DatumGetFloat8(val[a_sum - 1]);
     int64 count = null[a_count - 1] ? 0 : DatumGetInt64(val[a_count - 1]);
+    double created = a_created > 0 && !null[a_created - 1]
+                         ? epoch_of(DatumGetTimestampTz(val[a_created - 1])) : 0;
+    double updated = a_updated > 0 && !null[a_updated - 1]
+                         ? epoch_of(DatumGetTimestampTz(val[a_updated - 1])) : now_s;
+    Jsonb *exemplars = a_exemplars > 0 && !null[a_exemplars - 1]
+                           ? DatumGetJsonbP(val[a_exemplars - 1]) : nullptr;
+    bool own = name_len >= 14 && (strncmp(name, "agent_runtime_", 14) == 0 ||
+                                  strncmp(name, "agent_journal_", 14) == 0);
+    std::vector<aj::Exemplar> *row_ex = nullptr;
+    if (exemplars) {
+      cpp_or_error(run_cpp([&] { row_ex = new std::vector<aj::Exemplar>(); }, err, sizeof err), err);
+      read_exemplars(exemplars, row_ex, err, sizeof err);
+    }
     MemoryContextSwitchTo(outer);
     cpp_or_error(run_cpp([&] {
                    auto it = m->family_at.find(std::string_view(name, name_len));
                    if (it == m->family_at.end()) return;
+                   std::unique_ptr<std::vector<aj::Exemplar>> own_ex(row_ex);
+                   std::string key;
+                   if (!m->slot_updated.empty() || !m->slot_exemplars.empty())
+                     key = slot_key(std::string_view(name, name_len), labels);
+                   if (stale_before >= 0 && !own) {
+                     double last = updated;
+                     auto su = key.empty() ? m->slot_updated.end() : m->slot_updated.find(key);
+                     if (su != m->slot_updated.end()) last = std::max(last, su->second);
+                     if (last < stale_before) return;
+                   }
                    aj::Series s;
+                   s.created = created;
+                   if (own_ex) s.exemplars = std::move(*own_ex);
+                   auto se = key.empty() ? m->slot_exemplars.end() : m->slot_exemplars.find(key);
+                   if (se != m->slot_exemplars.end())
+                     for (const aj::Exemplar &e : se->second) s.exemplars.push_back(e);
+                   // the latest per bucket first: the renderer keeps the first
+                   std::stable_sort(s.exemplars.begin(), s.exemplars.end(),
+                                    [](const aj::Exemplar &a, const aj::Exemplar &b) {
+                                      return a.bucket != b.bucket ? a.bucket < b.bucket
+                                                                  : a.timestamp > b.timestamp;
+                                    });
                    s.labels.reserve(nl);
                    for (int j = 0; j < nl; j++)
                      s.labels.emplace_back(std::string(label_refs[j].key, label_refs[j].key_len),
@@ -947,33 +1227,72 @@ void load_model(Model *m) {
     if (v) cpp_or_error(run_cpp([&] { m->scope_version = v; }, err, sizeof err), err);
   }
 
-  // The journal's own families: O(agents) through the agents view.
-  rc = SPI_execute_plan(
-      cached_plan(&r_totals,
-                  "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(live_entries), 0)::pg_catalog.int8, "
-                  "COALESCE(pg_catalog.sum(latest_sequence), 0)::pg_catalog.int8, "
-                  "COALESCE(pg_catalog.sum(compacted_through), 0)::pg_catalog.int8 FROM agent_journal.agents",
-                  0, nullptr),
-      nullptr, nullptr, true, 1);
-  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: journal totals failed");
+  // The journal's own families. From 0.6.0: sums of per-backend tallies
+  // that every writer adds to in its own transaction (a few rows per name,
+  // whatever the number of agents), exact in this snapshot. Before: a walk
+  // of every agent through the agents view.
   bool isnull;
   aj::JournalTotals t;
-  t.agents = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-  t.live_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-  t.appended_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-  t.compacted_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
-  // What forgotten agents counted (0.5.0): the counters never go down.
+  int64 states = 0, retained = 0;
+  bool tallied = false;
   if (OidIsValid(rels().tallies)) {
-    t.appended_entries += tally_sum(TALLY_FORGOTTEN_APPENDED);
-    t.compacted_entries += tally_sum(TALLY_FORGOTTEN_COMPACTED);
+    rc = SPI_execute_plan(
+        cached_plan(&r_tallies,
+                    "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM agent_journal.tallies "
+                    "WHERE name OPERATOR(pg_catalog.=) ANY ('{journal_since,journal_agents,"
+                    "journal_appended,journal_compacted,journal_forgotten_live,saved_states,"
+                    "retention_removed_entries,forgotten_appended_entries,"
+                    "forgotten_compacted_entries}'::pg_catalog.text[]) GROUP BY name",
+                    0, nullptr),
+        nullptr, nullptr, true, 0);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: tally read failed");
+    int64 since = 0, agents = 0, appended = 0, compacted = 0, forgotten_live = 0;
+    int64 f_appended = 0, f_compacted = 0;
+    for (uint64 i = 0; i < SPI_processed; i++) {
+      char *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+      int64 v = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+      if (strcmp(name, TALLY_SINCE) == 0) since = v, tallied = true;
+      else if (strcmp(name, TALLY_AGENTS) == 0) agents = v;
+      else if (strcmp(name, TALLY_APPENDED) == 0) appended = v;
+      else if (strcmp(name, TALLY_COMPACTED) == 0) compacted = v;
+      else if (strcmp(name, TALLY_FORGOTTEN_LIVE) == 0) forgotten_live = v;
+      else if (strcmp(name, TALLY_SAVED_STATES) == 0) states = v;
+      else if (strcmp(name, TALLY_RETENTION_REMOVED) == 0) retained = v;
+      else if (strcmp(name, TALLY_FORGOTTEN_APPENDED) == 0) f_appended = v;
+      else if (strcmp(name, TALLY_FORGOTTEN_COMPACTED) == 0) f_compacted = v;
+    }
+    SPI_freetuptable(SPI_tuptable);
+    if (tallied) {
+      t.agents = agents;
+      t.appended_entries = appended;
+      t.compacted_entries = compacted;
+      t.live_entries = appended - compacted - forgotten_live;
+      t.since = (double)since / 1e6;
+    } else {
+      t.appended_entries = f_appended;  // what forgotten agents counted (0.5.0)
+      t.compacted_entries = f_compacted;
+    }
+  }
+  if (!tallied) {
+    rc = SPI_execute_plan(
+        cached_plan(&r_totals,
+                    "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(live_entries), 0)::pg_catalog.int8, "
+                    "COALESCE(pg_catalog.sum(latest_sequence), 0)::pg_catalog.int8, "
+                    "COALESCE(pg_catalog.sum(compacted_through), 0)::pg_catalog.int8 FROM agent_journal.agents",
+                    0, nullptr),
+        nullptr, nullptr, true, 1);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: journal totals failed");
+    t.agents = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    t.live_entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    t.appended_entries += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+    t.compacted_entries += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
   }
   cpp_or_error(run_cpp([&] { aj::append_journal_families(t, m->families); }, err, sizeof err), err);
   // Saved states and retention (0.5.0): sums of per-backend tallies.
   if (OidIsValid(rels().tallies)) {
-    int64 states = tally_sum(TALLY_SAVED_STATES);
-    int64 retained = tally_sum(TALLY_RETENTION_REMOVED);
-    cpp_or_error(run_cpp([&] { aj::append_state_families(states, retained, m->families); }, err,
-                         sizeof err), err);
+    double since = t.since;
+    cpp_or_error(run_cpp([&] { aj::append_state_families(states, retained, m->families, since); },
+                         err, sizeof err), err);
   }
   // Leases (0.5.0): live ones through the partial index on their expiry.
   if (get_attnum(rels().state, "lease_expires_at") != InvalidAttrNumber) {

@@ -13,6 +13,7 @@ int max_event_bytes = 8 * 1024 * 1024;
 int max_series_per_family = 10000;
 int snapshot_max_age_seconds = 0;
 char *service_namespace = nullptr;
+int series_ttl_s = 0;
 }  // namespace ajpg
 
 void _PG_init(void) {
@@ -75,6 +76,12 @@ void _PG_init(void) {
       "Each pass applies the retention policies, committing after each agent.",
       &ajpg::retention_interval_s, 60, 0, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
       nullptr);
+  DefineCustomIntVariable(
+      "agent_journal.series_ttl",
+      "A metric series not written for longer is left out of every render (0 = never).",
+      "The background worker deletes such series (their families stay). The extension's own "
+      "families are never expired.",
+      &ajpg::series_ttl_s, 0, 0, INT_MAX, PGC_SUSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("agent_journal");
   if (process_shared_preload_libraries_in_progress) ajpg::exporter_register();
 }

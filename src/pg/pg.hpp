@@ -37,6 +37,7 @@ extern int max_event_bytes;
 extern int max_series_per_family;
 extern int snapshot_max_age_seconds;
 extern char *service_namespace;
+extern int series_ttl_s;  // agent_journal.series_ttl (0 = never)
 
 // The C++/PostgreSQL boundary. Runs `f` (C++ that may throw, must not call
 // anything that ereports) and returns false with the exception's message in

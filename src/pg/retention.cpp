@@ -322,6 +322,35 @@ void retention_cycle() {
   }
   PG_END_TRY();
   MemoryContextSwitchTo(outer);
+  // Series nobody wrote for longer than agent_journal.series_ttl (0.6.0).
+  if (series_ttl_s > 0) {
+    PG_TRY();
+    {
+      SetCurrentStatementStartTimestamp();
+      StartTransactionCommand();
+      PushActiveSnapshot(GetTransactionSnapshot());
+      pgstat_report_activity(STATE_RUNNING, "agent_journal: expiring metric series");
+      Oid nsp = get_namespace_oid("agent_journal", true);
+      if (OidIsValid(get_extension_oid("agent_journal", true)) && OidIsValid(nsp)) {
+        OwnerSwitch who = spi_begin();
+        int64 gone = expire_series();
+        spi_end(who);
+        if (gone > 0)
+          ereport(DEBUG1, (errmsg("agent_journal expired %lld metric series", (long long)gone)));
+      }
+      PopActiveSnapshot();
+      CommitTransactionCommand();
+    }
+    PG_CATCH();
+    {
+      MemoryContextSwitchTo(outer);
+      EmitErrorReport();
+      AbortCurrentTransaction();
+      FlushErrorState();
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(outer);
+  }
   MemoryContextDelete(cxt);
   pgstat_report_stat(true);
   pgstat_report_activity(STATE_IDLE, nullptr);

@@ -366,6 +366,11 @@ Datum aj_fork_agent(PG_FUNCTION_ARGS) {
       "ORDER BY s.through_sequence DESC LIMIT 1",
       4, t4, a4, nullptr, SPI_OK_INSERT);
   if (states > 0) tally_add(TALLY_SAVED_STATES, (int64)states);
+  // As the walk would count it: sequences through `through`, compacted
+  // through the source's compaction point.
+  tally_add(TALLY_APPENDED, through);
+  tally_add(TALLY_COMPACTED, ls.compacted);
+  if (!ln.known) tally_add(TALLY_AGENTS, 1);
   spi_end(who);
   PG_RETURN_INT64(through);
 }

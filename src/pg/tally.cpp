@@ -16,7 +16,10 @@ extern "C" {
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/twophase.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
+#include "nodes/makefuncs.h"
+#include "utils/snapmgr.h"
 #include "storage/proc.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -64,6 +67,94 @@ void tally_add(const char *name, int64 delta) {
            "INSERT INTO agent_journal.tallies AS t (name, slot, value) VALUES ($1, $2, $3) "
            "ON CONFLICT (name, slot) DO UPDATE SET value = t.value OPERATOR(pg_catalog.+) EXCLUDED.value",
            3, types, args, nullptr, SPI_OK_INSERT);
+}
+
+// The per-append path (journal_appended): this backend's row updated in
+// place, as logical replication's apply does (ExecSimpleRelationUpdate:
+// heap-only when it can be, indexes maintained when not, constraints
+// checked), without the planner. Anything unusual goes through tally_add:
+// no row yet for this backend, the row held by another transaction (a
+// prepared one), or a table an operator changed (rules, triggers, another
+// shape).
+void tally_bump(const char *name, int64 delta) {
+  const Rels &r = rels();
+  if (delta == 0 || !OidIsValid(r.tallies) || !OidIsValid(r.tallies_pkey)) return;
+  Relation heap = table_open(r.tallies, RowExclusiveLock);
+  TupleDesc desc = RelationGetDescr(heap);
+  AttrNumber a_value = InvalidAttrNumber;
+  int live = 0;
+  for (int i = 0; i < desc->natts; i++) {
+    Form_pg_attribute a = TupleDescAttr(desc, i);
+    if (a->attisdropped) continue;
+    live++;
+    if (strcmp(NameStr(a->attname), "value") == 0 && a->atttypid == INT8OID) a_value = a->attnum;
+  }
+  if (heap->rd_rel->relkind != RELKIND_RELATION || heap->rd_rules != nullptr ||
+      heap->trigdesc != nullptr || live != 3 || a_value == InvalidAttrNumber ||
+      heap->rd_rel->relispartition) {
+    table_close(heap, NoLock);
+    tally_add(name, delta);
+    return;
+  }
+  Relation index = index_open(r.tallies_pkey, RowExclusiveLock);
+  Datum name_d = CStringGetTextDatum(name);
+  ScanKeyData keys[2];
+  ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+                         index->rd_indcollation[0], F_TEXTEQ, name_d);
+  ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, InvalidOid, F_INT4EQ,
+                         Int32GetDatum(MyBackendId));
+  SnapshotData dirty;
+  InitDirtySnapshot(dirty);
+  IndexScanDesc scan = index_beginscan(heap, index, &dirty, 2, 0);
+  index_rescan(scan, keys, 2, nullptr, 0);
+  TupleTableSlot *found = table_slot_create(heap, nullptr);
+  bool usable =
+      index_getnext_slot(scan, ForwardScanDirection, found) &&
+      !(TransactionIdIsValid(dirty.xmax) && !TransactionIdIsCurrentTransactionId(dirty.xmax)) &&
+      !(TransactionIdIsValid(dirty.xmin) && !TransactionIdIsCurrentTransactionId(dirty.xmin));
+  index_endscan(scan);
+  index_close(index, NoLock);
+  if (!usable) {
+    ExecDropSingleTupleTableSlot(found);
+    table_close(heap, NoLock);
+    tally_add(name, delta);
+    return;
+  }
+  EState *estate = CreateExecutorState();
+  RangeTblEntry *rte = makeNode(RangeTblEntry);
+  rte->rtekind = RTE_RELATION;
+  rte->relid = RelationGetRelid(heap);
+  rte->relkind = heap->rd_rel->relkind;
+  rte->rellockmode = RowExclusiveLock;
+  ExecInitRangeTable(estate, list_make1(rte));
+  ResultRelInfo *rri = makeNode(ResultRelInfo);
+  InitResultRelInfo(rri, heap, 1, nullptr, 0);
+  estate->es_output_cid = GetCurrentCommandId(true);
+  estate->es_snapshot = GetActiveSnapshot();
+  ExecOpenIndices(rri, false);
+  slot_getallattrs(found);
+  TupleTableSlot *next = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+  ExecClearTuple(next);
+  for (int i = 0; i < desc->natts; i++) {
+    next->tts_values[i] = found->tts_values[i];
+    next->tts_isnull[i] = found->tts_isnull[i];
+  }
+  int64 value = found->tts_isnull[a_value - 1] ? 0 : DatumGetInt64(found->tts_values[a_value - 1]);
+  next->tts_values[a_value - 1] = Int64GetDatum(value + delta);
+  next->tts_isnull[a_value - 1] = false;
+  ExecStoreVirtualTuple(next);
+  EPQState epq;
+  EvalPlanQualInit(&epq, estate, nullptr, NIL, -1);
+  ExecSimpleRelationUpdate(rri, estate, &epq, found, next);
+  EvalPlanQualEnd(&epq);
+  ExecCloseIndices(rri);
+  ExecResetTupleTable(estate->es_tupleTable, false);
+  FreeExecutorState(estate);
+  ExecDropSingleTupleTableSlot(found);
+  table_close(heap, NoLock);
+  // The next bump in this command must see this version as its own
+  // earlier write, not as invisible.
+  CommandCounterIncrement();
 }
 
 int64 tally_sum(const char *name) {
