@@ -8,9 +8,17 @@ LANGUAGE sql AS $$
   SELECT (SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_appended_entries_total'),
          (SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_compacted_entries_total')
 $$;
-CREATE TEMP TABLE seen (step text, appended float8, compacted float8, n serial);
+-- exact: the gauges (from per-backend tallies since 0.6.0, not a walk)
+-- equal what a walk of every agent finds
+CREATE TEMP TABLE seen (step text, appended float8, compacted float8, exact boolean, n serial);
 CREATE FUNCTION pg_temp.look(step text) RETURNS void LANGUAGE sql AS $$
-  INSERT INTO seen (step, appended, compacted) SELECT step, * FROM public.aj_counters()
+  INSERT INTO seen (step, appended, compacted, exact)
+  SELECT step, c.*,
+         (SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_agents')
+           = (SELECT count(*) FROM agent_journal.agents)
+     AND (SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_live_entries')
+           = (SELECT COALESCE(sum(live_entries), 0) FROM agent_journal.agents)
+  FROM public.aj_counters() c
 $$;
 SELECT pg_temp.look('start');
 \set a '''00000000-0000-0000-0000-00000000ee01'''
@@ -31,9 +39,18 @@ SELECT agent_journal.forget_agent(:b);
 SELECT pg_temp.look('forgot b');
 SELECT agent_journal.append(:a, 1, '{"type": "Again"}');
 SELECT pg_temp.look('a again');
+SELECT agent_journal.bind_agent('00000000-0000-0000-0000-00000000ee03', current_user);
+SELECT agent_journal.claim_agent('00000000-0000-0000-0000-00000000ee04', 'w') IS NOT NULL AS claimed;
+SELECT pg_temp.look('bound and claimed new agents');
+BEGIN;
+SELECT agent_journal.append_batch(:a, 1, ARRAY['{"type": "X"}', '{"type": "Y"}']::jsonb[]);
+ROLLBACK;
+SELECT pg_temp.look('rolled back');
+SELECT agent_journal.forget_agent('00000000-0000-0000-0000-00000000ee03');
+SELECT agent_journal.forget_agent('00000000-0000-0000-0000-00000000ee04');
 -- each step's change; neither counter ever goes down
 SELECT step, appended - lag(appended) OVER w AS appended_delta,
-       compacted - lag(compacted) OVER w AS compacted_delta
+       compacted - lag(compacted) OVER w AS compacted_delta, exact
 FROM seen WINDOW w AS (ORDER BY n) ORDER BY n;
 SELECT count(*) AS decreases FROM (
   SELECT appended < lag(appended) OVER w OR compacted < lag(compacted) OVER w AS down

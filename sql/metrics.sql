@@ -145,7 +145,9 @@ WHERE line !~ '^(# (HELP|TYPE) )?agent_runtime_';
 SELECT name, value FROM agent_journal.metric_samples WHERE name LIKE 'agent_journal_%' AND name NOT LIKE '%rejections%' ORDER BY 1, 2;
 
 -- 5. OpenMetrics and OTLP JSON of the same model
-SELECT line FROM agent_journal.openmetrics, regexp_split_to_table(exposition, E'\n') AS line
+-- _created: the series' first write (the time varies: shown as <t>)
+SELECT regexp_replace(line, '_created(\{[^}]*\})? [0-9.]+$', '_created\1 <t>') AS line
+FROM agent_journal.openmetrics, regexp_split_to_table(exposition, E'\n') AS line
 WHERE line ~ '^(# (HELP|TYPE) )?(jobs_done|tokens|odd_values)|EOF';
 SELECT jsonb_array_length(agent_journal.otlp_json()->'resourceMetrics') AS resources;
 SELECT r->'resource'->'attributes'->0->'value'->>'stringValue' AS service

@@ -116,6 +116,50 @@ SELECT sequence, kind FROM agent_journal.resume('00000000-0000-0000-0000-0000000
 SELECT sequence, kind FROM agent_journal.replay_backward('00000000-0000-0000-0000-0000000000e3', NULL, 1);
 SELECT agent_journal.release_agent('00000000-0000-0000-0000-0000000000e3', :lease);
 RESET ROLE;
+-- 0.6.0: counter_add and histogram_observe gain a last argument, exemplar;
+-- delete_series is new. Every role keeps EXECUTE (the writer level and a
+-- direct grant), no old overload is left, the kept grants are not initial
+-- privileges, and the journal's counters carry on from the walk they were
+-- (tallies seeded by the update): nothing goes down.
+GRANT EXECUTE ON FUNCTION agent_journal.counter_add(text, double precision, jsonb, text) TO regress_aj_upgrade_direct;
+SELECT agent_journal.counter_add('upgraded_before_total', 2, '{"k": "v"}');
+CREATE TEMP TABLE journal_before AS
+SELECT name, value FROM agent_journal.metric_samples
+WHERE name ~ '^agent_journal_(agents|live_entries|appended_entries_total|compacted_entries_total)$';
+SELECT name, value FROM journal_before ORDER BY 1;
+ALTER EXTENSION agent_journal UPDATE TO '0.6.0';
+SELECT b.name, b.value AS before, a.value AS after
+FROM journal_before b JOIN agent_journal.metric_samples a USING (name) ORDER BY 1;
+SELECT p.oid::regprocedure AS recreated FROM pg_proc p
+WHERE p.pronamespace = 'agent_journal'::regnamespace AND p.proname IN ('counter_add', 'histogram_observe', 'delete_series')
+ORDER BY 1::text;
+SELECT r.rolname, f.fn, has_function_privilege(r.oid, f.fn, 'EXECUTE') AS may
+FROM pg_roles r,
+     (VALUES ('agent_journal.counter_add(text, double precision, jsonb, text, jsonb)'),
+             ('agent_journal.histogram_observe(text, double precision, jsonb, double precision[], text, jsonb)'),
+             ('agent_journal.delete_series(text, jsonb)')) f(fn)
+WHERE r.rolname IN ('regress_aj_upgrade_writer', 'regress_aj_upgrade_direct', 'regress_aj_upgrade_owner')
+ORDER BY 1, 2;
+SELECT i.objoid::regprocedure AS fn, a.grantee::regrole AS initial_grantee
+FROM pg_init_privs i, aclexplode(i.initprivs) a
+WHERE i.classoid = 'pg_proc'::regclass
+  AND i.objoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'agent_journal'::regnamespace
+                   AND proname IN ('counter_add', 'histogram_observe', 'delete_series'))
+  AND a.grantee <> (SELECT proowner FROM pg_proc WHERE oid = i.objoid)
+ORDER BY 1::text;
+-- a series from before the update renders with _created (its family's
+-- creation) and takes exemplars
+SELECT count(*) AS created_lines FROM agent_journal.openmetrics, regexp_split_to_table(exposition, E'\n') line
+WHERE line LIKE 'upgraded_before_created{k="v"} %';
+SET ROLE regress_aj_upgrade_direct;
+SELECT agent_journal.counter_add('upgraded_before_total', 1, '{"k": "v"}', exemplar => '{"trace_id": "t1"}');
+RESET ROLE;
+SET ROLE regress_aj_upgrade_writer;
+SELECT agent_journal.histogram_observe('upgraded_seconds', 0.2, exemplar => '{"sequence": "1"}');
+SELECT agent_journal.delete_series('upgraded_seconds');
+RESET ROLE;
+SELECT count(*) AS exemplar_lines FROM agent_journal.openmetrics, regexp_split_to_table(exposition, E'\n') line
+WHERE line LIKE 'upgraded_before_total{k="v"} 3.0 # {trace_id="t1"} 1.0 %';
 SET ROLE regress_aj_upgrade_direct;
 SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e3', 2, '{"type": "Direct"}');
 RESET ROLE;

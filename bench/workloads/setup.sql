@@ -87,7 +87,12 @@ END $$;
 CREATE FUNCTION bench.reset() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     t text;
+    since bigint;
 BEGIN
+    -- the journal counters' start (0.6.0), as a fresh install has it
+    IF to_regclass('agent_journal.tallies') IS NOT NULL THEN
+        SELECT value INTO since FROM agent_journal.tallies WHERE name = 'journal_since' AND slot = 0;
+    END IF;
     FOR t IN
         SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
         WHERE schemaname = 'agent_journal'
@@ -102,4 +107,7 @@ BEGIN
         INSERT INTO agent_journal.metric_families SELECT * FROM bench.seed_families;
     END IF;
     INSERT INTO bench.counter VALUES (1, 0);
+    IF since IS NOT NULL THEN
+        INSERT INTO agent_journal.tallies (name, slot, value) VALUES ('journal_since', 0, since);
+    END IF;
 END $$;

@@ -23,6 +23,7 @@ struct LeaseTotals {
   bool has_fenced = false;         // fenced writes are counted (library preloaded)
   uint64_t fenced = 0;             // writes refused by 55006 since server start
   double fenced_since = 0;         // server start, Unix epoch seconds
+  double since = 0;                // the journal counters' start (the takeovers placeholder's)
 };
 
 constexpr const char *kLeaseTakeoversFamily = "agent_journal_lease_takeovers_total";

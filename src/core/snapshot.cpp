@@ -352,8 +352,31 @@ Snapshot parse_snapshot(std::string_view json_text) {
   return validate_snapshot(doc);
 }
 
+namespace {
+void append_snapshot_series(const Snapshot &snap, const std::string &service,
+                            std::vector<Family> &out);
+}  // namespace
+
+// The runtime's counters count since its scheduler started: their
+// _created / OTLP start time is the snapshot's time minus that uptime.
 void append_snapshot_families(const Snapshot &snap, const std::string &service,
                               std::vector<Family> &out) {
+  append_snapshot_series(snap, service, out);
+  const double started = snap.timestamp - snap.scheduler.uptime_seconds;
+  if (!std::isfinite(started) || started <= 0 || snap.scheduler.uptime_seconds < 0) return;
+  for (Family &f : out) {
+    if (f.type != MetricType::Counter) continue;
+    for (Series &s : f.series) {
+      if (s.created != 0) continue;
+      for (const auto &[k, v] : s.labels)
+        if (k == "service" && v == service) s.created = started;
+    }
+  }
+}
+
+namespace {
+void append_snapshot_series(const Snapshot &snap, const std::string &service,
+                            std::vector<Family> &out) {
   constexpr MetricType kCounter = MetricType::Counter;
   constexpr MetricType kGauge = MetricType::Gauge;
   auto add = [&](const char *name, MetricType type, const char *help, double value) {
@@ -429,6 +452,7 @@ void append_snapshot_families(const Snapshot &snap, const std::string &service,
         "fraction of the agent context window in use", *c.context_utilization_ratio);
   }
 }
+}  // namespace
 
 double snapshot_timestamp(const Snapshot &snapshot) { return snapshot.timestamp; }
 

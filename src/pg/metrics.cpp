@@ -1310,6 +1310,7 @@ void load_model(Model *m) {
     TimestampTz since = 0;
     lt.has_fenced = fenced_writes(&fenced, &since);
     lt.fenced = fenced;
+    lt.since = t.since;
     lt.fenced_since = (double)since / USECS_PER_SEC +
                       (double)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
     cpp_or_error(run_cpp([&] {
