@@ -96,17 +96,22 @@ CALLS = {
     "agent_journal.ingest_snapshot(jsonb,text)": [
         f"agent_journal.ingest_snapshot('{SNAPSHOT}'{J}, 'esc-service'::pg_catalog.text)"],
     "agent_journal.prune_snapshots(interval)": ["agent_journal.prune_snapshots('0 seconds'::pg_catalog.interval)"],
-    "agent_journal.counter_add(text,double precision,jsonb,text)": [
+    "agent_journal.counter_add(text,double precision,jsonb,text,jsonb)": [
         f"agent_journal.counter_add('evil_total'::pg_catalog.text, 2::pg_catalog.float8, '{{\"k\": \"v\"}}'{J}, "
-        "'Evil things'::pg_catalog.text)"],
+        "'Evil things'::pg_catalog.text)",
+        f"agent_journal.counter_add('evil_total'::pg_catalog.text, 1::pg_catalog.float8, '{{\"k\": \"v\"}}'{J}, "
+        f"NULL::pg_catalog.text, '{{\"trace_id\": \"t\"}}'{J})"],
+    "agent_journal.delete_series(text,jsonb)": [
+        f"agent_journal.delete_series('evil_gauge'::pg_catalog.text, '{{}}'{J})",
+        "agent_journal.delete_series('evil_seconds'::pg_catalog.text, NULL::pg_catalog.jsonb)"],
     "agent_journal.gauge_set(text,double precision,jsonb,text)": [
         f"agent_journal.gauge_set('evil_gauge'::pg_catalog.text, 5::pg_catalog.float8, '{{}}'{J}, "
         "'Evil level'::pg_catalog.text)"],
     "agent_journal.gauge_add(text,double precision,jsonb,text)": [
         f"agent_journal.gauge_add('evil_gauge'::pg_catalog.text, 1::pg_catalog.float8, '{{}}'{J})"],
-    "agent_journal.histogram_observe(text,double precision,jsonb,double precision[],text)": [
+    "agent_journal.histogram_observe(text,double precision,jsonb,double precision[],text,jsonb)": [
         f"agent_journal.histogram_observe('evil_seconds'::pg_catalog.text, 0.25::pg_catalog.float8, '{{}}'{J}, "
-        "NULL::pg_catalog.float8[], 'Evil latency'::pg_catalog.text)"],
+        f"NULL::pg_catalog.float8[], 'Evil latency'::pg_catalog.text, '{{\"sequence\": \"1\"}}'{J})"],
     "agent_journal.record_rejection(text,text,uuid)": [
         f"agent_journal.record_rejection('other'::pg_catalog.text, 'evil detail'::pg_catalog.text, {U % 'A'})"],
     "agent_journal.prometheus_text()": ["agent_journal.prometheus_text()"],
