@@ -134,6 +134,10 @@ f AS (
   SELECT COALESCE(pg_catalog.sum(value) FILTER (WHERE name OPERATOR(pg_catalog.=) 'forgotten_appended_entries'), 0)::bigint AS appended,
          COALESCE(pg_catalog.sum(value) FILTER (WHERE name OPERATOR(pg_catalog.=) 'forgotten_compacted_entries'), 0)::bigint AS compacted
   FROM agent_journal.tallies)
+-- Slot 0 is no backend's. Only non-zero seeds are written: a fresh
+-- install (and a restore, which creates the extension in an empty
+-- database before pg_dump's rows come back) writes none but journal_since,
+-- which the dump leaves out: a restored database counts from its restore.
 INSERT INTO agent_journal.tallies (name, slot, value)
 SELECT v.name, 0, v.value FROM w, f, LATERAL (VALUES
   ('journal_agents', w.agents),
@@ -145,7 +149,10 @@ SELECT v.name, 0, v.value FROM w, f, LATERAL (VALUES
   -- since when the counters count (microseconds since the Unix epoch):
   -- their _created and OTLP start time
   ('journal_since', (pg_catalog.date_part('epoch', LEAST(pg_catalog.now(), w.first_agent))
-     OPERATOR(pg_catalog.*) 1000000)::bigint)) AS v(name, value);
+     OPERATOR(pg_catalog.*) 1000000)::bigint)) AS v(name, value)
+WHERE v.value OPERATOR(pg_catalog.<>) 0;
+SELECT pg_catalog.pg_extension_config_dump('agent_journal.tallies',
+  $$WHERE name OPERATOR(pg_catalog.<>) 'journal_since'$$);
 
 -- ------------------------------------------------------------ access levels
 CREATE OR REPLACE FUNCTION agent_journal.access_privileges(access text)

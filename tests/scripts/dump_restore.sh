@@ -209,11 +209,12 @@ SELECT agent_journal.grant_access('$MIXED_LIT', 'writer');
 SELECT agent_journal.grant_access('$READER', 'reader');
 GRANT USAGE ON SCHEMA agent_journal TO $DIRECT;
 GRANT EXECUTE ON FUNCTION agent_journal.append(uuid, integer, jsonb, bigint, text) TO $DIRECT;
+GRANT EXECUTE ON FUNCTION agent_journal.counter_add(text, double precision, jsonb, text) TO $DIRECT;
 SELECT agent_journal.append('$A', 0, '{"type": "Before"}');
 ALTER EXTENSION agent_journal UPDATE;
 SQL
 expect_eq "0.4.0 updated: extension version" \
-  "$(q $SRC "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "0.5.0"
+  "$(q $SRC "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "0.6.0"
 # Who holds what on the extension's functions and relations, one line per
 # privilege (order-free: a restore may list an ACL's items differently).
 privileges() {
@@ -267,6 +268,15 @@ expect_eq "restored: the reader granted under 0.4.0 sees the leases" \
   "$(as_role $READER "SELECT string_agg(worker, ',' ORDER BY worker) FROM agent_journal.leases")" "direct-1,writer-2"
 expect_eq "restored: and may not claim" \
   "$(sqlstate $DST "SELECT agent_journal.claim_agent('$W', 'reader')" $READER)" "42501"
+# 0.6.0's trap: counter_add and histogram_observe gain `exemplar`
+expect_eq "restored: the writers granted under 0.4.0 add to counters with exemplar =>" \
+  "$(as_role $WRITER "SELECT agent_journal.counter_add('dumped_ex_total', 1, exemplar => '{\"sequence\": \"1\"}')")" "1"
+expect_eq "restored: and observe histograms with exemplar =>" \
+  "$(as_role "$MIXED_ID" "SELECT count(*) FROM agent_journal.histogram_observe('dumped_ex_seconds', 0.1, exemplar => '{\"sequence\": \"2\"}')")" "1"
+expect_eq "restored: the role granted the 0.4.0 counter_add directly keeps it, and may delete series" \
+  "$(as_role $DIRECT "SELECT agent_journal.counter_add('dumped_ex_total', 2, exemplar => '{\"t\": \"x\"}'), agent_journal.delete_series('dumped_ex_seconds')")" "3|1"
+expect_eq "restored: the reader may not delete series" \
+  "$(sqlstate $DST "SELECT agent_journal.delete_series('dumped_ex_total')" $READER)" "42501"
 dropdb $SRC
 dropdb $DST
 qi -c "DROP ROLE $WRITER, $MIXED_ID, $DIRECT, $READER" >/dev/null

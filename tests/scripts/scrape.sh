@@ -5,11 +5,13 @@
 # (running as an unprivileged user, so the file must be world-readable)
 # with only the textfile collector; a Prometheus server scraping it every
 # second, asked through its HTTP API until it has the snapshot's value; and
-# prometheus-postgres-exporter with docs/postgres_exporter_queries.yaml,
-# connected as a role with the scraper access level. Debian's packaged
-# services (if any) are neither used nor touched.
+# prometheus-postgres-exporter with docs/postgres_exporter_queries.yaml
+# and prometheus-sql-exporter with docs/sql_exporter.yml, both connected as
+# a role with the scraper access level; the latter's values are compared
+# with the extension's own exposition. Debian's packaged services (if any)
+# are neither used nor touched.
 source "$(dirname "$0")/lib.bash"
-for b in prometheus prometheus-node-exporter prometheus-postgres-exporter curl; do
+for b in prometheus prometheus-node-exporter prometheus-postgres-exporter prometheus-sql-exporter curl; do
   command -v $b >/dev/null || fail "$b not installed (scripts/install-deps)"
 done
 T0=$SECONDS
@@ -128,4 +130,80 @@ pe_has() {
 }
 wait_for 30 "postgres_exporter shows agent_journal_value{sample=\"agent_runtime_scheduler_running_agents\"} 8" pe_has
 echo "  $(grep -m1 'sample="agent_runtime_scheduler_running_agents"' "$TMPD/pe.txt")"
+
+# prometheus-sql-exporter (Debian's build of justwatchcom/sql_exporter) with
+# docs/sql_exporter.yml, as the same scraper role, given the connection only
+# through AGENT_JOURNAL_DSN (no PG* variables): the values it serves must be
+# the extension's own. A labelled counter of our own first, so that the
+# exporter's first run (at start, then every 15 s) already sees it.
+q postgres "SELECT agent_journal.counter_add('aj_scrape_sqlexp_total', 3, '{\"k\":\"v\"}')" >/dev/null
+SE_PORT=$(free_port)
+(export AGENT_JOURNAL_DSN="postgres://aj_scrape_exporter@/postgres?host=$PGHOST&port=$PGPORT&sslmode=disable"
+  export LOGLEVEL=warn
+  unset PGHOST PGPORT PGUSER PGDATABASE
+  as_user postgres prometheus-sql-exporter -config.file="$AJ_ROOT/docs/sql_exporter.yml" \
+    -web.listen-address=127.0.0.1:$SE_PORT) >"$TMPD/sql_exporter.out" 2>&1 &
+PIDS+=($!)
+se_has() {
+  curl -sf "http://127.0.0.1:$SE_PORT/metrics" >"$TMPD/se.txt" &&
+    grep -q '^sql_agent_journal_value{.*sample="aj_scrape_sqlexp_total"' "$TMPD/se.txt"
+}
+wait_for 30 "prometheus-sql-exporter serves sql_agent_journal_value" se_has
+grep -Eq '^sql_exporter_last_scrape_failed\{.*query="agent_journal_value".*\} 0$' "$TMPD/se.txt" \
+  || fail "prometheus-sql-exporter: sql_exporter_last_scrape_failed is not 0"
+ok "prometheus-sql-exporter: sql_exporter_last_scrape_failed 0"
+q postgres "SELECT exposition FROM agent_journal.prometheus" >"$TMPD/expo.txt"
+# sample_values NAME_REGEX: prints "series<TAB>exporter-value<TAB>exposition-value"
+# for every series whose name matches, from the exporter's
+# sql_agent_journal_value (its sample label, and its labels label parsed as
+# JSON) and from the extension's exposition, both read with
+# prometheus_client's parser; "-" where a side lacks the series. Values in
+# the shortest form, as PostgreSQL prints a float8 (8, 0.0015, 1700000000).
+sample_values() {
+  /usr/bin/python3 - "$TMPD/se.txt" "$TMPD/expo.txt" "$1" <<'PY'
+import json, re, sys
+from prometheus_client.parser import text_string_to_metric_families
+
+def samples(path):
+    with open(path) as f:
+        return [s for fam in text_string_to_metric_families(f.read()) for s in fam.samples]
+
+def series(name, labels):
+    return name + "{" + ",".join('%s="%s"' % kv for kv in sorted(labels.items())) + "}"
+
+def fmt(v):
+    r = repr(v)
+    return r[:-2] if r.endswith(".0") else r
+
+want = re.compile(sys.argv[3])
+got = {series(s.labels["sample"], json.loads(s.labels["labels"])): s.value
+       for s in samples(sys.argv[1])
+       if s.name == "sql_agent_journal_value" and want.fullmatch(s.labels["sample"])}
+exp = {series(s.name, s.labels): s.value for s in samples(sys.argv[2]) if want.fullmatch(s.name)}
+for k in sorted(set(got) | set(exp)):
+    print(k, fmt(got[k]) if k in got else "-", fmt(exp[k]) if k in exp else "-", sep="\t")
+PY
+}
+sample_values 'agent_runtime_scheduler_running_agents|aj_scrape_sqlexp_total' >"$TMPD/se_cmp.txt"
+pair() {  # pair SERIES: "exporter-value exposition-value"
+  awk -F'\t' -v s="$1" '$1 == s { print $2, $3 }' "$TMPD/se_cmp.txt"
+}
+expect_eq "prometheus-sql-exporter and exposition: agent_runtime_scheduler_running_agents{service=\"agent-runtime\"}" \
+  "$(pair 'agent_runtime_scheduler_running_agents{service="agent-runtime"}')" "8 8"
+SQL_VALUE=$(q postgres "SELECT value FROM agent_journal.metric_samples WHERE name = 'aj_scrape_sqlexp_total'")
+expect_eq "metric_samples: aj_scrape_sqlexp_total" "$SQL_VALUE" 3
+expect_eq "prometheus-sql-exporter and exposition: aj_scrape_sqlexp_total{k=\"v\"}" \
+  "$(pair 'aj_scrape_sqlexp_total{k="v"}')" "$SQL_VALUE $SQL_VALUE"
+# every series of the snapshot (they no longer change), both sides alike;
+# the extension's own families are left out: the export health ones move
+# with every export of the worker
+sample_values 'agent_runtime_.*|aj_scrape_.*' >"$TMPD/se_all.txt"
+N=$(wc -l <"$TMPD/se_all.txt")
+[ "$N" -ge 20 ] || fail "prometheus-sql-exporter: only $N snapshot series compared"
+if awk -F'\t' '($2 "") != ($3 "")' "$TMPD/se_all.txt" | grep -q .; then
+  awk -F'\t' '($2 "") != ($3 "")' "$TMPD/se_all.txt" | head -5 >&2
+  fail "prometheus-sql-exporter differs from the exposition (series exporter exposition above)"
+fi
+ok "prometheus-sql-exporter: all $N agent_runtime_*/aj_scrape_* series as in the exposition"
+echo "  $(grep -m1 'sample="agent_runtime_scheduler_running_agents"' "$TMPD/se.txt")"
 echo "scrape test took $((SECONDS - T0)) s"
