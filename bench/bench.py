@@ -41,6 +41,9 @@ RESUME_TAIL = 100 if SMOKE else 1_000        # entries after the latest saved st
 KEYED_N = 1_000 if SMOKE else 100_000        # entries of the keyed agent (workload 12)
 CHECKPOINT_EVERY = 100                       # every 100th of them is a checkpoint
 READ_KW = {"transactions": 20} if SMOKE else {}  # smoke: workloads 11-13 run -t 20, not -T
+JOURNAL_AGENTS = 10_000 if SMOKE else 1_000_000  # agents of workload 14's journal-only render
+JOURNAL_FEW = 10                                 # and the same render with this many
+APPEND_CHUNK = 1_000                             # appends per transaction when loading them
 
 # One event, the same on every side: a typical tool call (~190 bytes).
 EVENT = ('{"type": "tool_call", "tool": "web_search", "call_id": "call-0042", '
@@ -697,10 +700,97 @@ def w13_replay_backward():
             short="13w replay_backward as writer / SELECT DESC")
 
 
+def load_agents(n):
+    """Workload 14's database: n agents, one entry each, made by append (so
+    whatever the extension counts on the way is exact) from emptied tables:
+    no user series, no snapshots, no saved states. Returns the seconds the
+    appends took and the clients that made them."""
+    reset()
+    chunk = min(n, APPEND_CHUNK)
+    if n % chunk:
+        raise Failed(f"{n:,} agents are not a multiple of {chunk:,}")
+    txns = n // chunk
+    clients = 2 if txns % 2 == 0 else 1
+    t0 = time.monotonic()
+    pgbench("append_new_agents.sql", clients, {"n": chunk}, transactions=txns // clients)
+    secs = time.monotonic() - t0
+    for t in ("agent_state", "entries", "tallies"):
+        if exists("rel", f"agent_journal.{t}"):
+            psql(f"VACUUM ANALYZE agent_journal.{t}")
+    psql("CHECKPOINT")
+    parts = ["(SELECT count(*) FROM agent_journal.agent_state)", "(SELECT count(*) FROM agent_journal.entries)"]
+    parts += [f"(SELECT count(*) FROM agent_journal.{t})" for t in ("metric_series", "snapshots", "saved_states")
+              if exists("rel", f"agent_journal.{t}")]
+    got = psql("SELECT concat_ws('/', " + ", ".join(parts) + ")")
+    want = "/".join([str(n), str(n)] + ["0"] * (len(parts) - 2))
+    if got != want:
+        raise Failed(f"agents/entries/user series/snapshots/saved states after the load: {got}, expected {want}")
+    return secs, clients
+
+
+def check_journal_families(n):
+    """The render must say what was made: n agents, n live entries, n appended."""
+    text = psql("SELECT exposition FROM agent_journal.prometheus")
+    want = {"agent_journal_agents": n, "agent_journal_live_entries": n,
+            "agent_journal_appended_entries_total": n}
+    got = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in want:
+            got[name] = float(value)
+    bad = {k: got.get(k) for k, v in want.items() if got.get(k) != v}
+    if bad:
+        raise Failed(f"render with {n:,} agents: {bad}, expected {n:,} each")
+    return len(text.encode())
+
+
+def w14_journal_render():
+    """The render of an exposition whose families are the journal's own only
+    (no user series), at JOURNAL_FEW and at JOURNAL_AGENTS agents, against
+    today's walk of every agent (the agents view summed) in the same
+    database: the journal families should cost the same at both sizes."""
+    n = JOURNAL_AGENTS
+    title = f"14. render with {n:,} agents (journal only, no user series) vs today's walk of every agent"
+    few_title = (f"14f. the same render with {JOURNAL_FEW} agents vs the walk (ours: the same cost as "
+                 f"at {human(n)}?)")
+    goal_text = "≤ 10 ms at 1M agents" + (" (smoke: report)" if SMOKE else "")
+    if not exists("rel", "agent_journal.prometheus"):
+        na_row(title, "ms", 1, goal_text, "agent_journal.prometheus not in this build")
+        na_row(few_title, "ms", 1, "— (report)", "agent_journal.prometheus not in this build")
+        return
+    res = {}
+    try:
+        for size in (JOURNAL_FEW, n):
+            secs, clients = load_agents(size)
+            if size == n:
+                log(f"  {size:,} agents appended in {secs:.1f} s")
+                NOTES.append(f"workload 14: {size:,} agents (one entry each) appended in {secs:.1f} s, "
+                             f"{min(size, APPEND_CHUNK):,} appends per transaction, {clients} client(s)")
+            length = check_journal_families(size)
+            warmup(("prometheus.sql", {}), ("journal_walk.sql", {}))
+            s = alternate([("ours", lambda: pgbench("prometheus.sql", 1)["lat_ms"]),
+                           ("base", lambda: pgbench("journal_walk.sql", 1)["lat_ms"])], before=None)
+            res[size] = (s, length)
+    finally:
+        reset()   # later workloads start from emptied tables, as after any write workload
+    s, length = res[n]
+    ours = med(s["ours"])
+    add_row(title, ours, med(s["base"]), "ms", 1, goal_text=goal_text, higher_is_better=False,
+            met=None if SMOKE else ours <= 10.0, samples=s, short=f"14 render, {human(n)} agents / walk")
+    fs, flength = res[JOURNAL_FEW]
+    few = med(fs["ours"])
+    add_row(few_title, few, med(fs["base"]), "ms", 1, goal_text="— (report)", higher_is_better=False,
+            samples=fs, short=f"14f render, {JOURNAL_FEW} agents / walk")
+    NOTES.append(f"workload 14: ours {fmt(few)} ms at {JOURNAL_FEW} agents, {fmt(ours)} ms at {n:,} "
+                 f"({ours / few:.2f}× the cost at {JOURNAL_FEW}; the same cost: ≈ 1×); exposition "
+                 f"{flength:,} and {length:,} bytes; the walk {fmt(med(fs['base']))} ms and "
+                 f"{fmt(med(s['base']))} ms")
+
+
 WORKLOAD_FNS = [("1", w1_append_distinct), ("2", w2_append_one_agent), ("3", w3_batch),
                 ("8", w8_peers), ("9", w9_append_leased), ("10", w10_claim_renew),
                 ("4", w4_replay), ("11", w11_resume), ("12", w12_point_reads), ("13", w13_replay_backward),
-                ("5", w5_ingest), ("6", w6_counter), ("7", w7_prometheus)]
+                ("5", w5_ingest), ("6", w6_counter), ("7", w7_prometheus), ("14", w14_journal_render)]
 
 
 # ---------------------------------------------------------------- report
