@@ -695,7 +695,7 @@ Datum aj_append(PG_FUNCTION_ARGS) {
     create_state(agent);
     tally_add(TALLY_AGENTS, 1);
   }
-  tally_bump(TALLY_APPENDED, 1);
+  tally_add(TALLY_APPENDED, 1);
   if (has_key) store_key(agent, key, seq, seq, hash);
   spi_end(who);
   PG_RETURN_INT64(seq);
@@ -772,7 +772,7 @@ Datum aj_append_batch(PG_FUNCTION_ARGS) {
     create_state(agent);
     tally_add(TALLY_AGENTS, 1);
   }
-  tally_bump(TALLY_APPENDED, n);
+  tally_add(TALLY_APPENDED, n);
   if (has_key) store_key(agent, key, l.sequence + 1, last, hash);
   spi_end(who);
   PG_RETURN_INT64(last);

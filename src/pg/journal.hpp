@@ -88,12 +88,11 @@ Latest check_agent_read(Datum agent);
 void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max);
 
 // tally.cpp: the extension's own counts, per backend slot (table tallies).
-// Adds delta to this backend's row of `name`; inside SPI as the owner.
-// Does nothing on schemas before 0.5.0.
+// Adds delta to this backend's row of `name` when the transaction commits
+// (summed in memory until then: one row update per name per transaction;
+// taken back with a subtransaction that rolls back). `name` must be one of
+// the TALLY_* constants. Does nothing on schemas before 0.5.0.
 void tally_add(const char *name, int64 delta);
-// The same for the per-append counts: an in-place update of this
-// backend's row, no planner (tally_add when it cannot be done so).
-void tally_bump(const char *name, int64 delta);
 // Sum of `name`'s rows in the current snapshot (0 if none).
 int64 tally_sum(const char *name);
 constexpr const char *TALLY_SAVED_STATES = "saved_states";

@@ -20,6 +20,7 @@ extern "C" {
 #include "executor/tuptable.h"
 #include "nodes/makefuncs.h"
 #include "utils/snapmgr.h"
+#include "access/xact.h"
 #include "storage/proc.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -49,9 +50,8 @@ bool slot_busy(int32 slot_no, void *arg) {
   return busy;
 }
 
-}  // namespace
-
-void tally_add(const char *name, int64 delta) {
+// Writes delta into this backend's row of `name` (an upsert through SPI).
+void tally_upsert(const char *name, int64 delta) {
   const Rels &r = rels();
   if (delta == 0 || !OidIsValid(r.tallies) || !OidIsValid(r.tallies_pkey)) return;
   Datum name_d = CStringGetTextDatum(name);
@@ -76,7 +76,7 @@ void tally_add(const char *name, int64 delta) {
 // no row yet for this backend, the row held by another transaction (a
 // prepared one), or a table an operator changed (rules, triggers, another
 // shape).
-void tally_bump(const char *name, int64 delta) {
+void tally_write(const char *name, int64 delta) {
   const Rels &r = rels();
   if (delta == 0 || !OidIsValid(r.tallies) || !OidIsValid(r.tallies_pkey)) return;
   Relation heap = table_open(r.tallies, RowExclusiveLock);
@@ -93,7 +93,7 @@ void tally_bump(const char *name, int64 delta) {
       heap->trigdesc != nullptr || live != 3 || a_value == InvalidAttrNumber ||
       heap->rd_rel->relispartition) {
     table_close(heap, NoLock);
-    tally_add(name, delta);
+    tally_upsert(name, delta);
     return;
   }
   Relation index = index_open(r.tallies_pkey, RowExclusiveLock);
@@ -117,7 +117,7 @@ void tally_bump(const char *name, int64 delta) {
   if (!usable) {
     ExecDropSingleTupleTableSlot(found);
     table_close(heap, NoLock);
-    tally_add(name, delta);
+    tally_upsert(name, delta);
     return;
   }
   EState *estate = CreateExecutorState();
@@ -155,6 +155,101 @@ void tally_bump(const char *name, int64 delta) {
   // The next bump in this command must see this version as its own
   // earlier write, not as invisible.
   CommandCounterIncrement();
+}
+
+// ---- deferred to commit ------------------------------------------------
+// A transaction's changes are summed in backend memory per (name,
+// subtransaction level) and written once, just before it commits (or
+// prepares), in its own transaction: one row update per name per
+// transaction, however many appends it made (updating one row again and
+// again in one transaction would make every later update walk the chain
+// of its versions). A subtransaction that rolls back takes its part back.
+constexpr int MAX_PENDING = 32;
+struct Pending {
+  const char *name;  // one of the TALLY_* constants (static storage)
+  int level;
+  int64 delta;
+};
+Pending pending[MAX_PENDING];
+int npending = 0;
+bool callbacks_registered = false;
+
+void flush_pending() {
+  if (npending == 0) return;
+  // Sum by name (subtransactions have all committed into the top one).
+  Pending sums[MAX_PENDING];
+  int n = 0;
+  for (int i = 0; i < npending; i++) {
+    int j = 0;
+    while (j < n && strcmp(sums[j].name, pending[i].name) != 0) j++;
+    if (j == n) sums[n++] = Pending{pending[i].name, 1, 0};
+    sums[j].delta += pending[i].delta;
+  }
+  npending = 0;
+  bool any = false;
+  for (int j = 0; j < n; j++) any = any || sums[j].delta != 0;
+  if (!any) return;
+  PushActiveSnapshot(GetTransactionSnapshot());
+  OwnerSwitch who = spi_begin();
+  for (int j = 0; j < n; j++)
+    if (sums[j].delta != 0) tally_write(sums[j].name, sums[j].delta);
+  spi_end(who);
+  PopActiveSnapshot();
+}
+
+void on_xact(XactEvent event, void *) {
+  switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+    case XACT_EVENT_PRE_PREPARE:
+      flush_pending();
+      break;
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PARALLEL_ABORT:
+    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_PREPARE:
+      npending = 0;
+      break;
+    default:
+      break;
+  }
+}
+
+void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, void *) {
+  int level = GetCurrentTransactionNestLevel();
+  if (event == SUBXACT_EVENT_ABORT_SUB) {
+    int k = 0;
+    for (int i = 0; i < npending; i++)
+      if (pending[i].level < level) pending[k++] = pending[i];
+    npending = k;
+  } else if (event == SUBXACT_EVENT_COMMIT_SUB) {
+    for (int i = 0; i < npending; i++)
+      if (pending[i].level >= level) pending[i].level = level - 1;
+  }
+}
+
+}  // namespace
+
+void tally_add(const char *name, int64 delta) {
+  const Rels &r = rels();
+  if (delta == 0 || !OidIsValid(r.tallies) || !OidIsValid(r.tallies_pkey)) return;
+  if (!callbacks_registered) {
+    RegisterXactCallback(on_xact, nullptr);
+    RegisterSubXactCallback(on_subxact, nullptr);
+    callbacks_registered = true;
+  }
+  int level = GetCurrentTransactionNestLevel();
+  for (int i = 0; i < npending; i++)
+    if (pending[i].level == level && strcmp(pending[i].name, name) == 0) {
+      pending[i].delta += delta;
+      return;
+    }
+  if (npending == MAX_PENDING) {  // cannot happen with the TALLY_* names; write now
+    OwnerSwitch who = spi_begin();
+    tally_upsert(name, delta);
+    spi_end(who);
+    return;
+  }
+  pending[npending++] = Pending{name, level, delta};
 }
 
 int64 tally_sum(const char *name) {
