@@ -227,6 +227,31 @@ removed=$(q $DB "SELECT coalesce(sum(value), 0)::bigint FROM agent_journal.metri
 ok "(a) the worker removed $removed entries"
 wait_for 15 "(a) the worker trimmed every agent to $KEEP live entries" all_trimmed
 
+# series_ttl (0.6.0): the worker's pass deletes the series nobody wrote
+# for longer (row and slots), keeps their families, a series whose slot
+# was written recently, and the extension's own families.
+psql -X -q -v ON_ERROR_STOP=1 -d $DB >/dev/null <<'SQL'
+SELECT agent_journal.gauge_set('ret_stale', 1, '{"k": "a"}');
+SELECT agent_journal.gauge_set('ret_stale', 2, '{"k": "b"}');
+SELECT agent_journal.gauge_set('ret_fresh', 3);
+SELECT agent_journal.counter_add('ret_slotted_total', 4);
+INSERT INTO agent_journal.counter_slots (name, labels, slot, value) VALUES ('ret_slotted_total', '{}', 999, 1);
+SELECT agent_journal.record_rejection('tenant_limit');
+UPDATE agent_journal.metric_series SET updated_at = now() - interval '2 hours'
+WHERE name IN ('ret_stale', 'ret_slotted_total', 'agent_journal_rejections_total')
+   OR (name = 'ret_stale' AND labels = '{"k": "b"}');
+ALTER SYSTEM SET agent_journal.series_ttl = '1h';
+SELECT pg_reload_conf();
+SQL
+expired() { [ "$(q $DB "SELECT count(*) FROM agent_journal.metric_series WHERE name = 'ret_stale'")" = 0 ]; }
+wait_for 20 "series_ttl: the worker deleted the series not written for 2 hours" expired
+expect_eq "series_ttl: what is kept" \
+  "$(q $DB "SELECT string_agg(name, ',' ORDER BY name) FROM agent_journal.metric_series WHERE name ~ '^(ret_|agent_journal_rej)'")" \
+  "agent_journal_rejections_total,ret_fresh,ret_slotted_total"
+expect_eq "series_ttl: the family stays" \
+  "$(q $DB "SELECT count(*) FROM agent_journal.metric_families WHERE name = 'ret_stale'")" "1"
+psql -X -q -d $DB -c "ALTER SYSTEM RESET agent_journal.series_ttl" -c "SELECT pg_reload_conf()" >/dev/null
+
 [ $st -eq 0 ] || { tail -20 "$TMPD/pgbench.log"; fail "pgbench exited with $st"; }
 ok "every writer transaction succeeded"
 
