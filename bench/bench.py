@@ -479,6 +479,29 @@ def w7_prometheus():
                 "ms", 1, goal=None, goal_text=f"≤ {goal:.0f} ms" if goal else "— (report)",
                 higher_is_better=False, met=(ours <= goal) if goal else None, samples=s)
         PROM.append((n, ours, base))
+        if n > 100_000 or not exists("rel", "agent_journal.openmetrics") or \
+                psql("SELECT count(*) FROM pg_attribute WHERE attrelid = 'agent_journal.metric_series'::regclass "
+                     "AND attname = 'exemplars'") != "1":
+            continue
+        # 7o (0.6.0): OpenMetrics with a _created and an exemplar on every
+        # counter series (half the families), against the 0.0.4 render of
+        # the same series in the same run.
+        psql("UPDATE agent_journal.metric_series SET exemplars = jsonb_build_object('0', jsonb_build_object("
+             "'labels', jsonb_build_object('agent_id', md5(labels::text), 'sequence', (value * 2)::bigint::text), "
+             "'value', 1.5, 'ts', extract(epoch FROM now()))) WHERE name LIKE '%\\_total'")
+        ex = psql("SELECT count(*) FROM agent_journal.openmetrics, regexp_split_to_table(exposition, E'\\n') l "
+                  "WHERE l LIKE '% # {agent_id=%'")
+        if int(ex) != n // 2:
+            raise Failed(f"7o: {ex} exemplars rendered, expected {n // 2}")
+        warmup(("openmetrics.sql", {"pgoptions": opt}), ("prometheus.sql", {"pgoptions": opt}))
+        s = alternate([("ours", lambda: pgbench("openmetrics.sql", 1, pgoptions=opt)["lat_ms"]),
+                       ("base", lambda: pgbench("prometheus.sql", 1, pgoptions=opt)["lat_ms"])],
+                      before=None)
+        ours, base = med(s["ours"]), med(s["base"])
+        add_row(f"7o. openmetrics view with _created and {n // 2:,} exemplars, {n:,} series vs the 0.0.4 view",
+                ours, base, "ms", 1, goal=None, goal_text=f"≤ {goal:.0f} ms" if goal else "— (report)",
+                higher_is_better=False, met=(ours <= goal) if goal else None, samples=s,
+                short=f"7o openmetrics+exemplars {human(n)} / 0.0.4")
 
 
 def w8_peers():

@@ -275,6 +275,9 @@ std::size_t estimate_text_size(const std::vector<Family> &families) {
       } else {
         total += line;
       }
+      // OpenMetrics: a _created line, and exemplars (" # {labels} value time")
+      if (s.created > 0) total += line + 16;
+      for (const Exemplar &e : s.exemplars) total += labels_bytes(e.labels) + 2 * kValueGuess + 24;
     }
   }
   return total;
@@ -310,12 +313,22 @@ void append_sample_head(std::string &out, std::string_view name, std::string_vie
 // A series' `_created` (Unix epoch seconds): microseconds kept, trailing
 // zeros dropped (the shortest %g form would round to 10 ms).
 void append_created(std::string &out, double created) {
-  char buf[64];
-  int n = std::snprintf(buf, sizeof buf, "%.6f", created);
-  if (n <= 0 || n >= static_cast<int>(sizeof buf)) return append_double_openmetrics(out, created);
-  while (n > 0 && buf[n - 1] == '0') --n;
-  if (n > 0 && buf[n - 1] == '.') --n;
-  out.append(buf, static_cast<std::size_t>(n));
+  // Integer arithmetic (snprintf's %f costs a multi-precision division per
+  // call, once per series of a render).
+  if (!(created >= 0 && created < 1e15)) return append_double_openmetrics(out, created);
+  const int64_t us = static_cast<int64_t>(std::llround(created * 1e6));
+  char buf[40];
+  char *end = std::to_chars(buf, buf + 24, us / 1000000).ptr;
+  int64_t frac = us % 1000000;
+  if (frac != 0) {
+    *end++ = '.';
+    char digits[6];
+    for (int i = 5; i >= 0; --i, frac /= 10) digits[i] = static_cast<char>('0' + frac % 10);
+    int n = 6;
+    while (n > 0 && digits[n - 1] == '0') --n;
+    for (int i = 0; i < n; ++i) *end++ = digits[i];
+  }
+  out.append(buf, static_cast<std::size_t>(end - buf));
 }
 
 // ` # {labels} value timestamp` after an OpenMetrics sample, for the

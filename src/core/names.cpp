@@ -224,17 +224,21 @@ Labels normalize_exemplar_labels(Labels labels) {
   if (labels.empty()) fail("exemplar", "must have at least one label");
   std::size_t chars = 0;
   for (const auto &[name, value] : labels) {
-    std::string path = "exemplar." + (quote_for_message(name) == "\"" + name + "\""
-                                          ? name : quote_for_message(name));
+    // The path is built only when a check fails (renders run this for
+    // every exemplar).
+    auto path = [&name] {
+      std::string q = quote_for_message(name);
+      return "exemplar." + (q == "\"" + name + "\"" ? name : q);
+    };
     bool ok = !name.empty() && name.size() <= kMaxLabelNameBytes && is_letter_or_underscore(name[0]);
     for (std::size_t i = 1; ok && i < name.size(); ++i)
       ok = is_letter_or_underscore(name[i]) || is_digit(name[i]);
-    if (!ok) fail(path, "label name " + quote_for_message(name) +
+    if (!ok) fail(path(), "label name " + quote_for_message(name) +
                             " is not valid: must match [a-zA-Z_][a-zA-Z0-9_]*");
     if (starts_with(name, "__"))
-      fail(path, "label name \"" + name + "\" is reserved: names starting with __ are internal");
-    if (value.find('\0') != std::string::npos) fail(path, "label value contains a nul byte");
-    if (!is_valid_utf8(value)) fail(path, "label value is not valid utf-8");
+      fail(path(), "label name \"" + name + "\" is reserved: names starting with __ are internal");
+    if (value.find('\0') != std::string::npos) fail(path(), "label value contains a nul byte");
+    if (!is_valid_utf8(value)) fail(path(), "label value is not valid utf-8");
     chars += utf8_chars(name) + utf8_chars(value);
   }
   if (chars > kMaxExemplarLabelChars)
