@@ -488,7 +488,8 @@ def w7_prometheus():
         # the same series in the same run.
         psql("UPDATE agent_journal.metric_series SET exemplars = jsonb_build_object('0', jsonb_build_object("
              "'labels', jsonb_build_object('agent_id', md5(labels::text), 'sequence', (value * 2)::bigint::text), "
-             "'value', 1.5, 'ts', extract(epoch FROM now()))) WHERE name LIKE '%\\_total'")
+             "'value', '1.5', 'ts', extract(epoch FROM now())::float8::text)) WHERE name LIKE '%\\_total'")
+        psql("VACUUM ANALYZE agent_journal.metric_series")  # no dead versions left by the UPDATE
         ex = psql("SELECT count(*) FROM agent_journal.openmetrics, regexp_split_to_table(exposition, E'\\n') l "
                   "WHERE l LIKE '% # {agent_id=%'")
         if int(ex) != n // 2:

@@ -36,7 +36,8 @@ SELECT agent_journal.ingest_snapshot('{"timestamp": 1700000000, "scheduler": {"t
 SELECT agent_journal.counter_add('dumped_total', 7, '{"k": "v"}', 'Dumped things');
 -- a slot row, as counter_add writes under contention (the total becomes 12)
 INSERT INTO agent_journal.counter_slots (name, labels, slot, value) VALUES ('dumped_total', '{"k": "v"}', 3, 5);
-SELECT agent_journal.histogram_observe('dumped_seconds', 0.3);
+SELECT agent_journal.histogram_observe('dumped_seconds', 0.3, exemplar => '{"sequence": "7"}');
+SELECT agent_journal.counter_add('dumped_total', 0, '{"k": "v"}', exemplar => '{"trace_id": "t"}');
 SELECT agent_journal.record_rejection('capacity_limit', 'full');
 SELECT agent_journal.record_rejection('tenant_limit');
 SQL
@@ -73,6 +74,8 @@ SELECT 'keys', md5(string_agg(format('%s|%s|%s|%s|%s', agent_id, idempotency_key
 SELECT 'snapshots', md5(string_agg(format('%s|%s|%s|%s', id, service, snapshot_ts, snapshot), ',' ORDER BY id)) FROM agent_journal.snapshots;
 SELECT 'families', md5(string_agg(format('%s|%s|%s|%s', name, type, help, buckets), ',' ORDER BY name)) FROM agent_journal.metric_families;
 SELECT 'series', md5(string_agg(format('%s|%s|%s|%s|%s|%s', name, labels, value, bucket_counts, sum, count), ',' ORDER BY name, labels::text)) FROM agent_journal.metric_series;
+SELECT 'series 0.6.0', md5(string_agg(format('%s|%s|%s|%s', name, labels, created_at, exemplars), ',' ORDER BY name, labels::text)) FROM agent_journal.metric_series;
+SELECT 'exemplar lines', count(*) FROM agent_journal.openmetrics, regexp_split_to_table(exposition, E'\n') l WHERE l LIKE '% # {%';
 SELECT 'slots', md5(string_agg(format('%s|%s|%s|%s', name, labels, slot, value), ',' ORDER BY name, labels::text, slot)) FROM agent_journal.counter_slots;
 SELECT 'dumped_total', value FROM agent_journal.metric_samples WHERE name = 'dumped_total';
 SELECT 'rejections', md5(string_agg(format('%s|%s|%s', id, reason, detail), ',' ORDER BY id)) FROM agent_journal.rejections;
@@ -89,6 +92,13 @@ pg_restore -d $DST --exit-on-error "$TMPD/src.dump" 2>"$TMPD/restore.err" || { c
 dump_state $DST > "$TMPD/dst.txt"
 diff "$TMPD/src.txt" "$TMPD/dst.txt" || fail "restored database differs"
 ok "every table and the exposition are identical after restore ($(wc -l < "$TMPD/dst.txt") checks)"
+# The journal's counters come back with their values (the exposition
+# above); their start (_created) is the restore's: the dump leaves
+# journal_since out, so the restored database does not collide with it.
+created() { q "$1" "SELECT split_part(l, ' ', 2) FROM agent_journal.openmetrics, regexp_split_to_table(exposition, E'\n') l
+                    WHERE l LIKE 'agent_journal_appended_entries_created %'"; }
+expect_eq "restored: the journal counters start at the restore (a later _created)" \
+  "$(python3 -c "import sys; print(float(sys.argv[2]) > float(sys.argv[1]))" "$(created $SRC)" "$(created $DST)")" "True"
 expect_eq "seeded family restored once" \
   "$(q $DST "SELECT count(*) FROM agent_journal.metric_families WHERE name = 'agent_journal_rejections_total'")" "1"
 expect_eq "journal continues after restore (no reuse after compaction)" \
