@@ -315,7 +315,7 @@ void append_sample_head(std::string &out, std::string_view name, std::string_vie
 void append_created(std::string &out, double created) {
   // Integer arithmetic (snprintf's %f costs a multi-precision division per
   // call, once per series of a render).
-  if (!(created >= 0 && created < 1e15)) return append_double_openmetrics(out, created);
+  if (!(created >= 0 && created < 9e12)) return append_double_openmetrics(out, created);
   const int64_t us = static_cast<int64_t>(std::llround(created * 1e6));
   char buf[40];
   char *end = std::to_chars(buf, buf + 24, us / 1000000).ptr;
@@ -483,6 +483,14 @@ bool otlp_id(const std::string &v, std::size_t len) {
   return nonzero;
 }
 
+// Unix epoch seconds as OTLP's fixed64 nanoseconds (a JSON string); false,
+// writing nothing, when the time does not fit (before 1970 or after 2262).
+bool append_unix_nano(std::string &out, double seconds) {
+  if (!(seconds > 0 && seconds < 9.2e9)) return false;
+  append_json_string(out, std::to_string(static_cast<int64_t>(std::llround(seconds * 1e6)) * 1000));
+  return true;
+}
+
 // `,"exemplars":[...]`: trace_id and span_id go to traceId / spanId (as
 // hex, OTLP/JSON's encoding), the other labels to filteredAttributes.
 void append_otlp_exemplars(std::string &out, const std::vector<Exemplar> &exemplars) {
@@ -512,8 +520,11 @@ void append_otlp_exemplars(std::string &out, const std::vector<Exemplar> &exempl
       append_json_string(out, v);
       out += "}}";
     }
-    out += "],\"timeUnixNano\":";
-    append_json_string(out, std::to_string(static_cast<int64_t>(std::llround(e.timestamp * 1e6)) * 1000));
+    out += ']';
+    if (std::string t; append_unix_nano(t, e.timestamp)) {
+      out += ",\"timeUnixNano\":";
+      out += t;
+    }
     out += ",\"asDouble\":";
     append_json_double(out, e.value);
     if (!span.empty()) {
@@ -746,9 +757,9 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
         first_point = false;
         out += '{';
         append_attributes(out, s.labels);
-        if (f.type != MetricType::Gauge && s.created > 0) {
+        if (std::string t; f.type != MetricType::Gauge && append_unix_nano(t, s.created)) {
           out += ",\"startTimeUnixNano\":";
-          append_json_string(out, std::to_string(static_cast<int64_t>(std::llround(s.created * 1e6)) * 1000));
+          out += t;
         }
         out += ",\"timeUnixNano\":";
         out += t;

@@ -223,7 +223,9 @@ std::size_t utf8_chars(std::string_view s) {
 Labels normalize_exemplar_labels(Labels labels) {
   if (labels.empty()) fail("exemplar", "must have at least one label");
   std::size_t chars = 0;
-  for (const auto &[name, value] : labels) {
+  for (const auto &label : labels) {
+    const std::string &name = label.first;  // a named reference: lambdas cannot
+    const std::string &value = label.second;  // capture structured bindings in C++17
     // The path is built only when a check fails (renders run this for
     // every exemplar).
     auto path = [&name] {

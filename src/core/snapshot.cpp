@@ -363,7 +363,9 @@ void append_snapshot_families(const Snapshot &snap, const std::string &service,
                               std::vector<Family> &out) {
   append_snapshot_series(snap, service, out);
   const double started = snap.timestamp - snap.scheduler.uptime_seconds;
-  if (!std::isfinite(started) || started <= 0 || snap.scheduler.uptime_seconds < 0) return;
+  // (a time OTLP can carry: 1970 to 2262)
+  if (!std::isfinite(started) || started <= 0 || started >= 9.2e9 || snap.scheduler.uptime_seconds < 0)
+    return;
   for (Family &f : out) {
     if (f.type != MetricType::Counter) continue;
     for (Series &s : f.series) {

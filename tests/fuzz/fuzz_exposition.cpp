@@ -11,6 +11,7 @@
 //  - OTLP: parses with nlohmann, one data point per prepared series (when
 //    not filtered by service), resources sorted and unique;
 //  - format_double round-trips through strtod.
+#include <algorithm>
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cmath>
@@ -32,6 +33,7 @@ namespace {
 
 using aj::Family;
 using aj::MetricType;
+using aj::Exemplar;
 using aj::Series;
 using aj::fuzz::die;
 
@@ -139,6 +141,19 @@ std::vector<Family> build_model(FuzzedDataProvider &fdp) {
         s.count = fdp.ConsumeIntegralInRange<int>(0, 7) == 0 ? any_count(fdp) : total;
         s.sum = any_double(fdp);
       }
+      // 0.6.0: _created and exemplars (any times, buckets, labels)
+      if (fdp.ConsumeBool()) s.created = any_double(fdp);
+      const int ne = fdp.ConsumeIntegralInRange<int>(0, 3);
+      for (int ei = 0; ei < ne; ++ei) {
+        Exemplar e;
+        e.bucket = fdp.ConsumeIntegralInRange<std::size_t>(0, 13);
+        const int nel = fdp.ConsumeIntegralInRange<int>(0, 3);
+        for (int li = 0; li < nel; ++li)
+          e.labels.emplace_back(pick_or_random(fdp, kLabelNames, 24), pick_or_random(fdp, kLabelValues, 40));
+        e.value = any_double(fdp);
+        e.timestamp = any_double(fdp);
+        s.exemplars.push_back(std::move(e));
+      }
       f.series.push_back(std::move(s));
     }
     families.push_back(std::move(f));
@@ -194,10 +209,12 @@ std::size_t expected_lines(const std::vector<Family> &fams, bool om) {
     for (const Series &s : f.series) {
       if (f.type != MetricType::Histogram) {
         n += 1;
+        if (om && f.type == MetricType::Counter && s.created > 0) n += 1;  // _created
         continue;
       }
       n += f.bounds.size() + 1;
-      if (!(om && (negative_bound(f) || std::isnan(s.sum) || s.sum < 0))) n += 2;
+      if (!(om && (negative_bound(f) || std::isnan(s.sum) || s.sum < 0)))
+        n += 2 + (om && s.created > 0 ? 1 : 0);  // _sum, _count (, _created)
     }
   }
   return n;
@@ -222,7 +239,7 @@ void check_text(const std::string &out, const std::vector<Family> &fams, bool om
   std::size_t start = 0;
   while (start < out.size()) {
     const std::size_t end = out.find('\n', start);
-    const std::string_view line(out.data() + start, end - start);
+    std::string_view line(out.data() + start, end - start);
     start = end + 1;
     ++lines;
     if (om && start == out.size()) {
@@ -238,6 +255,28 @@ void check_text(const std::string &out, const std::vector<Family> &fams, bool om
                     "bad TYPE " + std::string(type));
       family = std::string(line.substr(7, sp - 7));
       continue;
+    }
+    // An OpenMetrics exemplar (" # {labels} value timestamp") follows a
+    // sample; the 0.0.4 format has none.
+    std::string_view line_exemplar;
+    if (const std::size_t ex = line.find(" # {"); ex != std::string_view::npos &&
+                                                  line.find('"') == std::string_view::npos) {
+      AJ_FUZZ_CHECK(om, where, "exemplar in the 0.0.4 format: " + std::string(line.substr(0, 80)));
+      line_exemplar = line.substr(ex + 3);
+      line = line.substr(0, ex);
+    } else if (om) {
+      // labels may hold " # {" inside quotes: find the exemplar after the label set
+      const std::size_t close = line.find("} ");
+      const std::size_t ex2 = close == std::string_view::npos ? close : line.find(" # {", close);
+      if (ex2 != std::string_view::npos) {
+        line_exemplar = line.substr(ex2 + 3);
+        line = line.substr(0, ex2);
+      }
+    }
+    if (!line_exemplar.empty()) {
+      AJ_FUZZ_CHECK(line_exemplar.find("} ") != std::string_view::npos &&
+                        std::count(line_exemplar.begin(), line_exemplar.end(), ' ') >= 2,
+                    where, "malformed exemplar: " + std::string(line_exemplar.substr(0, 80)));
     }
     AJ_FUZZ_CHECK(!family.empty() && line.substr(0, family.size()) == family, where,
                   "sample outside its family: " + std::string(line.substr(0, 80)));

@@ -2,7 +2,7 @@
 // The input is split into fields with FuzzedDataProvider (strings from the
 // front, choices and numbers from the back) and drives a sequence of calls:
 //   validate_metric_name (all types), validate_label_name/value,
-//   normalize_labels, validate_buckets (bytes -> doubles),
+//   normalize_labels, normalize_exemplar_labels, validate_buckets (bytes -> doubles),
 //   check_family_collision, quote_for_message, is_valid_utf8.
 // Only std::invalid_argument may escape, with a message starting with the
 // documented path and valid UTF-8; each verdict is compared with a small
@@ -190,6 +190,41 @@ void op_normalize(FuzzedDataProvider &fdp) {
   }
 }
 
+// normalize_exemplar_labels against a reference: at least one label,
+// names as label names but le and quantile allowed, values valid UTF-8
+// without NUL (any length), no name twice, at most 128 characters in all;
+// the result is the input sorted by name.
+void op_exemplar(FuzzedDataProvider &fdp) {
+  aj::Labels in;
+  const int n = fdp.ConsumeIntegralInRange<int>(0, 4);
+  for (int i = 0; i < n; ++i) {
+    std::string name = fdp.ConsumeBool() ? std::string(fdp.ConsumeBool() ? "le" : "trace_id") : field(fdp);
+    in.emplace_back(std::move(name), field(fdp));
+  }
+  bool want = !in.empty();
+  std::vector<std::string> names;
+  std::size_t chars = 0;
+  for (const auto &[k, v] : in) {
+    const bool name_ok = (ref_label_name(k) || k == "le" || k == "quantile");
+    want = want && name_ok && v.find('\0') == std::string::npos && ref_utf8(v);
+    names.push_back(k);
+    for (unsigned char c : k + v) chars += (c & 0xC0) != 0x80;
+  }
+  std::sort(names.begin(), names.end());
+  want = want && std::adjacent_find(names.begin(), names.end()) == names.end() &&
+         chars <= aj::kMaxExemplarLabelChars;
+  aj::Labels out;
+  const bool ok = only_invalid_argument("normalize_exemplar_labels", "exemplar",
+                                        [&] { out = aj::normalize_exemplar_labels(in); });
+  AJ_FUZZ_CHECK(ok == want, "normalize_exemplar_labels",
+                std::string(ok ? "accepts" : "rejects") + " an exemplar of " +
+                    std::to_string(in.size()) + " labels, " + std::to_string(chars) + " characters");
+  if (!ok) return;
+  AJ_FUZZ_CHECK(out.size() == in.size(), "normalize_exemplar_labels", "dropped a label");
+  for (std::size_t i = 1; i < out.size(); ++i)
+    AJ_FUZZ_CHECK(out[i - 1].first < out[i].first, "normalize_exemplar_labels", "not sorted by name");
+}
+
 void op_buckets(FuzzedDataProvider &fdp) {
   std::vector<double> in;
   const std::size_t n = fdp.ConsumeIntegralInRange<std::size_t>(0, 110);
@@ -278,7 +313,7 @@ void op_quote(FuzzedDataProvider &fdp) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FuzzedDataProvider fdp(data, size);
   for (int step = 0; step < 32 && fdp.remaining_bytes() > 0; ++step) {
-    switch (fdp.ConsumeIntegralInRange<int>(0, 5)) {
+    switch (fdp.ConsumeIntegralInRange<int>(0, 6)) {
       case 0:
         op_metric_name(fdp);
         break;
@@ -293,6 +328,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
       case 4:
         op_collision(fdp);
+        break;
+      case 5:
+        op_exemplar(fdp);
         break;
       default:
         op_quote(fdp);
