@@ -283,6 +283,19 @@ std::size_t estimate_text_size(const std::vector<Family> &families) {
   return total;
 }
 
+// `k="v",...` (values escaped), for a sample's and an exemplar's label set.
+void append_label_pairs(std::string &out, const Labels &labels) {
+  bool first = true;
+  for (const auto &[k, v] : labels) {
+    if (!first) out += ',';
+    first = false;
+    out += k;
+    out += "=\"";
+    append_escaped(out, v, true);
+    out += '"';
+  }
+}
+
 // `name suffix {labels[,le="..."]} ` (braces only when there are labels).
 void append_sample_head(std::string &out, std::string_view name, std::string_view suffix,
                         const Labels &labels, const std::string *le) {
@@ -290,17 +303,9 @@ void append_sample_head(std::string &out, std::string_view name, std::string_vie
   out += suffix;
   if (!labels.empty() || le != nullptr) {
     out += '{';
-    bool first = true;
-    for (const auto &[k, v] : labels) {
-      if (!first) out += ',';
-      first = false;
-      out += k;
-      out += "=\"";
-      append_escaped(out, v, true);
-      out += '"';
-    }
+    append_label_pairs(out, labels);
     if (le != nullptr) {
-      if (!first) out += ',';
+      if (!labels.empty()) out += ',';
       out += "le=\"";
       out += *le;
       out += '"';
@@ -337,15 +342,7 @@ void append_exemplar(std::string &out, const Series &s, std::size_t bucket) {
   for (const Exemplar &e : s.exemplars) {
     if (e.bucket != bucket) continue;
     out += " # {";
-    bool first = true;
-    for (const auto &[k, v] : e.labels) {
-      if (!first) out += ',';
-      first = false;
-      out += k;
-      out += "=\"";
-      append_escaped(out, v, true);
-      out += '"';
-    }
+    append_label_pairs(out, e.labels);
     out += "} ";
     append_double_openmetrics(out, e.value);
     out += ' ';

@@ -56,19 +56,19 @@ int64 result_int8(int col) {
   return isnull ? 0 : DatumGetInt64(d);
 }
 
-bool held_by_other(Relation heap, Relation index, ScanKey keys, int nkeys) {
+bool held_by_other(Relation heap, Relation index, ScanKey keys, int nkeys, TupleTableSlot *found) {
   SnapshotData dirty;
   InitDirtySnapshot(dirty);
   IndexScanDesc scan = index_beginscan(heap, index, &dirty, nkeys, 0);
   index_rescan(scan, keys, nkeys, nullptr, 0);
-  TupleTableSlot *slot = table_slot_create(heap, nullptr);
+  TupleTableSlot *slot = found ? found : table_slot_create(heap, nullptr);
   // HeapTupleSatisfiesDirty reports a running updater in xmax, a running
   // inserter in xmin.
   bool busy =
       index_getnext_slot(scan, ForwardScanDirection, slot) &&
       ((TransactionIdIsValid(dirty.xmax) && !TransactionIdIsCurrentTransactionId(dirty.xmax)) ||
        (TransactionIdIsValid(dirty.xmin) && !TransactionIdIsCurrentTransactionId(dirty.xmin)));
-  ExecDropSingleTupleTableSlot(slot);
+  if (!found) ExecDropSingleTupleTableSlot(slot);
   index_endscan(scan);
   return busy;
 }

@@ -75,8 +75,10 @@ int64 result_int8(int col = 1);
 
 // Is the row that `keys` find in `index` (of `heap`) being changed or
 // inserted by another transaction still open? A dirty-snapshot probe, as
-// unique checks do. (counter_slots, tallies)
-bool held_by_other(Relation heap, Relation index, ScanKey keys, int nkeys);
+// unique checks do. (counter_slots, tallies) With `found`, the row's
+// latest version is left there (the slot is cleared when there is none).
+bool held_by_other(Relation heap, Relation index, ScanKey keys, int nkeys,
+                   TupleTableSlot *found = nullptr);
 // This backend's slot among per-backend rows: its backend id, unless that
 // slot's row is held by another transaction still open (one this backend
 // prepared, or a prepared one of an earlier backend with the same id); then

@@ -261,6 +261,53 @@ Datum aj_apply_retention(PG_FUNCTION_ARGS) {
 
 namespace ajpg {
 
+namespace {
+
+// A step of the worker's pass in a transaction of its own.
+void begin_step(const char *activity) {
+  SetCurrentStatementStartTimestamp();
+  StartTransactionCommand();
+  PushActiveSnapshot(GetTransactionSnapshot());
+  pgstat_report_activity(STATE_RUNNING, activity);
+}
+void end_step() {
+  PopActiveSnapshot();
+  CommitTransactionCommand();
+}
+// In a PG_CATCH: report the error and end the failed step.
+void abort_step(MemoryContext outer) {
+  MemoryContextSwitchTo(outer);
+  EmitErrorReport();
+  AbortCurrentTransaction();
+  FlushErrorState();
+}
+
+// Series nobody wrote for longer than agent_journal.series_ttl (0.6.0).
+void expire_series_step() {
+  MemoryContext outer = CurrentMemoryContext;
+  PG_TRY();
+  {
+    begin_step("agent_journal: expiring metric series");
+    if (OidIsValid(get_extension_oid("agent_journal", true)) &&
+        OidIsValid(get_namespace_oid("agent_journal", true))) {
+      OwnerSwitch who = spi_begin();
+      int64 gone = expire_series();
+      spi_end(who);
+      if (gone > 0)
+        ereport(DEBUG1, (errmsg("agent_journal expired %lld metric series", (long long)gone)));
+    }
+    end_step();
+  }
+  PG_CATCH();
+  {
+    abort_step(outer);
+  }
+  PG_END_TRY();
+  MemoryContextSwitchTo(outer);
+}
+
+}  // namespace
+
 // The background worker's pass (exporter.cpp calls it every
 // agent_journal.retention_interval, outside any transaction): the agents
 // with a policy are listed in one transaction, then each is retained in a
@@ -277,10 +324,7 @@ void retention_cycle() {
   volatile int64 removed = 0;
   PG_TRY();
   {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    PushActiveSnapshot(GetTransactionSnapshot());
-    pgstat_report_activity(STATE_RUNNING, "agent_journal retention: listing agents");
+    begin_step("agent_journal retention: listing agents");
     bool ready = OidIsValid(get_extension_oid("agent_journal", true)) &&
                  OidIsValid(get_namespace_oid("agent_journal", true)) &&
                  OidIsValid(get_relname_relid("retention_settings",
@@ -296,61 +340,25 @@ void retention_cycle() {
       MemoryContextSwitchTo(old);
       spi_end(who);
     }
-    PopActiveSnapshot();
-    CommitTransactionCommand();
+    end_step();
     for (int i = 0; i < n; i++) {
       CHECK_FOR_INTERRUPTS();
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      PushActiveSnapshot(GetTransactionSnapshot());
-      pgstat_report_activity(STATE_RUNNING, "agent_journal retention: compacting an agent");
+      begin_step("agent_journal retention: compacting an agent");
       OwnerSwitch who = spi_begin();
       int64 r = retain_agent(agents[i], policies[i], PG_INT64_MAX);
       tally_add(TALLY_RETENTION_REMOVED, r);
       spi_end(who);
-      PopActiveSnapshot();
-      CommitTransactionCommand();
+      end_step();
       removed = removed + r;
     }
   }
   PG_CATCH();
   {
-    MemoryContextSwitchTo(outer);
-    EmitErrorReport();
-    AbortCurrentTransaction();
-    FlushErrorState();
+    abort_step(outer);
   }
   PG_END_TRY();
   MemoryContextSwitchTo(outer);
-  // Series nobody wrote for longer than agent_journal.series_ttl (0.6.0).
-  if (series_ttl_s > 0) {
-    PG_TRY();
-    {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      PushActiveSnapshot(GetTransactionSnapshot());
-      pgstat_report_activity(STATE_RUNNING, "agent_journal: expiring metric series");
-      Oid nsp = get_namespace_oid("agent_journal", true);
-      if (OidIsValid(get_extension_oid("agent_journal", true)) && OidIsValid(nsp)) {
-        OwnerSwitch who = spi_begin();
-        int64 gone = expire_series();
-        spi_end(who);
-        if (gone > 0)
-          ereport(DEBUG1, (errmsg("agent_journal expired %lld metric series", (long long)gone)));
-      }
-      PopActiveSnapshot();
-      CommitTransactionCommand();
-    }
-    PG_CATCH();
-    {
-      MemoryContextSwitchTo(outer);
-      EmitErrorReport();
-      AbortCurrentTransaction();
-      FlushErrorState();
-    }
-    PG_END_TRY();
-    MemoryContextSwitchTo(outer);
-  }
+  if (series_ttl_s > 0) expire_series_step();
   MemoryContextDelete(cxt);
   pgstat_report_stat(true);
   pgstat_report_activity(STATE_IDLE, nullptr);

@@ -69,13 +69,14 @@ void tally_upsert(const char *name, int64 delta) {
            3, types, args, nullptr, SPI_OK_INSERT);
 }
 
-// The per-append path (journal_appended): this backend's row updated in
-// place, as logical replication's apply does (ExecSimpleRelationUpdate:
-// heap-only when it can be, indexes maintained when not, constraints
-// checked), without the planner. Anything unusual goes through tally_add:
-// no row yet for this backend, the row held by another transaction (a
-// prepared one), or a table an operator changed (rules, triggers, another
-// shape).
+// The commit-time write of a transaction's sum (flush_pending), once per
+// name: this backend's row updated in place, as logical replication's
+// apply does (ExecSimpleRelationUpdate: heap-only when it can be, indexes
+// maintained when not, constraints checked), without the planner: it is
+// part of every appending transaction. Anything unusual goes through
+// tally_upsert: no row yet for this backend, the row held by another
+// transaction (a prepared one), or a table an operator changed (rules,
+// triggers, another shape).
 void tally_write(const char *name, int64 delta) {
   const Rels &r = rels();
   if (delta == 0 || !OidIsValid(r.tallies) || !OidIsValid(r.tallies_pkey)) return;
@@ -103,16 +104,8 @@ void tally_write(const char *name, int64 delta) {
                          index->rd_indcollation[0], F_TEXTEQ, name_d);
   ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, InvalidOid, F_INT4EQ,
                          Int32GetDatum(MyBackendId));
-  SnapshotData dirty;
-  InitDirtySnapshot(dirty);
-  IndexScanDesc scan = index_beginscan(heap, index, &dirty, 2, 0);
-  index_rescan(scan, keys, 2, nullptr, 0);
   TupleTableSlot *found = table_slot_create(heap, nullptr);
-  bool usable =
-      index_getnext_slot(scan, ForwardScanDirection, found) &&
-      !(TransactionIdIsValid(dirty.xmax) && !TransactionIdIsCurrentTransactionId(dirty.xmax)) &&
-      !(TransactionIdIsValid(dirty.xmin) && !TransactionIdIsCurrentTransactionId(dirty.xmin));
-  index_endscan(scan);
+  bool usable = !held_by_other(heap, index, keys, 2, found) && !TTS_EMPTY(found);
   index_close(index, NoLock);
   if (!usable) {
     ExecDropSingleTupleTableSlot(found);
