@@ -27,6 +27,17 @@ SELECT agent_journal.counter_add('std_steps_total', 1, '{"k": "v"}', exemplar =>
 SELECT agent_journal.counter_add('std_steps_total', 2, '{"k": "v"}', exemplar => '{"sequence": "2"}');
 SELECT agent_journal.counter_add('std_steps_total', 4, '{"k": "v"}');
 SELECT * FROM pg_temp.om('std_steps');
+-- under contention the increment and its exemplar go to a slot row
+-- (counter_add); the latest of the series' row and its slots wins
+INSERT INTO agent_journal.counter_slots (name, labels, slot, value, exemplars)
+VALUES ('std_steps_total', '{"k": "v"}', 998, 1,
+        jsonb_build_object('0', jsonb_build_object('labels', '{"sequence": "slot"}'::jsonb, 'value', '1',
+                                                   'ts', (extract(epoch FROM now()) + 60)::text)));
+SELECT * FROM pg_temp.om('std_steps_total');
+UPDATE agent_journal.counter_slots SET exemplars = jsonb_set(exemplars, '{0,ts}', '"1"')
+WHERE name = 'std_steps_total' AND slot = 998;
+SELECT * FROM pg_temp.om('std_steps_total');  -- older than the row's: the row's again
+DELETE FROM agent_journal.counter_slots WHERE name = 'std_steps_total' AND slot = 998;
 -- not in the Prometheus 0.0.4 text format
 SELECT count(*) AS exemplars_in_004 FROM agent_journal.prometheus, regexp_split_to_table(exposition, E'\n') line
 WHERE line LIKE '%#%{%';
