@@ -551,6 +551,7 @@ void aj_exporter_main(Datum arg) {
 
   TimestampTz next_due = GetCurrentTimestamp();
   TimestampTz next_retention = TimestampTzPlusMilliseconds(next_due, 1000);
+  TimestampTz next_tick = next_due;
   for (;;) {
     CHECK_FOR_INTERRUPTS();
     if (ConfigReloadPending) {
@@ -566,6 +567,11 @@ void aj_exporter_main(Datum arg) {
       next_retention = next_due;
     }
     TimestampTz now = GetCurrentTimestamp();
+    if (feed_tick_interval_ms > 0 && now >= next_tick) {
+      feed_tick_step();
+      next_tick = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64)feed_tick_interval_ms);
+      continue;
+    }
     if (retention_interval_s > 0 && now >= next_retention) {
       retention_cycle();
       next_retention = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -581,6 +587,8 @@ void aj_exporter_main(Datum arg) {
     long wait_ms = TimestampDifferenceMilliseconds(now, next_due);
     if (retention_interval_s > 0)
       wait_ms = Min(wait_ms, TimestampDifferenceMilliseconds(now, next_retention));
+    if (feed_tick_interval_ms > 0)
+      wait_ms = Min(wait_ms, TimestampDifferenceMilliseconds(now, next_tick));
     if (push.easy != nullptr) {
       // A push in flight: wait on its sockets in short steps, then look at
       // the latch without blocking.

@@ -696,6 +696,7 @@ Datum aj_append(PG_FUNCTION_ARGS) {
     tally_add(TALLY_AGENTS, 1);
   }
   tally_add(TALLY_APPENDED, 1);
+  feed_note(agent, seq, seq);
   if (has_key) store_key(agent, key, seq, seq, hash);
   spi_end(who);
   PG_RETURN_INT64(seq);
@@ -773,6 +774,7 @@ Datum aj_append_batch(PG_FUNCTION_ARGS) {
     tally_add(TALLY_AGENTS, 1);
   }
   tally_add(TALLY_APPENDED, n);
+  feed_note(agent, l.sequence + 1, last);
   if (has_key) store_key(agent, key, l.sequence + 1, last, hash);
   spi_end(who);
   PG_RETURN_INT64(last);
@@ -913,6 +915,7 @@ Datum aj_forget_agent(PG_FUNCTION_ARGS) {
   // that go, and the agent, are taken off.
   tally_add(TALLY_FORGOTTEN_LIVE, l.sequence - l.compacted);
   if (l.known) tally_add(TALLY_AGENTS, -1);
+  feed_forget(agent, l);
   // Entries first (their count is the answer), then keys, then the state.
   int64 removed = (int64)run_plan(
       &p_forget_entries,

@@ -109,6 +109,17 @@ constexpr const char *TALLY_COMPACTED = "journal_compacted";
 constexpr const char *TALLY_FORGOTTEN_LIVE = "journal_forgotten_live";
 constexpr const char *TALLY_SINCE = "journal_since";
 
+// feed.cpp (0.7.0; each does nothing on older schemas). Inside SPI as the
+// owner: records that this transaction wrote first..last of `agent`;
+// marks a forgotten agent's feed rows as a gap (under its lock).
+void feed_note(Datum agent, int64 first, int64 last);
+void feed_forget(Datum agent, const Latest &l);
+// The worker: one tick in a transaction of its own (NOTIFY when it moved
+// rows); inside SPI, rows of the feed nobody needs any more.
+void feed_tick_step();
+int64 feed_prune();
+extern int feed_tick_interval_ms;
+
 // retention.cpp: one pass of the background worker (commits per agent).
 void retention_cycle();
 extern int retention_interval_s;

@@ -82,6 +82,13 @@ void _PG_init(void) {
       "The background worker deletes such series (their families stay). The extension's own "
       "families are never expired.",
       &ajpg::series_ttl_s, 0, 0, INT_MAX, PGC_SUSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "agent_journal.feed_tick_interval",
+      "Milliseconds between two feed ticks of the background worker (0 = none).",
+      "A tick gives the appends committed since the last one their feed positions and sends "
+      "NOTIFY agent_journal_feed when there were any.",
+      &ajpg::feed_tick_interval_ms, 100, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+      nullptr);
   MarkGUCPrefixReserved("agent_journal");
   if (process_shared_preload_libraries_in_progress) ajpg::exporter_register();
 }

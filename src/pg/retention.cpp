@@ -282,19 +282,20 @@ void abort_step(MemoryContext outer) {
   FlushErrorState();
 }
 
-// Series nobody wrote for longer than agent_journal.series_ttl (0.6.0).
-void expire_series_step() {
+// One step of the pass that deletes what `work` finds (inside SPI as the
+// owner) in a transaction of its own: series nobody wrote for longer than
+// agent_journal.series_ttl (0.6.0), feed rows no consumer needs (0.7.0).
+void delete_step(const char *activity, int64 (*work)(), const char *what) {
   MemoryContext outer = CurrentMemoryContext;
   PG_TRY();
   {
-    begin_step("agent_journal: expiring metric series");
+    begin_step(activity);
     if (OidIsValid(get_extension_oid("agent_journal", true)) &&
         OidIsValid(get_namespace_oid("agent_journal", true))) {
       OwnerSwitch who = spi_begin();
-      int64 gone = expire_series();
+      int64 gone = work();
       spi_end(who);
-      if (gone > 0)
-        ereport(DEBUG1, (errmsg("agent_journal expired %lld metric series", (long long)gone)));
+      if (gone > 0) ereport(DEBUG1, (errmsg("agent_journal deleted %lld %s", (long long)gone, what)));
     }
     end_step();
   }
@@ -358,7 +359,8 @@ void retention_cycle() {
   }
   PG_END_TRY();
   MemoryContextSwitchTo(outer);
-  if (series_ttl_s > 0) expire_series_step();
+  if (series_ttl_s > 0) delete_step("agent_journal: expiring metric series", expire_series, "metric series");
+  delete_step("agent_journal: pruning the feed", feed_prune, "feed rows");
   MemoryContextDelete(cxt);
   pgstat_report_stat(true);
   pgstat_report_activity(STATE_IDLE, nullptr);

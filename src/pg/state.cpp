@@ -371,6 +371,8 @@ Datum aj_fork_agent(PG_FUNCTION_ARGS) {
   tally_add(TALLY_APPENDED, through);
   tally_add(TALLY_COMPACTED, ls.compacted);
   if (!ln.known) tally_add(TALLY_AGENTS, 1);
+  // The copied entries are new entries of new_agent for feed consumers.
+  feed_note(dst, ls.compacted + 1, through);
   spi_end(who);
   PG_RETURN_INT64(through);
 }

@@ -1,0 +1,770 @@
+// The change feed (schema 0.7.0): every agent's entries in commit order,
+// with positions stored per consumer.
+//
+// How entries get positions without skipping one (the bigserial trap: a
+// position handed out at insert lets a transaction that commits late put
+// entries behind ones a consumer already read):
+//   - every append (append, append_batch, fork_agent) writes one row into
+//     feed_pending in its own transaction: the agent and the range of
+//     sequences it wrote. A rollback takes the row back with the entries.
+//   - a tick moves the pending rows its snapshot sees (committed ones only)
+//     into feed and gives them positions after every position handed out
+//     before. Ticks run one at a time (the feed_state row, locked until the
+//     tick commits) and in short transactions of their own: the background
+//     worker's, or a read_feed / subscribe called outside a transaction
+//     block at READ COMMITTED. A row that commits after a tick's snapshot
+//     gets its position in a later tick, after everything read so far.
+//   - one feed row covers a range of one agent's sequences; the entry with
+//     sequence s has position last_position - (last_sequence - s).
+//   - read_feed joins feed rows with the entries that are still there.
+//     Entries that compaction or retention removed come out as one row of
+//     kind 'gap' per agent and read; forget_agent marks the agent's feed
+//     and pending rows as a 'forgotten' gap (so a re-created agent's new
+//     sequences never match the old rows). None of them waits for a
+//     consumer.
+#include "pg/journal.hpp"
+#include "pg/pg.hpp"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_authid.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "storage/proc.h"
+#include "utils/datum.h"
+#include "executor/tuptable.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+}
+
+#include <algorithm>
+
+extern "C" {
+PG_FUNCTION_INFO_V1(aj_subscribe);
+PG_FUNCTION_INFO_V1(aj_read_feed);
+PG_FUNCTION_INFO_V1(aj_ack_feed);
+PG_FUNCTION_INFO_V1(aj_unsubscribe);
+PG_FUNCTION_INFO_V1(aj_feed_consumers);
+}
+
+namespace ajpg {
+
+int feed_tick_interval_ms = 100;
+
+namespace {
+
+const Oid T_UUID1[] = {UUIDOID};
+constexpr int MAX_CONSUMER_BYTES = 200;
+
+struct FeedRels {
+  Oid pending = InvalidOid, feed = InvalidOid;
+};
+
+// The feed's tables (InvalidOid before schema 0.7.0: nothing is recorded).
+FeedRels feed_rels() {
+  static FeedRels cache;
+  static LocalTransactionId lxid = InvalidLocalTransactionId;
+  if (lxid == MyProc->lxid) return cache;
+  Oid nsp = get_namespace_oid("agent_journal", true);
+  FeedRels r;
+  if (OidIsValid(nsp)) {
+    r.pending = get_relname_relid("feed_pending", nsp);
+    r.feed = get_relname_relid("feed", nsp);
+  }
+  cache = r;
+  lxid = MyProc->lxid;
+  return cache;
+}
+
+// May the role of a consumer (`role`; InvalidOid: its role is gone) see
+// an agent with this owner? As for a direct read: unbound agents are
+// everyone's, bound ones their owner's (and admins').
+bool consumer_sees(Oid role, bool bound, Oid owner, bool role_is_admin) {
+  if (!bound || role_is_admin) return true;
+  return OidIsValid(role) && OidIsValid(owner) && has_privs_of_role(role, owner);
+}
+
+// ------------------------------------------------------------ the tick
+
+struct Pending {
+  pg_uuid_t agent;
+  int64 first, last;
+  TimestampTz written_at;
+  bool gap;
+  char *owner;  // for gaps; nullptr: unbound
+};
+
+int uuid_cmp(const pg_uuid_t &a, const pg_uuid_t &b) { return memcmp(a.data, b.data, UUID_LEN); }
+
+// A growable array in the current memory context, for plain structs (no
+// C++ allocation that could throw between PostgreSQL calls).
+template <typename T>
+struct PArray {
+  T *v = nullptr;
+  int64 n = 0, cap = 0;
+  void push(const T &x) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 64;
+      v = v ? (T *)repalloc_huge(v, sizeof(T) * cap)
+            : (T *)MemoryContextAllocHuge(CurrentMemoryContext, sizeof(T) * cap);
+    }
+    v[n++] = x;
+  }
+  T *begin() { return v; }
+  T *end() { return v + n; }
+};
+
+// One feed row to be: a group of one agent's pending rows.
+struct Group {
+  pg_uuid_t agent;
+  int64 first, last;
+  TimestampTz written_at;        // the earliest write in the group
+  TimestampTz agent_written_at;  // the earliest of the agent's groups
+  bool gap;
+  char *owner;
+};
+
+// Moves the committed pending rows into the feed. Returns how many feed
+// rows it wrote; 0 also when another tick holds the feed (it will move
+// them) or when this transaction may not tick (see can_tick).
+int64 tick() {
+  // The feed_state row: created on the first tick (not by the install
+  // script, so that a restored dump brings its own), then locked until
+  // this transaction ends. SKIP LOCKED: another tick is running.
+  static SPIPlanPtr p_init, p_lock, p_take, p_insert, p_state;
+  run_plan(&p_init,
+           "INSERT INTO agent_journal.feed_state (id, last_position) "
+           "SELECT true, 0 WHERE NOT EXISTS (SELECT FROM agent_journal.feed_state) "
+           "ON CONFLICT DO NOTHING",
+           0, nullptr, nullptr, nullptr, SPI_OK_INSERT);
+  run_plan(&p_lock,
+           "SELECT last_position FROM agent_journal.feed_state FOR UPDATE SKIP LOCKED", 0,
+           nullptr, nullptr, nullptr, SPI_OK_SELECT);
+  if (SPI_processed != 1) return 0;
+  int64 position = result_int8(1);
+  run_plan(&p_take,
+           "DELETE FROM agent_journal.feed_pending "
+           "RETURNING agent_id, first_sequence, last_sequence, written_at, gap IS NOT NULL, owner",
+           0, nullptr, nullptr, nullptr, SPI_OK_DELETE_RETURNING);
+  uint64 n = SPI_processed;
+  if (n == 0) return 0;
+  PArray<Pending> rows;
+  for (uint64 i = 0; i < n; i++) {
+    HeapTuple t = SPI_tuptable->vals[i];
+    TupleDesc d = SPI_tuptable->tupdesc;
+    bool isnull;
+    Pending p;
+    p.agent = *DatumGetUUIDP(SPI_getbinval(t, d, 1, &isnull));
+    p.first = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
+    p.last = DatumGetInt64(SPI_getbinval(t, d, 3, &isnull));
+    p.written_at = DatumGetTimestampTz(SPI_getbinval(t, d, 4, &isnull));
+    p.gap = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+    p.owner = SPI_getvalue(t, d, 6);
+    rows.push(p);
+  }
+  // Per agent: its forgotten ranges make one gap row, its other ranges
+  // one row of entries (they are one incarnation's: forget_agent marked
+  // every earlier one, and committed appends of one agent are contiguous).
+  // The gap goes first; groups go in the order of their earliest write.
+  std::sort(rows.begin(), rows.end(), [](const Pending &a, const Pending &b) {
+    int c = uuid_cmp(a.agent, b.agent);
+    if (c != 0) return c < 0;
+    if (a.gap != b.gap) return a.gap;
+    return a.first < b.first;
+  });
+  PArray<Group> groups;
+  for (const Pending &p : rows) {
+    Group *g = groups.n > 0 ? &groups.v[groups.n - 1] : nullptr;
+    if (g && uuid_cmp(g->agent, p.agent) == 0 && g->gap == p.gap) {
+      g->first = Min(g->first, p.first);
+      g->last = Max(g->last, p.last);
+      g->written_at = Min(g->written_at, p.written_at);
+      if (p.owner) g->owner = p.owner;
+      continue;
+    }
+    groups.push(Group{p.agent, p.first, p.last, p.written_at, p.written_at, p.gap, p.owner});
+  }
+  // An agent's groups (its gap, then its entries) stay together, placed by
+  // the agent's earliest write.
+  for (int64 i = 0; i < groups.n; i++) {
+    if (i > 0 && uuid_cmp(groups.v[i - 1].agent, groups.v[i].agent) == 0) {
+      TimestampTz m = Min(groups.v[i - 1].agent_written_at, groups.v[i].written_at);
+      groups.v[i - 1].agent_written_at = groups.v[i].agent_written_at = m;
+    }
+  }
+  std::sort(groups.begin(), groups.end(), [](const Group &a, const Group &b) {
+    if (a.agent_written_at != b.agent_written_at) return a.agent_written_at < b.agent_written_at;
+    int c = uuid_cmp(a.agent, b.agent);
+    if (c != 0) return c < 0;
+    return a.gap && !b.gap;
+  });
+  int ng = (int)groups.n;
+  Datum *pos = (Datum *)palloc(sizeof(Datum) * ng), *agent = (Datum *)palloc(sizeof(Datum) * ng),
+        *first = (Datum *)palloc(sizeof(Datum) * ng), *last = (Datum *)palloc(sizeof(Datum) * ng),
+        *written = (Datum *)palloc(sizeof(Datum) * ng), *gap = (Datum *)palloc(sizeof(Datum) * ng),
+        *owner = (Datum *)palloc(sizeof(Datum) * ng);
+  bool *gap_null = (bool *)palloc(sizeof(bool) * ng), *owner_null = (bool *)palloc(sizeof(bool) * ng);
+  for (int i = 0; i < ng; i++) {
+    Group &g = groups.v[i];
+    position += g.gap ? 1 : g.last - g.first + 1;
+    pos[i] = Int64GetDatum(position);
+    pg_uuid_t *u = (pg_uuid_t *)palloc(sizeof(pg_uuid_t));
+    *u = g.agent;
+    agent[i] = UUIDPGetDatum(u);
+    first[i] = Int64GetDatum(g.first);
+    last[i] = Int64GetDatum(g.last);
+    written[i] = TimestampTzGetDatum(g.written_at);
+    gap[i] = g.gap ? CStringGetTextDatum("forgotten") : (Datum)0;
+    gap_null[i] = !g.gap;
+    owner[i] = g.owner ? CStringGetTextDatum(g.owner) : (Datum)0;
+    owner_null[i] = g.owner == nullptr;
+  }
+  int dims[1] = {ng}, lbs[1] = {1};
+  static const Oid types[] = {INT8ARRAYOID, UUIDARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+                              TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+  Datum args[7] = {
+      PointerGetDatum(construct_array(pos, ng, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_array(agent, ng, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+      PointerGetDatum(construct_array(first, ng, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_array(last, ng, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_array(written, ng, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+      PointerGetDatum(construct_md_array(gap, gap_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT)),
+      PointerGetDatum(construct_md_array(owner, owner_null, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT))};
+  run_plan(&p_insert,
+           "INSERT INTO agent_journal.feed "
+           "(last_position, agent_id, first_sequence, last_sequence, written_at, gap, owner) "
+           "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+           "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
+           "pg_catalog.unnest($6), pg_catalog.unnest($7))",
+           7, types, args, nullptr, SPI_OK_INSERT);
+  static const Oid t1[] = {INT8OID};
+  Datum a1[1] = {Int64GetDatum(position)};
+  run_plan(&p_state,
+           "UPDATE agent_journal.feed_state SET last_position = $1, "
+           "ticked_at = pg_catalog.clock_timestamp()",
+           1, t1, a1, nullptr, SPI_OK_UPDATE);
+  return ng;
+}
+
+// A tick holds the feed until its transaction ends, so only short
+// transactions tick: a statement outside a transaction block, at READ
+// COMMITTED (each statement of the tick sees what committed before it).
+bool can_tick() {
+  return !IsTransactionBlock() && XactIsoLevel == XACT_READ_COMMITTED && !RecoveryInProgress() &&
+         !XactReadOnly && OidIsValid(feed_rels().feed);
+}
+
+// ------------------------------------------------------------ consumers
+
+struct Consumer {
+  bool found = false;
+  char *owner = nullptr;  // the role's name
+  Oid role = InvalidOid;  // InvalidOid: that role does not exist here
+  int64 position = 0;
+};
+
+void check_consumer_name(FunctionCallInfo fcinfo) {
+  require_arg(fcinfo, 0, "consumer");
+  text *t = PG_GETARG_TEXT_PP(0);
+  int len = VARSIZE_ANY_EXHDR(t);
+  if (len == 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("consumer must not be empty")));
+  if (len > MAX_CONSUMER_BYTES)
+    ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                    errmsg("consumer is %d bytes, more than %d", len, MAX_CONSUMER_BYTES)));
+}
+
+void require_feed_schema() {
+  if (!OidIsValid(feed_rels().feed))
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("the change feed needs agent_journal 0.7.0"),
+                    errhint("Run ALTER EXTENSION agent_journal UPDATE.")));
+}
+
+// Inside SPI as the owner. `lock`: FOR UPDATE (ack, unsubscribe).
+Consumer load_consumer(Datum name, bool lock) {
+  static SPIPlanPtr p_read, p_lock;
+  static const Oid t[] = {TEXTOID};
+  Datum a[1] = {name};
+  run_plan(lock ? &p_lock : &p_read,
+           lock ? "SELECT owner, position FROM agent_journal.feed_subscriptions "
+                  "WHERE consumer OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+                : "SELECT owner, position FROM agent_journal.feed_subscriptions "
+                  "WHERE consumer OPERATOR(pg_catalog.=) $1",
+           1, t, a, nullptr, SPI_OK_SELECT);
+  Consumer c;
+  if (SPI_processed == 0) return c;
+  c.found = true;
+  c.owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+  c.role = get_role_oid(c.owner, true);
+  c.position = result_int8(2);
+  return c;
+}
+
+// Only the consumer's role (roles with its privileges) or an admin may
+// read, acknowledge or drop it: 42501 otherwise, 42704 if there is none.
+Consumer own_consumer(Datum name, const OwnerSwitch &who, bool lock) {
+  Consumer c = load_consumer(name, lock);
+  if (!c.found)
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                    errmsg("feed consumer \"%s\" does not exist", TextDatumGetCString(name)),
+                    errhint("Create it with agent_journal.subscribe().")));
+  if (!(OidIsValid(c.role) && has_privs_of_role(who.saved_user, c.role)) && !is_admin(who.saved_user))
+    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                    errmsg("permission denied for feed consumer \"%s\"", TextDatumGetCString(name)),
+                    errhint("Only its role (%s) and admins may use it.", c.owner)));
+  return c;
+}
+
+int64 last_position() {
+  static SPIPlanPtr p;
+  run_plan(&p, "SELECT last_position FROM agent_journal.feed_state", 0, nullptr, nullptr, nullptr,
+           SPI_OK_SELECT, true);
+  return SPI_processed == 0 ? 0 : result_int8(1);
+}
+
+// ------------------------------------------------------------ reading
+
+struct OutRow {
+  int64 position;
+  Datum agent;
+  bool gap;
+  int64 sequence;  // entries
+  int32 iteration;
+  Datum kind, recorded_at, event;
+  int64 from, through;  // gaps
+  const char *reason;
+};
+
+// What read_feed knows of an agent within one call.
+struct AgentView {
+  pg_uuid_t agent;
+  bool visible;
+  int64 open_gap;  // index in the output of this agent's gap row still growing (-1: none)
+};
+
+}  // namespace
+
+// Records that this transaction wrote sequences first..last of `agent`
+// (inside SPI as the owner). Nothing before schema 0.7.0.
+void feed_note(Datum agent, int64 first, int64 last) {
+  if (!OidIsValid(feed_rels().pending) || last < first) return;
+  static SPIPlanPtr p;
+  static const Oid t[] = {UUIDOID, INT8OID, INT8OID};
+  Datum a[3] = {agent, Int64GetDatum(first), Int64GetDatum(last)};
+  run_plan(&p,
+           "INSERT INTO agent_journal.feed_pending (agent_id, first_sequence, last_sequence) "
+           "VALUES ($1, $2, $3)",
+           3, t, a, nullptr, SPI_OK_INSERT);
+}
+
+// forget_agent (under the agent's lock, inside SPI as the owner): every
+// feed and pending row of the agent becomes a 'forgotten' gap, so its
+// sequences (which restart) never match the rows again.
+void feed_forget(Datum agent, const Latest &l) {
+  if (!OidIsValid(feed_rels().feed)) return;
+  static SPIPlanPtr p_pending, p_feed;
+  static const Oid t[] = {UUIDOID, TEXTOID};
+  const char *owner = nullptr;
+  if (l.bound && OidIsValid(l.owner)) owner = GetUserNameFromId(l.owner, true);
+  Datum a[2] = {agent, owner ? CStringGetTextDatum(owner) : (Datum)0};
+  const char nulls[2] = {' ', owner ? ' ' : 'n'};
+  run_plan(&p_pending,
+           "UPDATE agent_journal.feed_pending SET gap = 'forgotten', owner = $2 "
+           "WHERE agent_id OPERATOR(pg_catalog.=) $1 AND gap IS NULL",
+           2, t, a, nulls, SPI_OK_UPDATE);
+  run_plan(&p_feed,
+           "UPDATE agent_journal.feed SET gap = 'forgotten', owner = $2 "
+           "WHERE agent_id OPERATOR(pg_catalog.=) $1 AND gap IS NULL",
+           2, t, a, nulls, SPI_OK_UPDATE);
+}
+
+// The background worker's tick (exporter.cpp), in a transaction of its
+// own: moves committed appends into the feed and wakes listeners.
+void feed_tick_step() {
+  MemoryContext outer = CurrentMemoryContext;
+  PG_TRY();
+  {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, "agent_journal: feed tick");
+    if (OidIsValid(get_extension_oid("agent_journal", true)) && can_tick()) {
+      OwnerSwitch who = spi_begin();
+      int64 moved = tick();
+      spi_end(who);
+      if (moved > 0) Async_Notify("agent_journal_feed", nullptr);
+    }
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    pgstat_report_activity(STATE_IDLE, nullptr);
+  }
+  PG_CATCH();
+  {
+    MemoryContextSwitchTo(outer);
+    EmitErrorReport();
+    AbortCurrentTransaction();
+    FlushErrorState();
+  }
+  PG_END_TRY();
+  MemoryContextSwitchTo(outer);
+}
+
+// The worker's retention pass: feed rows every consumer is past, whose
+// entries are all gone (or that are gaps), go. Rows of live entries stay
+// for consumers that subscribe from the beginning.
+int64 feed_prune() {
+  if (!OidIsValid(feed_rels().feed)) return 0;
+  static SPIPlanPtr p;
+  return (int64)run_plan(
+      &p,
+      "DELETE FROM agent_journal.feed f "
+      "WHERE f.last_position OPERATOR(pg_catalog.<=) COALESCE("
+      "  (SELECT pg_catalog.min(c.position) FROM agent_journal.feed_subscriptions c), "
+      "  (SELECT s.last_position FROM agent_journal.feed_state s)) "
+      "AND (f.gap IS NOT NULL OR NOT EXISTS (SELECT FROM agent_journal.agent_state a "
+      "  WHERE a.agent_id OPERATOR(pg_catalog.=) f.agent_id "
+      "  AND a.compacted_through OPERATOR(pg_catalog.<) f.last_sequence))",
+      0, nullptr, nullptr, nullptr, SPI_OK_DELETE);
+}
+
+}  // namespace ajpg
+
+using namespace ajpg;
+
+Datum aj_subscribe(PG_FUNCTION_ARGS) {
+  check_consumer_name(fcinfo);
+  require_writable("agent_journal.subscribe()");
+  bool from_beginning = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+  Datum name = PG_GETARG_DATUM(0);
+  OwnerSwitch who = spi_begin();
+  require_feed_schema();
+  bool ticked = can_tick();
+  if (ticked) {
+    (void)tick();
+    CommandCounterIncrement();
+    PushActiveSnapshot(GetTransactionSnapshot());
+  }
+  const char *role = GetUserNameFromId(who.saved_user, false);
+  static SPIPlanPtr p_ins;
+  static const Oid t[] = {TEXTOID, TEXTOID, INT8OID};
+  Datum a[3] = {name, CStringGetTextDatum(role), Int64GetDatum(from_beginning ? 0 : last_position())};
+  run_plan(&p_ins,
+           "INSERT INTO agent_journal.feed_subscriptions (consumer, owner, position) "
+           "VALUES ($1, $2, $3) ON CONFLICT (consumer) DO NOTHING RETURNING position",
+           3, t, a, nullptr, SPI_OK_INSERT_RETURNING);
+  int64 position;
+  if (SPI_processed == 1) {
+    position = result_int8(1);
+  } else {
+    Consumer c = load_consumer(name, false);
+    if (!c.found)  // dropped meanwhile
+      ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                      errmsg("feed consumer \"%s\" was dropped concurrently", TextDatumGetCString(name)),
+                      errhint("Retry.")));
+    if (strcmp(c.owner, role) != 0)
+      ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT),
+                      errmsg("feed consumer \"%s\" already exists for another role",
+                             TextDatumGetCString(name)),
+                      errhint("Consumer names are unique per database; choose another.")));
+    position = c.position;
+  }
+  if (ticked) PopActiveSnapshot();
+  spi_end(who);
+  PG_RETURN_INT64(position);
+}
+
+Datum aj_unsubscribe(PG_FUNCTION_ARGS) {
+  check_consumer_name(fcinfo);
+  require_writable("agent_journal.unsubscribe()");
+  Datum name = PG_GETARG_DATUM(0);
+  OwnerSwitch who = spi_begin();
+  require_feed_schema();
+  Consumer c = load_consumer(name, true);
+  bool dropped = false;
+  if (c.found) {
+    (void)own_consumer(name, who, true);
+    static SPIPlanPtr p;
+    static const Oid t[] = {TEXTOID};
+    Datum a[1] = {name};
+    dropped = run_plan(&p,
+                       "DELETE FROM agent_journal.feed_subscriptions "
+                       "WHERE consumer OPERATOR(pg_catalog.=) $1",
+                       1, t, a, nullptr, SPI_OK_DELETE) > 0;
+  }
+  spi_end(who);
+  PG_RETURN_BOOL(dropped);
+}
+
+Datum aj_ack_feed(PG_FUNCTION_ARGS) {
+  check_consumer_name(fcinfo);
+  require_arg(fcinfo, 1, "through_position");
+  require_writable("agent_journal.ack_feed()");
+  Datum name = PG_GETARG_DATUM(0);
+  int64 through = PG_GETARG_INT64(1);
+  OwnerSwitch who = spi_begin();
+  require_feed_schema();
+  Consumer c = own_consumer(name, who, true);
+  if (through > c.position) {
+    int64 last = last_position();
+    if (through > last)
+      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                      errmsg("through_position %lld is beyond the feed's last position %lld",
+                             (long long)through, (long long)last),
+                      errhint("Acknowledge the position of a row read_feed returned.")));
+    static SPIPlanPtr p;
+    static const Oid t[] = {TEXTOID, INT8OID};
+    Datum a[2] = {name, Int64GetDatum(through)};
+    run_plan(&p,
+             "UPDATE agent_journal.feed_subscriptions SET position = $2, "
+             "last_ack_at = pg_catalog.clock_timestamp() "
+             "WHERE consumer OPERATOR(pg_catalog.=) $1 AND position OPERATOR(pg_catalog.<) $2",
+             2, t, a, nullptr, SPI_OK_UPDATE);
+  }
+  spi_end(who);
+  PG_RETURN_VOID();
+}
+
+Datum aj_read_feed(PG_FUNCTION_ARGS) {
+  check_consumer_name(fcinfo);
+  int64 max_entries = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT64(1);
+  if (max_entries < 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("max_entries must be >= 0, got %lld", (long long)max_entries)));
+  Datum name = PG_GETARG_DATUM(0);
+  InitMaterializedSRF(fcinfo, 0);
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  OwnerSwitch who = spi_begin();
+  require_feed_schema();
+  // After a tick, the reads below use a snapshot taken after it: the
+  // statement's own predates the commits of the entries it moved.
+  bool ticked = can_tick();
+  if (ticked) {
+    (void)tick();
+    CommandCounterIncrement();
+    PushActiveSnapshot(GetTransactionSnapshot());
+  }
+  Consumer c = own_consumer(name, who, false);
+  bool role_admin = OidIsValid(c.role) && is_admin(c.role);
+  PArray<OutRow> out;
+  HASHCTL ctl;
+  memset(&ctl, 0, sizeof ctl);
+  ctl.keysize = sizeof(pg_uuid_t);
+  ctl.entrysize = sizeof(AgentView);
+  ctl.hcxt = CurrentMemoryContext;
+  HTAB *agents = hash_create("agent_journal feed agents", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+  int64 after = c.position;
+  int64 budget = max_entries;
+  // Rows of agents the consumer may not see are skipped; at most this
+  // many feed rows are looked at per call (a read then returns fewer).
+  int64 scan_budget = max_entries * 4 + 1000;
+  static SPIPlanPtr p_rows;
+  static const Oid t[] = {INT8OID, INT8OID};
+  const Rels &r = rels();
+  bool done = false;
+  while (!done && budget > 0 && scan_budget > 0) {
+    int64 limit = Min(budget, (int64)1000);
+    Datum a[2] = {Int64GetDatum(after), Int64GetDatum(limit)};
+    run_plan(&p_rows,
+             "SELECT last_position, agent_id, first_sequence, last_sequence, gap, owner "
+             "FROM agent_journal.feed WHERE last_position OPERATOR(pg_catalog.>) $1 "
+             "ORDER BY last_position LIMIT $2",
+             2, t, a, nullptr, SPI_OK_SELECT, true);
+    uint64 n = SPI_processed;
+    if (n == 0) break;
+    SPITupleTable *tt = SPI_tuptable;
+    for (uint64 i = 0; i < n && budget > 0; i++, scan_budget--) {
+      HeapTuple tup = tt->vals[i];
+      bool isnull, gap_null;
+      int64 lastpos = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
+      // copied: the page of rows is freed before the output is written
+      Datum agent = datumCopy(SPI_getbinval(tup, tt->tupdesc, 2, &isnull), false, UUID_LEN);
+      int64 first = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 3, &isnull));
+      int64 last = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 4, &isnull));
+      (void)SPI_getbinval(tup, tt->tupdesc, 5, &gap_null);
+      char *gap_owner = SPI_getvalue(tup, tt->tupdesc, 6);
+      after = lastpos;
+      const pg_uuid_t *u = DatumGetUUIDP(agent);
+      bool known;
+      AgentView *av = (AgentView *)hash_search(agents, u, HASH_ENTER, &known);
+      Latest l;
+      bool have_latest = false;
+      if (!known) {
+        av->visible = false;
+        av->open_gap = -1;
+        if (gap_null) {
+          l = read_latest(agent, View::Statement);
+          have_latest = true;
+          av->visible = consumer_sees(c.role, l.bound, l.owner, role_admin);
+        } else {
+          Oid o = gap_owner ? get_role_oid(gap_owner, true) : InvalidOid;
+          av->visible = consumer_sees(c.role, gap_owner != nullptr, o, role_admin);
+        }
+      }
+      if (!av->visible) continue;
+      // The gap row of this agent still growing in this read, or a new one.
+      auto add_gap = [&](int64 from, int64 through, int64 at, const char *reason) {
+        if (av->open_gap >= 0 && strcmp(out.v[av->open_gap].reason, reason) == 0) {
+          OutRow &g = out.v[av->open_gap];
+          g.from = Min(g.from, from);
+          g.through = Max(g.through, through);
+          g.position = Max(g.position, at);
+          return;
+        }
+        OutRow g{};
+        g.position = at;
+        g.agent = agent;
+        g.gap = true;
+        g.from = from;
+        g.through = through;
+        g.reason = reason;
+        av->open_gap = out.n;
+        out.push(g);
+        budget--;
+      };
+      if (!gap_null) {
+        add_gap(first, last, lastpos, "forgotten");
+        continue;
+      }
+      if (!have_latest) l = read_latest(agent, View::Statement);
+      // The first sequence after the consumer's position (only the first
+      // row read can straddle it).
+      int64 first_pos = lastpos - (last - first);
+      int64 start = first + Max((int64)0, c.position + 1 - first_pos);
+      int64 expect = start;
+      // Entries of the range that are still there, in order.
+      Relation heap = table_open(r.entries, AccessShareLock);
+      Relation index = index_open(r.entries_pkey, AccessShareLock);
+      ScanKeyData keys[3];
+      ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, agent);
+      ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(start));
+      ScanKeyInit(&keys[2], 2, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(last));
+      IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 3, 0);
+      index_rescan(scan, keys, 3, nullptr, 0);
+      TupleTableSlot *slot = table_slot_create(heap, nullptr);
+      TupleDesc desc = RelationGetDescr(heap);
+      AttrNumber a_seq = InvalidAttrNumber, a_iter = InvalidAttrNumber, a_kind = InvalidAttrNumber,
+                 a_at = InvalidAttrNumber, a_event = InvalidAttrNumber;
+      for (int k = 0; k < desc->natts; k++) {
+        Form_pg_attribute att = TupleDescAttr(desc, k);
+        if (att->attisdropped) continue;
+        const char *cn = NameStr(att->attname);
+        if (strcmp(cn, "sequence") == 0) a_seq = att->attnum;
+        else if (strcmp(cn, "iteration") == 0) a_iter = att->attnum;
+        else if (strcmp(cn, "kind") == 0) a_kind = att->attnum;
+        else if (strcmp(cn, "recorded_at") == 0) a_at = att->attnum;
+        else if (strcmp(cn, "event") == 0) a_event = att->attnum;
+      }
+      bool stopped = false;
+      while (budget > 0 && index_getnext_slot(scan, ForwardScanDirection, slot)) {
+        slot_getallattrs(slot);
+        int64 seq = DatumGetInt64(slot->tts_values[a_seq - 1]);
+        if (seq > expect) add_gap(expect, seq - 1, lastpos - (last - (seq - 1)), "compacted");
+        if (budget <= 0) {
+          stopped = true;
+          break;
+        }
+        av->open_gap = -1;
+        OutRow e{};
+        e.position = lastpos - (last - seq);
+        e.agent = agent;
+        e.sequence = seq;
+        e.iteration = DatumGetInt32(slot->tts_values[a_iter - 1]);
+        e.kind = datumCopy(slot->tts_values[a_kind - 1], false, -1);
+        e.recorded_at = slot->tts_values[a_at - 1];
+        e.event = datumCopy(slot->tts_values[a_event - 1], false, -1);
+        out.push(e);
+        budget--;
+        expect = seq + 1;
+        if ((budget & 1023) == 0) CHECK_FOR_INTERRUPTS();
+      }
+      if (budget <= 0 && expect <= last) stopped = true;
+      if (!stopped && expect <= last) add_gap(expect, last, lastpos, "compacted");
+      ExecDropSingleTupleTableSlot(slot);
+      index_endscan(scan);
+      index_close(index, AccessShareLock);
+      table_close(heap, AccessShareLock);
+      if (stopped) {
+        done = true;
+        break;
+      }
+    }
+    SPI_freetuptable(tt);
+    if (n < (uint64)limit) done = true;  // the feed has no more
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const OutRow &x, const OutRow &y) { return x.position < y.position; });
+  for (const OutRow &o : out) {
+    Datum v[7];
+    bool nulls[7] = {false, false, false, false, false, false, false};
+    v[0] = Int64GetDatum(o.position);
+    v[1] = o.agent;
+    if (o.gap) {
+      nulls[2] = nulls[3] = nulls[5] = true;
+      v[2] = v[3] = v[5] = (Datum)0;
+      v[4] = CStringGetTextDatum("gap");
+      char buf[160];
+      snprintf(buf, sizeof buf, "{\"from\": %lld, \"through\": %lld, \"reason\": \"%s\"}",
+               (long long)o.from, (long long)o.through, o.reason);
+      v[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf));
+    } else {
+      v[2] = Int64GetDatum(o.sequence);
+      v[3] = Int32GetDatum(o.iteration);
+      v[4] = o.kind;
+      v[5] = o.recorded_at;
+      v[6] = o.event;
+    }
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+  }
+  if (ticked) PopActiveSnapshot();
+  spi_end(who);
+  return (Datum)0;
+}
+
+Datum aj_feed_consumers(PG_FUNCTION_ARGS) {
+  InitMaterializedSRF(fcinfo, 0);
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  OwnerSwitch who = spi_begin();
+  require_feed_schema();
+  bool admin = is_admin(who.saved_user);
+  static SPIPlanPtr p;
+  run_plan(&p,
+           "SELECT c.consumer, c.owner, c.position, "
+           "  GREATEST(0, COALESCE(s.last_position, 0) OPERATOR(pg_catalog.-) c.position "
+           "    OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(p.last_sequence "
+           "      OPERATOR(pg_catalog.-) p.first_sequence OPERATOR(pg_catalog.+) 1) "
+           "      FROM agent_journal.feed_pending p WHERE p.gap IS NULL), 0))::pg_catalog.int8, "
+           "  COALESCE(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() "
+           "    OPERATOR(pg_catalog.-) COALESCE("
+           "      (SELECT f.written_at FROM agent_journal.feed f "
+           "        WHERE f.last_position OPERATOR(pg_catalog.>) c.position "
+           "        ORDER BY f.last_position LIMIT 1), "
+           "      (SELECT pg_catalog.min(p.written_at) FROM agent_journal.feed_pending p))), 0)"
+           "    ::pg_catalog.float8, "
+           "  c.last_ack_at "
+           "FROM agent_journal.feed_subscriptions c "
+           "LEFT JOIN agent_journal.feed_state s ON true ORDER BY c.consumer",
+           0, nullptr, nullptr, nullptr, SPI_OK_SELECT, true);
+  for (uint64 i = 0; i < SPI_processed; i++) {
+    HeapTuple tup = SPI_tuptable->vals[i];
+    TupleDesc d = SPI_tuptable->tupdesc;
+    char *owner = SPI_getvalue(tup, d, 2);
+    Oid role = get_role_oid(owner, true);
+    if (!admin && !(OidIsValid(role) && has_privs_of_role(who.saved_user, role))) continue;
+    Datum v[6];
+    bool nulls[6];
+    for (int k = 0; k < 6; k++) v[k] = SPI_getbinval(tup, d, k + 1, &nulls[k]);
+    v[0] = PointerGetDatum(DatumGetTextPCopy(v[0]));
+    v[1] = PointerGetDatum(DatumGetTextPCopy(v[1]));
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+  }
+  spi_end(who);
+  return (Datum)0;
+}
