@@ -163,6 +163,39 @@ WHERE line LIKE 'upgraded_before_total{k="v"} 3.0 # {trace_id="t1"} 1.0 %';
 SET ROLE regress_aj_upgrade_direct;
 SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e3', 2, '{"type": "Direct"}');
 RESET ROLE;
+-- 0.7.0: the change feed. The entries from before it are in the feed (a
+-- consumer from the beginning gets each agent's live entries in order);
+-- whoever may replay may use it (grants carried from replay's), and the
+-- grants are ordinary ones, not initial privileges.
+ALTER EXTENSION agent_journal UPDATE TO '0.7.0';
+SELECT r.rolname, f.fn, has_function_privilege(r.oid, f.fn, 'EXECUTE') AS may
+FROM pg_roles r,
+     (VALUES ('agent_journal.subscribe(text, boolean)'), ('agent_journal.read_feed(text, bigint)'),
+             ('agent_journal.ack_feed(text, bigint)'), ('agent_journal.unsubscribe(text)')) f(fn)
+WHERE r.rolname IN ('regress_aj_upgrade_writer', 'regress_aj_upgrade_direct', 'regress_aj_upgrade_owner')
+ORDER BY 1, 2;
+SELECT r.rolname, has_table_privilege(r.oid, 'agent_journal.feed_consumers', 'SELECT') AS sees_consumers
+FROM pg_roles r
+WHERE r.rolname IN ('regress_aj_upgrade_writer', 'regress_aj_upgrade_direct', 'regress_aj_upgrade_owner')
+ORDER BY 1;
+SELECT count(*) AS initial_feed_grants
+FROM pg_init_privs i, aclexplode(i.initprivs) a
+WHERE ((i.classoid = 'pg_proc'::regclass AND i.objoid IN (SELECT oid FROM pg_proc
+          WHERE pronamespace = 'agent_journal'::regnamespace
+            AND proname IN ('subscribe', 'read_feed', 'ack_feed', 'unsubscribe', 'feed_consumers_fn'))
+          AND a.grantee <> (SELECT proowner FROM pg_proc WHERE oid = i.objoid))
+    OR (i.classoid = 'pg_class'::regclass AND i.objoid = 'agent_journal.feed_consumers'::regclass
+          AND a.grantee <> (SELECT relowner FROM pg_class WHERE oid = i.objoid)));
+SELECT agent_id, first_sequence, last_sequence FROM agent_journal.feed ORDER BY last_position;
+SET ROLE regress_aj_upgrade_writer;
+SELECT agent_journal.subscribe('upgrade_consumer', true);
+SELECT agent_id, sequence, kind FROM agent_journal.read_feed('upgrade_consumer');
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e3', 3, '{"type": "AfterFeed"}');
+SELECT agent_id, sequence, kind FROM agent_journal.read_feed('upgrade_consumer')
+WHERE kind = 'AfterFeed';
+SELECT consumer, owner, lag_entries FROM agent_journal.feed_consumers;
+SELECT agent_journal.unsubscribe('upgrade_consumer');
+RESET ROLE;
 DROP OWNED BY regress_aj_upgrade_direct;
 DROP ROLE regress_aj_upgrade_direct;
 SELECT agent_journal.forget_agent('00000000-0000-0000-0000-0000000000e3');

@@ -176,6 +176,22 @@ CALLS = {
     "agent_journal.apply_retention(bigint)": [
         "agent_journal.apply_retention()",
         "agent_journal.apply_retention(10::pg_catalog.int8)"],
+    # The change feed (0.7.0): a consumer shared by every attacker (the
+    # first role to subscribe owns it: the others get 42710 / 42501) and
+    # one per role.
+    "agent_journal.subscribe(text,boolean)": [
+        "agent_journal.subscribe('esc-consumer'::pg_catalog.text)",
+        "agent_journal.subscribe(pg_catalog.concat('esc-', CURRENT_USER)::pg_catalog.text, true::pg_catalog.bool)"],
+    "agent_journal.read_feed(text,bigint)": [
+        "agent_journal.read_feed(pg_catalog.concat('esc-', CURRENT_USER)::pg_catalog.text)",
+        "agent_journal.read_feed('esc-consumer'::pg_catalog.text, 10::pg_catalog.int8)"],
+    "agent_journal.ack_feed(text,bigint)": [
+        "agent_journal.ack_feed(pg_catalog.concat('esc-', CURRENT_USER)::pg_catalog.text, 1::pg_catalog.int8)",
+        "agent_journal.ack_feed('esc-consumer'::pg_catalog.text, 1::pg_catalog.int8)"],
+    "agent_journal.unsubscribe(text)": [
+        "agent_journal.unsubscribe('esc-consumer'::pg_catalog.text)",
+        "agent_journal.unsubscribe('esc-no-such-consumer'::pg_catalog.text)"],
+    "agent_journal.feed_consumers_fn()": ["agent_journal.feed_consumers_fn()"],
 }
 # Functions SQL cannot call (an "internal" argument): not in the matrix.
 NOT_CALLABLE = {"agent_journal.may_replay_support(internal)"}

@@ -64,6 +64,14 @@ SELECT agent_journal.counter_add('seeded_total', 3, '{"k": "v"}', 'Seeded things
 SELECT agent_journal.histogram_observe('seeded_seconds', 0.3);
 SELECT agent_journal.gauge_set('seeded_gauge', 42);
 SELECT agent_journal.record_rejection('capacity_limit', 'full');
+-- feed consumers (0.7.0): one owned by this superuser that every attacker
+-- tries, and one per role (as subscribe would make it), then a tick so
+-- the feed has positions to acknowledge
+SELECT agent_journal.subscribe('esc-consumer', true);
+INSERT INTO agent_journal.feed_subscriptions (consumer, owner, position)
+SELECT 'esc-${P}' || l, '${P}' || l, 0 FROM unnest(ARRAY['none', 'scraper', 'reader', 'writer', 'admin', 'dummy']) l
+UNION ALL SELECT 'esc-' || current_user, current_user, 0;
+SELECT count(*) FROM agent_journal.read_feed('esc-consumer', 0);
 SQL
 ok "roles, log table and data set up"
 

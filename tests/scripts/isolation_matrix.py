@@ -44,6 +44,10 @@ failure. Afterwards the committed state must satisfy, from a new connection:
       last write before the check) holds exactly the agent's entries up to
       the fork's sequence (numbers, iterations, kinds, times, events), its
       compaction point and the keys of those entries.
+  (8) the change feed (0.7.0), after a tick: the agent's ranges that are
+      not gaps (its current incarnation's) do not overlap, cover every live
+      entry, and cover nothing else but compacted sequences; nothing of the
+      agent is left pending (every committed append got its position).
 
 AJ_ISO_ONLY=REGEX runs only the scenarios whose name matches; AJ_ISO_VERBOSE=1
 prints every scenario.
@@ -446,6 +450,18 @@ def check(agent, history):
                       LEFT JOIN agent_journal.agent_state s ON s.agent_id = %(a)s
                      WHERE f.forked_from = %(a)s ORDER BY 1""", {"a": agent})
                 forks = cur.fetchall()
+            # 0.7.0: the change feed, after a tick (read_feed outside a
+            # transaction block moves every committed append into the feed)
+            feed_ranges = feed_pending = None
+            cur.execute("SELECT to_regclass('agent_journal.feed') IS NOT NULL")
+            if cur.fetchone()[0]:
+                cur.execute("SELECT count(*) FROM agent_journal.read_feed('iso_matrix', 0)")
+                cur.execute("""SELECT first_sequence, last_sequence FROM agent_journal.feed
+                                WHERE agent_id = %(a)s AND gap IS NULL""", {"a": agent})
+                feed_ranges = cur.fetchall()
+                cur.execute("""SELECT count(*) FROM agent_journal.feed_pending WHERE agent_id = %(a)s""",
+                            {"a": agent})
+                feed_pending = cur.fetchone()[0]
         base = ct or 0
         shape = ("entries %s (%d, %d distinct), compacted_through %s, state rows %d, keys %d "
                  "(max last_sequence %s), latest_sequence %s"
@@ -506,6 +522,22 @@ def check(agent, history):
             if key_diff:
                 problems.append("(7) fork %s differs from the agent's keys up to %s in %d row(s)"
                                 % (fork, through, key_diff))
+        # (8) the feed covers the live entries exactly once
+        if feed_ranges is not None:
+            covered = []
+            for a, b in feed_ranges:
+                covered.extend(range(a, b + 1))
+            if len(covered) != len(set(covered)):
+                problems.append("(8) the agent's feed ranges overlap: %s" % sorted(feed_ranges))
+            if not live <= set(covered):
+                problems.append("(8) live entries missing from the feed: %s (ranges %s)"
+                                % (sorted(live - set(covered))[:10], sorted(feed_ranges)))
+            extra = {x for x in set(covered) - live if ct is None or x > ct}
+            if extra:
+                problems.append("(8) the feed covers sequences that are neither live nor compacted: %s "
+                                "(ranges %s)" % (sorted(extra)[:10], sorted(feed_ranges)))
+            if feed_pending:
+                problems.append("(8) %d pending feed row(s) left after a tick" % feed_pending)
         # (4) numbering continues from what is committed
         want_latest = max(hi or 0, base)
         if latest != want_latest:
@@ -533,6 +565,11 @@ def check(agent, history):
 def main():
     t0 = time.monotonic()
     ctl = connect()
+    with ctl.cursor() as cur:  # the consumer whose reads tick the feed for (8)
+        cur.execute("SELECT to_regclass('agent_journal.feed') IS NOT NULL")
+        if cur.fetchone()[0]:
+            cur.execute("SELECT agent_journal.subscribe('iso_matrix')")
+    ctl.commit()
     found = writers(ctl)
     print("writers (volatile, first argument agent_id or source_agent uuid): " + ", ".join(found), flush=True)
     missing = [wr for wr in found if wr not in SAMPLES]
