@@ -41,6 +41,15 @@ SELECT agent_journal.counter_add('dumped_total', 0, '{"k": "v"}', exemplar => '{
 SELECT agent_journal.record_rejection('capacity_limit', 'full');
 SELECT agent_journal.record_rejection('tenant_limit');
 SQL
+# The change feed (0.7.0): a consumer from the beginning that acknowledged
+# part of it, ticked rows, and an append not yet ticked (pending) at the dump
+q $SRC "SELECT agent_journal.subscribe('dumped_consumer', true)" >/dev/null
+FEED_ACK=$(q $SRC "SELECT position FROM agent_journal.read_feed('dumped_consumer') ORDER BY position OFFSET 4 LIMIT 1")
+q $SRC "SELECT agent_journal.ack_feed('dumped_consumer', $FEED_ACK)" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d $SRC -c "BEGIN" \
+  -c "SELECT agent_journal.append('00000000-0000-0000-0000-0000000000da', 0, '{\"type\": \"Pending\"}')" -c "COMMIT" >/dev/null
+expect_eq "source: one append left pending for the dump" \
+  "$(q $SRC "SELECT count(*) FROM agent_journal.feed_pending")" "1"
 # Leases: a token stops being live in every way before the dump: released
 # (E), its agent forgotten (F: the token is then in no table), its claim
 # rolled back (G: in no table either, only lease_tokens moved). H keeps a
@@ -83,6 +92,10 @@ SELECT 'exposition', md5(exposition) FROM agent_journal.prometheus;
 SELECT 'leases', md5(string_agg(format('%s|%s|%s|%s|%s|%s', agent_id, lease, lease_worker, lease_claimed_at, lease_expires_at, lease_attempts), ',' ORDER BY agent_id)) FROM agent_journal.agent_state;
 SELECT 'lease_graph', md5(string_agg(format('%s|%s|%s|%s|%s', agent_id, attempt, worker, lease, claimed_at), ',' ORDER BY agent_id, attempt)) FROM agent_journal.lease_graph;
 SELECT 'lease_tokens', last_value, is_called FROM agent_journal.lease_tokens;
+SELECT 'feed', md5(string_agg(format('%s|%s|%s|%s|%s|%s|%s', last_position, agent_id, first_sequence, last_sequence, written_at, gap, owner), ',' ORDER BY last_position)) FROM agent_journal.feed;
+SELECT 'feed_pending', md5(string_agg(format('%s|%s|%s|%s', agent_id, first_sequence, last_sequence, written_at), ',' ORDER BY agent_id, first_sequence)) FROM agent_journal.feed_pending;
+SELECT 'feed_state', last_position FROM agent_journal.feed_state;
+SELECT 'feed_consumers', md5(string_agg(format('%s|%s|%s|%s|%s', consumer, owner, position, created_at, last_ack_at), ',' ORDER BY consumer)) FROM agent_journal.feed_subscriptions;
 SQL
 }
 dump_state $SRC > "$TMPD/src.txt"
@@ -99,6 +112,15 @@ created() { q "$1" "SELECT split_part(l, ' ', 2) FROM agent_journal.openmetrics,
                     WHERE l LIKE 'agent_journal_appended_entries_created %'"; }
 expect_eq "restored: the journal counters start at the restore (a later _created)" \
   "$(python3 -c "import sys; print(float(sys.argv[2]) > float(sys.argv[1]))" "$(created $SRC)" "$(created $DST)")" "True"
+# the consumer carries on from its acknowledged position: the rest of what
+# it had not acknowledged, then the pending append, then new ones, each once
+expect_eq "restored: the feed consumer continues after its acknowledged position" \
+  "$(q $DST "SELECT count(*) FILTER (WHERE position <= $FEED_ACK)::text || '/' || string_agg(kind, ',' ORDER BY position) FILTER (WHERE kind IN ('Pending'))
+             FROM agent_journal.read_feed('dumped_consumer', 100000)")" "0/Pending"
+expect_eq "restored: its reads and acks work, and new appends come after" \
+  "$(q $DST "SELECT agent_journal.ack_feed('dumped_consumer', (SELECT max(position) FROM agent_journal.read_feed('dumped_consumer', 100000)))" >/dev/null
+     q $DST "SELECT agent_journal.append('00000000-0000-0000-0000-0000000000da', 1, '{\"type\": \"AfterDump\"}')" >/dev/null
+     q $DST "SELECT string_agg(kind, ',') FROM agent_journal.read_feed('dumped_consumer')")" "AfterDump"
 expect_eq "seeded family restored once" \
   "$(q $DST "SELECT count(*) FROM agent_journal.metric_families WHERE name = 'agent_journal_rejections_total'")" "1"
 expect_eq "journal continues after restore (no reuse after compaction)" \
@@ -224,7 +246,7 @@ SELECT agent_journal.append('$A', 0, '{"type": "Before"}');
 ALTER EXTENSION agent_journal UPDATE;
 SQL
 expect_eq "0.4.0 updated: extension version" \
-  "$(q $SRC "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "0.6.0"
+  "$(q $SRC "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "0.7.0"
 # Who holds what on the extension's functions and relations, one line per
 # privilege (order-free: a restore may list an ACL's items differently).
 privileges() {
@@ -285,6 +307,11 @@ expect_eq "restored: and observe histograms with exemplar =>" \
   "$(as_role "$MIXED_ID" "SELECT count(*) FROM agent_journal.histogram_observe('dumped_ex_seconds', 0.1, exemplar => '{\"sequence\": \"2\"}')")" "1"
 expect_eq "restored: the role granted the 0.4.0 counter_add directly keeps it, and may delete series" \
   "$(as_role $DIRECT "SELECT agent_journal.counter_add('dumped_ex_total', 2, exemplar => '{\"t\": \"x\"}'), agent_journal.delete_series('dumped_ex_seconds')")" "3|1"
+# 0.7.0: the feed's functions come with replay's grants
+expect_eq "restored: the writer and the reader granted under 0.4.0 follow the feed" \
+  "$(as_role $WRITER "SELECT agent_journal.subscribe('dump_writer_feed', true) >= 0" | tail -1)/$(as_role $READER "SELECT agent_journal.subscribe('dump_reader_feed', true) >= 0" | tail -1)/$(as_role $READER "SELECT count(*) > 0 FROM agent_journal.read_feed('dump_reader_feed')" | tail -1)" "t/t/t"
+expect_eq "restored: the role granted only append directly may not" \
+  "$(sqlstate $DST "SELECT agent_journal.subscribe('dump_direct_feed')" $DIRECT)" "42501"
 expect_eq "restored: the reader may not delete series" \
   "$(sqlstate $DST "SELECT agent_journal.delete_series('dumped_ex_total')" $READER)" "42501"
 dropdb $SRC
@@ -311,6 +338,9 @@ SELECT agent_journal.bind_agent('$C', '$(printf '%s' "$OWNER" | sed "s/'/''/g")'
 SELECT agent_journal.append('$C', 0, '{"type": "Bound"}');
 SELECT agent_journal.append('$D', 0, jsonb_build_object('i', i)) FROM generate_series(1, 5) i;
 SELECT agent_journal.compact('$D');
+SET ROLE $GONE;
+SELECT agent_journal.subscribe('gone_consumer', true);
+RESET ROLE;
 SQL
 pg_dump -Fc -d $SRC -f "$TMPD/roles.dump"
 dropdb $SRC
@@ -325,6 +355,14 @@ expect_eq "missing roles: every agent state restored" \
   "$(q $DST "SELECT count(*) FROM agent_journal.agent_state")" "2"
 expect_eq "missing roles: the unbound, compacted agent continues without reuse" \
   "$(q $DST "SELECT agent_journal.append('$D', 1, '{}')")" "6"
+expect_eq "missing roles: the missing role's feed consumer is an admin's (42501 for another writer)" \
+  "$(q $DST "SELECT consumer || ':' || owner FROM agent_journal.feed_consumers")/$(sqlstate $DST "SELECT agent_journal.ack_feed('gone_consumer', 1)" $KEEP)" \
+  "gone_consumer:$GONE/42501"
+# what the consumer may see is its role's: the unbound agent (its compacted
+# entries as one gap, then the entry appended after the restore), not the
+# agent bound to the other missing role
+expect_eq "missing roles: an admin reads it, with what its role may see" \
+  "$(q $DST "SELECT string_agg(coalesce(sequence::text, event->>'reason'), ';' ORDER BY position) FROM agent_journal.read_feed('gone_consumer')")" "compacted;6"
 expect_eq "missing roles: unresolved_roles reports the binding and the grant" \
   "$(q $DST "SELECT string_agg(kind || '=' || role, ';' ORDER BY kind) FROM agent_journal.unresolved_roles")" \
   "binding=$OWNER;grant:writer=$GONE"
