@@ -252,6 +252,30 @@ expect_eq "series_ttl: the family stays" \
   "$(q $DB "SELECT count(*) FROM agent_journal.metric_families WHERE name = 'ret_stale'")" "1"
 psql -X -q -d $DB -c "ALTER SYSTEM RESET agent_journal.series_ttl" -c "SELECT pg_reload_conf()" >/dev/null
 
+# The change feed (0.7.0) under retention: the worker ticks every append
+# into the feed (nothing stays pending), every live entry is in exactly one
+# feed range, and its retention pass deletes the rows whose entries are all
+# gone once no consumer needs them; a consumer that has not acknowledged
+# them keeps them (it must get its gap row).
+nothing_pending() { [ "$(q $DB "SELECT count(*) FROM agent_journal.feed_pending")" = 0 ]; }
+wait_for 10 "feed: the worker's ticks left nothing pending" nothing_pending
+expect_eq "feed: live entries in no feed range, or in more than one" "$(q $DB "
+  SELECT count(*) FROM agent_journal.entries e
+  WHERE (SELECT count(*) FROM agent_journal.feed f WHERE f.agent_id = e.agent_id AND f.gap IS NULL
+           AND e.sequence BETWEEN f.first_sequence AND f.last_sequence) <> 1")" "0"
+stale_rows() { q $DB "SELECT count(*) FROM agent_journal.feed f JOIN agent_journal.agent_state a USING (agent_id)
+                      WHERE f.last_sequence <= a.compacted_through"; }
+no_stale_rows() { [ "$(stale_rows)" = 0 ]; }
+wait_for 20 "feed: the worker's pass deleted the rows of entries retention removed" no_stale_rows
+q $DB "SELECT agent_journal.subscribe('ret_consumer', true)" >/dev/null
+q $DB "SELECT agent_journal.compact(agent_id) FROM agent_journal.agent_state ORDER BY agent_id LIMIT 1" >/dev/null
+sleep $((INTERVAL * 3))
+[ "$(stale_rows)" -gt 0 ] || fail "feed: rows of removed entries were deleted while a consumer had not acknowledged them"
+expect_eq "feed: the consumer gets a gap for them" \
+  "$(q $DB "SELECT count(*) > 0 FROM agent_journal.read_feed('ret_consumer', 100000) WHERE kind = 'gap'")" "t"
+q $DB "SELECT agent_journal.ack_feed('ret_consumer', (SELECT last_position FROM agent_journal.feed_state))" >/dev/null
+wait_for 20 "feed: acknowledged, they are deleted" no_stale_rows
+
 [ $st -eq 0 ] || { tail -20 "$TMPD/pgbench.log"; fail "pgbench exited with $st"; }
 ok "every writer transaction succeeded"
 
