@@ -33,6 +33,9 @@ A=00000000-0000-0000-0000-0000000000f1
 pq "CREATE EXTENSION agent_journal" >/dev/null
 pq "SELECT agent_journal.append('$A', i, jsonb_build_object('type', CASE WHEN i = 3 THEN 'Interrupted' WHEN i = 4 THEN 'Resumed' ELSE 'Step' END)) FROM generate_series(1, 10) i" >/dev/null
 pq "SELECT agent_journal.counter_add('replicated_total', 3)" >/dev/null
+# a feed consumer on the primary; its reads there ticked the entries in
+pq "SELECT agent_journal.subscribe('replicated_feed', true)" >/dev/null
+pq "SELECT count(*) FROM agent_journal.read_feed('replicated_feed', 0)" >/dev/null
 pq "SELECT agent_journal.ingest_snapshot('{\"timestamp\": 1700000000, \"scheduler\": {\"total_scheduled\": 10, \"uptime_seconds\": 3600, \"running_agents\": 5, \"queued_agents\": 3, \"suspended_agents\": 2, \"max_capacity\": 1000, \"load_factor\": 0.005}, \"task_manager\": {\"total_tasks\": 5, \"healthy_tasks\": 4, \"average_uptime_seconds\": 1800.0, \"total_memory_usage\": 1024}, \"load_balancer\": {\"total_allocations\": 100, \"active_allocations\": 5, \"memory_utilization\": 0.45, \"cpu_utilization\": 0.30, \"allocation_failures\": 2, \"average_allocation_time_ms\": 1.5}, \"system\": {\"memory_usage_mb\": 512.0, \"cpu_usage_percent\": 30.0}}')" >/dev/null
 lsn=$(pq "SELECT pg_current_wal_lsn()")
 for _ in $(seq 1 100); do
@@ -48,6 +51,14 @@ expect_eq "openmetrics view ends with # EOF" "$(sq "SELECT right(exposition, 6) 
 expect_eq "metric_samples" "$(sq "SELECT value FROM agent_journal.metric_samples WHERE name = 'replicated_total'")" "3"
 expect_eq "otlp_json" "$(sq "SELECT agent_journal.otlp_json() ? 'resourceMetrics'")" "t"
 expect_eq "observability" "$(sq "SELECT agent_journal.observability('$A')->>'replay_cost'")" "10"
+expect_eq "read_feed on the standby (no tick there)" \
+  "$(sq "SELECT count(*) || ',' || string_agg(DISTINCT kind, ',' ORDER BY kind) FROM agent_journal.read_feed('replicated_feed')")" "10,Interrupted,Resumed,Step"
+expect_eq "feed_consumers on the standby" "$(sq "SELECT consumer || ',' || lag_entries FROM agent_journal.feed_consumers")" "replicated_feed,10"
+for call in "agent_journal.ack_feed('replicated_feed', 1)" "agent_journal.subscribe('standby_feed')" \
+            "agent_journal.unsubscribe('replicated_feed')"; do
+  out=$(psql -X -At -v VERBOSITY=sqlstate -h "$S_DIR/sock" -p $S_PORT -d postgres -c "SELECT $call" 2>&1 || true)
+  expect_eq "on the standby, $call is refused" "$out" "ERROR:  25006"
+done
 printf '%s\n' "$(sq "SELECT exposition FROM agent_journal.prometheus")" | promtool check metrics || fail "promtool on the standby's exposition"
 ok "standby exposition passes promtool"
 # writes are refused with a clear read-only error, nothing crashes
