@@ -567,7 +567,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
   int64 scan_budget = max_entries * 4 + 1000;
   static SPIPlanPtr p_rows;
   static const Oid t[] = {INT8OID, INT8OID};
-  const Rels &r = rels();
+  EntryScan *es = entry_scan_begin(GetActiveSnapshot());
   bool done = false;
   while (!done && budget > 0 && scan_budget > 0) {
     int64 limit = Min(budget, (int64)1000);
@@ -594,14 +594,11 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
       const pg_uuid_t *u = DatumGetUUIDP(agent);
       bool known;
       AgentView *av = (AgentView *)hash_search(agents, u, HASH_ENTER, &known);
-      Latest l;
-      bool have_latest = false;
       if (!known) {
         av->visible = false;
         av->open_gap = -1;
         if (gap_null) {
-          l = read_latest(agent, View::Statement);
-          have_latest = true;
+          Latest l = read_latest(agent, View::Statement);
           av->visible = consumer_sees(c.role, l.bound, l.owner, role_admin);
         } else {
           Oid o = gap_owner ? get_role_oid(gap_owner, true) : InvalidOid;
@@ -633,39 +630,17 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
         add_gap(first, last, lastpos, "forgotten");
         continue;
       }
-      if (!have_latest) l = read_latest(agent, View::Statement);
       // The first sequence after the consumer's position (only the first
       // row read can straddle it).
       int64 first_pos = lastpos - (last - first);
       int64 start = first + Max((int64)0, c.position + 1 - first_pos);
       int64 expect = start;
       // Entries of the range that are still there, in order.
-      Relation heap = table_open(r.entries, AccessShareLock);
-      Relation index = index_open(r.entries_pkey, AccessShareLock);
-      ScanKeyData keys[3];
-      ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, agent);
-      ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(start));
-      ScanKeyInit(&keys[2], 2, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(last));
-      IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 3, 0);
-      index_rescan(scan, keys, 3, nullptr, 0);
-      TupleTableSlot *slot = table_slot_create(heap, nullptr);
-      TupleDesc desc = RelationGetDescr(heap);
-      AttrNumber a_seq = InvalidAttrNumber, a_iter = InvalidAttrNumber, a_kind = InvalidAttrNumber,
-                 a_at = InvalidAttrNumber, a_event = InvalidAttrNumber;
-      for (int k = 0; k < desc->natts; k++) {
-        Form_pg_attribute att = TupleDescAttr(desc, k);
-        if (att->attisdropped) continue;
-        const char *cn = NameStr(att->attname);
-        if (strcmp(cn, "sequence") == 0) a_seq = att->attnum;
-        else if (strcmp(cn, "iteration") == 0) a_iter = att->attnum;
-        else if (strcmp(cn, "kind") == 0) a_kind = att->attnum;
-        else if (strcmp(cn, "recorded_at") == 0) a_at = att->attnum;
-        else if (strcmp(cn, "event") == 0) a_event = att->attnum;
-      }
+      entry_scan_range(es, agent, start, last);
       bool stopped = false;
-      while (budget > 0 && index_getnext_slot(scan, ForwardScanDirection, slot)) {
-        slot_getallattrs(slot);
-        int64 seq = DatumGetInt64(slot->tts_values[a_seq - 1]);
+      while (budget > 0 && entry_scan_next(es)) {
+        bool isnull;
+        int64 seq = DatumGetInt64(entry_value(es, ENTRY_SEQUENCE, &isnull));
         if (seq > expect) add_gap(expect, seq - 1, lastpos - (last - (seq - 1)), "compacted");
         if (budget <= 0) {
           stopped = true;
@@ -676,10 +651,10 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
         e.position = lastpos - (last - seq);
         e.agent = agent;
         e.sequence = seq;
-        e.iteration = DatumGetInt32(slot->tts_values[a_iter - 1]);
-        e.kind = datumCopy(slot->tts_values[a_kind - 1], false, -1);
-        e.recorded_at = slot->tts_values[a_at - 1];
-        e.event = datumCopy(slot->tts_values[a_event - 1], false, -1);
+        e.iteration = DatumGetInt32(entry_value(es, ENTRY_ITERATION, &isnull));
+        e.kind = datumCopy(entry_value(es, ENTRY_KIND, &isnull), false, -1);
+        e.recorded_at = entry_value(es, ENTRY_RECORDED_AT, &isnull);
+        e.event = datumCopy(entry_value(es, ENTRY_EVENT, &isnull), false, -1);
         out.push(e);
         budget--;
         expect = seq + 1;
@@ -687,10 +662,6 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
       }
       if (budget <= 0 && expect <= last) stopped = true;
       if (!stopped && expect <= last) add_gap(expect, last, lastpos, "compacted");
-      ExecDropSingleTupleTableSlot(slot);
-      index_endscan(scan);
-      index_close(index, AccessShareLock);
-      table_close(heap, AccessShareLock);
       if (stopped) {
         done = true;
         break;
@@ -699,6 +670,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
     SPI_freetuptable(tt);
     if (n < (uint64)limit) done = true;  // the feed has no more
   }
+  entry_scan_end(es);
   std::stable_sort(out.begin(), out.end(),
                    [](const OutRow &x, const OutRow &y) { return x.position < y.position; });
   for (const OutRow &o : out) {

@@ -594,38 +594,59 @@ int64 compact_locked(Datum agent, const Latest &l, int64 through) {
   return removed;
 }
 
-void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max_entries) {
-  // A forward scan of the primary key (agent_id, sequence >= from) straight
-  // into the tuplestore, which spills to disk beyond work_mem: one copy per
-  // row, no executor, no SPI result set.
+EntryScan *entry_scan_begin(Snapshot snap) {
   const Rels &r = rels();
-  Relation heap = table_open(r.entries, AccessShareLock);
-  Relation index = index_open(r.entries_pkey, AccessShareLock);
+  EntryScan *s = (EntryScan *)palloc0(sizeof(EntryScan));
+  s->heap = table_open(r.entries, AccessShareLock);
+  s->index = index_open(r.entries_pkey, AccessShareLock);
+  s->scan = index_beginscan(s->heap, s->index, snap, 3, 0);
+  s->slot = table_slot_create(s->heap, nullptr);
+  (void)map_columns(s->heap, ENTRY_COLS, E_NCOLS, s->col);
+  return s;
+}
+
+void entry_scan_range(EntryScan *s, Datum agent, int64 from, int64 to) {
   ScanKeyData keys[3];
   ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, agent);
   ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(from));
   ScanKeyInit(&keys[2], 2, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(to));
-  IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 3, 0);
-  index_rescan(scan, keys, 3, nullptr, 0);
-  TupleTableSlot *slot = table_slot_create(heap, nullptr);
+  index_rescan(s->scan, keys, 3, nullptr, 0);
+}
+
+bool entry_scan_next(EntryScan *s) {
+  if (!index_getnext_slot(s->scan, ForwardScanDirection, s->slot)) return false;
+  slot_getallattrs(s->slot);
+  return true;
+}
+
+Datum entry_value(const EntryScan *s, int column, bool *isnull) {
+  *isnull = s->slot->tts_isnull[s->col[column] - 1];
+  return s->slot->tts_values[s->col[column] - 1];
+}
+
+void entry_scan_end(EntryScan *s) {
+  ExecDropSingleTupleTableSlot(s->slot);
+  index_endscan(s->scan);
+  index_close(s->index, AccessShareLock);
+  table_close(s->heap, AccessShareLock);
+  pfree(s);
+}
+
+void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max_entries) {
+  // A forward scan of the primary key (agent_id, sequence >= from) straight
+  // into the tuplestore, which spills to disk beyond work_mem: one copy per
+  // row, no executor, no SPI result set.
+  EntryScan *s = entry_scan_begin(GetActiveSnapshot());
+  entry_scan_range(s, agent, from, to);
   // replay's columns: sequence, iteration, kind, recorded_at, event
-  AttrNumber col[E_NCOLS];
-  (void)map_columns(heap, ENTRY_COLS, E_NCOLS, col);
   Datum values[5];
   bool isnull[5];
-  for (int64 n = 0; n < max_entries && index_getnext_slot(scan, ForwardScanDirection, slot); n++) {
-    slot_getallattrs(slot);
-    for (int i = 0; i < 5; i++) {
-      values[i] = slot->tts_values[col[E_SEQUENCE + i] - 1];
-      isnull[i] = slot->tts_isnull[col[E_SEQUENCE + i] - 1];
-    }
+  for (int64 n = 0; n < max_entries && entry_scan_next(s); n++) {
+    for (int i = 0; i < 5; i++) values[i] = entry_value(s, ENTRY_SEQUENCE + i, &isnull[i]);
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
     if ((n & 1023) == 0) CHECK_FOR_INTERRUPTS();
   }
-  ExecDropSingleTupleTableSlot(slot);
-  index_endscan(scan);
-  index_close(index, AccessShareLock);
-  table_close(heap, AccessShareLock);
+  entry_scan_end(s);
 }
 bool answer_key(AnswerKey *k) {
   if (!ActiveSnapshotSet()) return false;

@@ -86,6 +86,21 @@ Latest check_agent_read(Datum agent);
 // Entries of `agent` with from <= sequence <= to, at most max, in order,
 // into the materialized SRF result (replay's columns).
 void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max);
+// A scan of entries_pkey opened once and repositioned per range (read_feed
+// reads many agents' ranges in one call). Columns are found by name, their
+// types checked (55000). Values: ENTRY_AGENT ... ENTRY_EVENT.
+struct EntryScan {
+  Relation heap, index;
+  struct IndexScanDescData *scan;
+  TupleTableSlot *slot;
+  AttrNumber col[6];
+};
+enum { ENTRY_AGENT, ENTRY_SEQUENCE, ENTRY_ITERATION, ENTRY_KIND, ENTRY_RECORDED_AT, ENTRY_EVENT };
+EntryScan *entry_scan_begin(Snapshot snap);
+void entry_scan_range(EntryScan *s, Datum agent, int64 from, int64 to);
+bool entry_scan_next(EntryScan *s);  // the next entry of the range, in sequence order
+Datum entry_value(const EntryScan *s, int column, bool *isnull);
+void entry_scan_end(EntryScan *s);
 
 // tally.cpp: the extension's own counts, per backend slot (table tallies).
 // Adds delta to this backend's row of `name` when the transaction commits
