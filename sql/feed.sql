@@ -121,6 +121,19 @@ SELECT agent_id, kind FROM agent_journal.read_feed('alice_feed');
 SET ROLE regress_aj_feed_bob;
 SELECT agent_id, kind FROM agent_journal.read_feed('bob_now');
 RESET ROLE;
+-- a long run of rows bob may not see (1100 agents of another role; alice
+-- may not see them either) never stalls his consumer: skipped, however
+-- many, to the next one he may
+SELECT agent_journal.ack_feed('bob_now', (SELECT max(position) FROM agent_journal.read_feed('bob_now')));
+SELECT count(*) AS bound FROM (
+  SELECT agent_journal.bind_agent(('00000000-0000-0000-0000-0000001' || lpad(i::text, 5, '0'))::uuid,
+                                  'regress_aj_feed_nobody'::name),
+         agent_journal.append(('00000000-0000-0000-0000-0000001' || lpad(i::text, 5, '0'))::uuid, 0, '{"type": "Hidden"}')
+  FROM generate_series(1, 1100) i) x;
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000f0002', 3, '{"type": "PublicAfter"}');
+SET ROLE regress_aj_feed_bob;
+SELECT agent_id, kind FROM agent_journal.read_feed('bob_now', 1);
+RESET ROLE;
 
 -- compaction and forget_agent never wait for consumers; a consumer that
 -- had not acknowledged the removed entries gets one gap row per agent
@@ -185,6 +198,9 @@ RESET ROLE;
 SELECT agent_journal.unsubscribe(c) FROM unnest(ARRAY['alice_feed', 'alice_gaps2', 'bob_now']) c;
 SELECT agent_journal.forget_agent(('00000000-0000-0000-0000-0000000f000' || i)::uuid) >= 0 AS forgotten
 FROM generate_series(1, 6) i;
+SELECT count(*) AS forgotten_hidden FROM (
+  SELECT agent_journal.forget_agent(('00000000-0000-0000-0000-0000001' || lpad(i::text, 5, '0'))::uuid)
+  FROM generate_series(1, 1100) i) x;
 SELECT agent_journal.revoke_access(r, l) FROM (VALUES ('regress_aj_feed_alice', 'writer'),
   ('regress_aj_feed_bob', 'reader'), ('regress_aj_feed_scraper', 'scraper'),
   ('regress_aj_feed_admin', 'admin')) v(r, l);

@@ -253,6 +253,11 @@ int64 tick() {
   return ng;
 }
 
+// A tick that moved rows wakes the listeners (at commit), whoever ran it.
+void tick_and_notify() {
+  if (tick() > 0) Async_Notify("agent_journal_feed", nullptr);
+}
+
 // A tick holds the feed until its transaction ends, so only short
 // transactions tick: a statement outside a transaction block, at READ
 // COMMITTED (each statement of the tick sees what committed before it).
@@ -398,9 +403,8 @@ void feed_tick_step() {
     pgstat_report_activity(STATE_RUNNING, "agent_journal: feed tick");
     if (OidIsValid(get_extension_oid("agent_journal", true)) && can_tick()) {
       OwnerSwitch who = spi_begin();
-      int64 moved = tick();
+      tick_and_notify();
       spi_end(who);
-      if (moved > 0) Async_Notify("agent_journal_feed", nullptr);
     }
     PopActiveSnapshot();
     CommitTransactionCommand();
@@ -448,7 +452,7 @@ Datum aj_subscribe(PG_FUNCTION_ARGS) {
   require_feed_schema();
   bool ticked = can_tick();
   if (ticked) {
-    (void)tick();
+    tick_and_notify();
     CommandCounterIncrement();
     PushActiveSnapshot(GetTransactionSnapshot());
   }
@@ -547,7 +551,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
   // statement's own predates the commits of the entries it moved.
   bool ticked = can_tick();
   if (ticked) {
-    (void)tick();
+    tick_and_notify();
     CommandCounterIncrement();
     PushActiveSnapshot(GetTransactionSnapshot());
   }
@@ -562,14 +566,13 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
   HTAB *agents = hash_create("agent_journal feed agents", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
   int64 after = c.position;
   int64 budget = max_entries;
-  // Rows of agents the consumer may not see are skipped; at most this
-  // many feed rows are looked at per call (a read then returns fewer).
-  int64 scan_budget = max_entries * 4 + 1000;
+  // Rows of agents the consumer may not see are skipped (however many:
+  // a limit would leave a consumer behind a long run of them for good).
   static SPIPlanPtr p_rows;
   static const Oid t[] = {INT8OID, INT8OID};
   EntryScan *es = entry_scan_begin(GetActiveSnapshot());
   bool done = false;
-  while (!done && budget > 0 && scan_budget > 0) {
+  while (!done && budget > 0) {
     int64 limit = Min(budget, (int64)1000);
     Datum a[2] = {Int64GetDatum(after), Int64GetDatum(limit)};
     run_plan(&p_rows,
@@ -580,7 +583,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
     uint64 n = SPI_processed;
     if (n == 0) break;
     SPITupleTable *tt = SPI_tuptable;
-    for (uint64 i = 0; i < n && budget > 0; i++, scan_budget--) {
+    for (uint64 i = 0; i < n && budget > 0; i++) {
       HeapTuple tup = tt->vals[i];
       bool isnull, gap_null;
       int64 lastpos = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
