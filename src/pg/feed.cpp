@@ -138,7 +138,12 @@ int64 tick() {
   // The feed_state row: created on the first tick (not by the install
   // script, so that a restored dump brings its own), then locked until
   // this transaction ends. SKIP LOCKED: another tick is running.
-  static SPIPlanPtr p_init, p_lock, p_take, p_insert, p_state;
+  static SPIPlanPtr p_any, p_init, p_lock, p_take, p_insert, p_state;
+  // Nothing pending: no lock taken, nothing written (an idle server's
+  // worker ticks without WAL or transaction ids).
+  run_plan(&p_any, "SELECT FROM agent_journal.feed_pending LIMIT 1", 0, nullptr, nullptr, nullptr,
+           SPI_OK_SELECT, true);
+  if (SPI_processed == 0) return 0;
   run_plan(&p_init,
            "INSERT INTO agent_journal.feed_state (id, last_position) "
            "SELECT true, 0 WHERE NOT EXISTS (SELECT FROM agent_journal.feed_state) "
