@@ -75,6 +75,18 @@ SELECT value = 4 AS r FROM agent_journal.metric_samples WHERE name = 'ddl_total'
 \if :r \else \echo BAD metric_samples \endif
 SELECT agent_journal.otlp_json() IS NOT NULL AS r \gset
 \if :r \else \echo BAD otlp_json \endif
+SELECT agent_journal.subscribe('ddl-$tag', true) >= 0 AS r \gset
+SELECT count(*) FILTER (WHERE kind IN ('B1', 'B2', 'B3', 'C1')) >= 4 AS r
+  FROM agent_journal.read_feed('ddl-$tag', 1000000) WHERE agent_id = '$A' \gset
+\if :r \else \echo BAD read_feed \endif
+SELECT max(position) AS p FROM agent_journal.read_feed('ddl-$tag', 1000000) \gset
+SELECT agent_journal.ack_feed('ddl-$tag', :p);
+SELECT count(*) = 0 AS r FROM agent_journal.read_feed('ddl-$tag') \gset
+\if :r \else \echo BAD ack_feed \endif
+SELECT lag_entries = 0 AS r FROM agent_journal.feed_consumers WHERE consumer = 'ddl-$tag' \gset
+\if :r \else \echo BAD feed_consumers \endif
+SELECT agent_journal.unsubscribe('ddl-$tag') AS r \gset
+\if :r \else \echo BAD unsubscribe \endif
 SELECT agent_journal.append('$F', 0, '{"type": "Gone"}') > 0 AS r \gset
 SELECT agent_journal.forget_agent('$F') >= 1 AS r \gset
 \if :r \else \echo BAD forget_agent \endif
