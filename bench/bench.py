@@ -12,10 +12,14 @@ Exit status: 0 when every workload ran or was skipped as n/a, 1 when one
 failed. Goals are reported, never asserted.
 """
 import datetime
+import math
 import os
 import re
+import select
 import shutil
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -44,6 +48,11 @@ READ_KW = {"transactions": 20} if SMOKE else {}  # smoke: workloads 11-13 run -t
 JOURNAL_AGENTS = 10_000 if SMOKE else 1_000_000  # agents of workload 14's journal-only render
 JOURNAL_FEW = 10                                 # and the same render with this many
 APPEND_CHUNK = 1_000                             # appends per transaction when loading them
+FEED_N = 10_000 if SMOKE else 1_000_000     # entries workload 15b drains (agents of BATCH entries)
+FEED_PAGE = 1_000                            # read_feed's max_entries / the baseline's page
+FEED_POLL = 0.1                              # the consumer reads at least this often (s)
+FEED_CATCHUP = 15                            # s the consumer may take to catch up after the writers
+FEED_PRELOAD = os.environ.get("AJ_BENCH_FEED_PRELOAD", "1") not in ("", "0")  # 15: restart preloaded
 
 # One event, the same on every side: a typical tool call (~190 bytes).
 EVENT = ('{"type": "tool_call", "tool": "web_search", "call_id": "call-0042", '
@@ -173,6 +182,7 @@ PROM = []       # (series, ours_ms, sql_ms)
 NOTES = []
 FOREIGN = []    # (workload key, CPUs used by other processes meanwhile)
 FAILED = []
+MONITOR = None  # the ForeignCpu monitor (a cluster restart gives it the new postmaster)
 
 
 def fmt(v):
@@ -188,9 +198,9 @@ def fmt(v):
 
 
 def add_row(workload, ours, base, unit, clients, sync="on", goal=None, goal_text="—",
-            higher_is_better=True, met=None, samples=None, short=None):
+            higher_is_better=True, met=None, samples=None, short=None, nobase=False):
     """ratio is always ours' speed over the baseline's (> 1: ours faster);
-    short: the chart's label."""
+    short: the chart's label; nobase: a row without a baseline ("—")."""
     ratio = None
     if ours is not None and base is not None and ours > 0 and base > 0:
         ratio = ours / base if higher_is_better else base / ours
@@ -198,7 +208,7 @@ def add_row(workload, ours, base, unit, clients, sync="on", goal=None, goal_text
         met = ratio >= goal
     ROWS.append(dict(workload=workload, ours=ours, base=base, unit=unit, ratio=ratio,
                      goal=goal, goal_text=goal_text, met=met, clients=clients, sync=sync,
-                     samples=samples or {}, short=short or workload))
+                     samples=samples or {}, short=short or workload, nobase=nobase))
 
 
 def na_row(workload, unit, clients, goal_text, why, sync="on"):
@@ -238,7 +248,10 @@ def w2_append_one_agent():
                 short=f"2 append, 1 agent / INSERT, sync {sync}")
 
 
-def w3_batch():
+def batch_files():
+    """Workload 3's BATCH events, as a jsonb[] literal (append_batch reads it
+    with pg_read_file) and as COPY rows; returns both paths (workload 15b
+    loads its agents with the first)."""
     events, rows = [], []
     kinds = ["tool_call", "tool_result", "model_call", "checkpoint"]
     for i in range(BATCH):
@@ -251,6 +264,11 @@ def w3_batch():
         f.write("{" + ",".join(events) + "}")
     with open(rowsfile, "w") as f:
         f.write("\n".join(rows) + "\n")
+    return batchfile, rowsfile
+
+
+def w3_batch():
+    batchfile, rowsfile = batch_files()
     copy_script = os.path.join(WORKDIR, "copy_batch.sql")
     with open(os.path.join(WORKLOADS, "copy_batch.sql")) as f:
         text = f.read().replace("@ROWSFILE@", rowsfile)
@@ -423,7 +441,9 @@ def w5_ingest():
 
 
 def w6_counter():
-    if not exists("proc", "agent_journal.counter_add(text,double precision,jsonb,text)"):
+    # 0.6.0 recreated counter_add with a last argument (exemplar)
+    if not any(exists("proc", f"agent_journal.counter_add(text,double precision,jsonb,text{x})")
+               for x in ("", ",jsonb")):
         return na_row("6. counter_add, one series vs UPDATE one row", "increments/s", 8, "≥ 1×",
                       "agent_journal.counter_add(text, float8, jsonb, text) not in this build")
     s = alternate([("ours", lambda: pgbench("counter_add.sql", 8)["tps"]),
@@ -811,10 +831,442 @@ def w14_journal_render():
                  f"{fmt(med(s['base']))} ms")
 
 
+# ------------------------------------------------------- workload 15: feed
+
+class PgConn:
+    """A minimal PostgreSQL client for workload 15's consumer (standard
+    library only, no driver): protocol 3 over the cluster's Unix socket,
+    trust authentication, simple queries, and the asynchronous
+    notifications of LISTEN, waited for with select() (those this session
+    sent itself are ignored)."""
+
+    def __init__(self, application_name="bench feed consumer"):
+        path = os.path.join(os.environ["PGHOST"], f".s.PGSQL.{os.environ['PGPORT']}")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buf, self.pos, self.notifies, self.pid = b"", 0, 0, None
+        params = [("user", os.environ.get("PGUSER", "postgres")),
+                  ("database", os.environ.get("PGDATABASE", "postgres")),
+                  ("application_name", application_name)]
+        body = struct.pack("!i", 196608) + b"".join(
+            k.encode() + b"\0" + v.encode() + b"\0" for k, v in params) + b"\0"
+        self.sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        while True:
+            t, m = self._next()
+            if t == b"R" and struct.unpack_from("!i", m)[0] != 0:
+                raise Failed("consumer connection: the server asks for a password "
+                             "(the bench cluster trusts local connections)")
+            if t == b"E":
+                raise Failed("consumer connection: " + self._error(m))
+            if t == b"K":
+                self.pid = struct.unpack_from("!i", m)[0]
+            if t == b"Z":
+                return
+
+    def _read_more(self):
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise Failed("consumer connection closed by the server")
+        self.buf = self.buf[self.pos:] + data
+        self.pos = 0
+
+    def _complete(self):
+        left = len(self.buf) - self.pos
+        return left >= 5 and left >= struct.unpack_from("!i", self.buf, self.pos + 1)[0] + 1
+
+    def _next(self):
+        while not self._complete():
+            self._read_more()
+        p = self.pos
+        n = struct.unpack_from("!i", self.buf, p + 1)[0]
+        self.pos = p + n + 1
+        return self.buf[p:p + 1], self.buf[p + 5:p + n + 1]
+
+    @staticmethod
+    def _error(m):
+        fields = dict((f[:1], f[1:].decode(errors="replace")) for f in m.split(b"\0") if f)
+        return f"{fields.get(b'S', 'ERROR')}: {fields.get(b'M', '?')} (SQLSTATE {fields.get(b'C', '?')})"
+
+    def _notified(self, m):
+        """A notification counts unless this session sent it (its own
+        tick's: it reads right after that tick anyway)."""
+        if struct.unpack_from("!i", m)[0] != self.pid:
+            self.notifies += 1
+
+    def query(self, sql):
+        """Runs `sql` (simple query protocol); returns the rows of its
+        result, each a list of bytes (None: NULL). Notifications that
+        arrive meanwhile are counted."""
+        m = sql.encode() + b"\0"
+        self.sock.sendall(b"Q" + struct.pack("!i", len(m) + 4) + m)
+        rows, err = [], None
+        while True:
+            t, m = self._next()
+            if t == b"D":
+                n, off, row = struct.unpack_from("!h", m)[0], 2, []
+                for _ in range(n):
+                    ln = struct.unpack_from("!i", m, off)[0]
+                    off += 4
+                    if ln < 0:
+                        row.append(None)
+                    else:
+                        row.append(m[off:off + ln])
+                        off += ln
+                rows.append(row)
+            elif t == b"E":
+                err = self._error(m)
+            elif t == b"A":
+                self._notified(m)
+            elif t == b"Z":
+                break
+        if err:
+            raise Failed(f"consumer: {err} (sql: {sql[:200]})")
+        return rows
+
+    def wait(self, timeout):
+        """Waits up to `timeout` s for a notification; True when one came
+        (or came during an earlier query)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._complete():
+                t, m = self._next()
+                if t == b"A":
+                    self._notified(m)
+                elif t == b"E":
+                    raise Failed("consumer connection: " + self._error(m))
+            if self.notifies:
+                self.notifies = 0
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if select.select([self.sock], [], [], left)[0]:
+                self._read_more()
+
+    def close(self):
+        try:
+            self.sock.sendall(b"X" + struct.pack("!i", 4))
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class FeedConsumer(threading.Thread):
+    """Workload 15's consumer, in its own connection, as
+    examples/feed_consumer.cpp does it: subscribes (from now), LISTENs on
+    agent_journal_feed, and drains: each batch (read_feed of FEED_PAGE
+    rows, every column to the client, then ack_feed of its last position)
+    in one transaction, which does not tick; until a short batch. Then
+    waits for a notification (a tick, the worker's, moved entries in) at
+    most FEED_POLL s; after a timeout it ticks itself with an autocommit
+    read_feed(consumer, 0) before draining. Records each entry's lag:
+    clock_timestamp() at the read minus its recorded_at. Checks that
+    positions come one after the other (nothing skipped, nothing twice)
+    and that no row is a gap."""
+
+    def __init__(self, consumer):
+        super().__init__(daemon=True)
+        self.consumer = consumer
+        self.ready = threading.Event()
+        self.target, self.deadline, self.abort = None, None, False
+        self.count, self.last, self.lags = 0, None, []
+        self.woken = self.polls = self.reads = self.batches = 0
+        self.error = None
+        c = quote(consumer)
+        self.tick_sql = f"SELECT FROM agent_journal.read_feed({c}, 0)"
+        self.read_sql = (f"BEGIN; SELECT position, kind, (extract(epoch FROM clock_timestamp() - recorded_at) "
+                         f"* 1000)::float8, agent_id, sequence, iteration, event "
+                         f"FROM agent_journal.read_feed({c}, {FEED_PAGE})")
+
+    def run(self):
+        conn = None
+        try:
+            conn = PgConn()
+            self.last = int(conn.query(f"SELECT agent_journal.subscribe({quote(self.consumer)})")[0][0])
+            conn.query("LISTEN agent_journal_feed")
+            self.ready.set()
+            notified = False
+            while not self.abort:
+                if self.target is not None:
+                    if self.count >= self.target:
+                        break
+                    if time.monotonic() > self.deadline:
+                        raise Failed(f"consumer read {self.count:,} entries, {self.target:,} appended "
+                                     f"(waited {FEED_CATCHUP} s after the writers stopped)")
+                if not notified:
+                    conn.query(self.tick_sql)
+                self.drain(conn)
+                notified = conn.wait(FEED_POLL)
+                if notified:
+                    self.woken += 1
+                else:
+                    self.polls += 1
+            conn.query(f"SELECT agent_journal.unsubscribe({quote(self.consumer)})")
+        except Exception as e:  # reported by finish()
+            self.error = str(e).splitlines()[0] if str(e) else repr(e)
+        finally:
+            self.ready.set()
+            if conn:
+                conn.close()
+
+    def drain(self, conn):
+        while not self.abort:
+            rows = conn.query(self.read_sql)
+            self.reads += 1
+            for r in rows:
+                pos = int(r[0])
+                if pos != self.last + 1 or r[1] == b"gap":
+                    raise Failed(f"feed row at position {pos} ({r[1].decode()}) after position {self.last}")
+                self.last = pos
+                self.lags.append(float(r[2]))
+            if not rows:
+                conn.query("COMMIT")
+                return
+            conn.query(f"SELECT agent_journal.ack_feed({quote(self.consumer)}, {self.last}); COMMIT")
+            self.count += len(rows)
+            self.batches += 1
+            if len(rows) < FEED_PAGE:
+                return
+
+    def finish(self, appended):
+        """The writers have stopped: read until every one of `appended`
+        entries is in, then stop; fails unless exactly those were read."""
+        self.deadline = time.monotonic() + FEED_CATCHUP
+        self.target = appended
+        self.join(FEED_CATCHUP + 10)
+        if self.is_alive():
+            self.abort = True
+            raise Failed("feed consumer did not stop")
+        if self.error:
+            raise Failed(f"feed consumer: {self.error}")
+        if self.count != appended:
+            raise Failed(f"feed consumer read {self.count:,} entries, {appended:,} appended")
+
+    def stop(self):
+        self.abort = True
+        self.join(10)
+
+
+def pct(xs, q):
+    """Nearest-rank percentile of a sorted list."""
+    return xs[max(0, min(len(xs) - 1, math.ceil(q * len(xs)) - 1))] if xs else None
+
+
+def restart_cluster():
+    """pg_ctl restart of the bench cluster (as the postgres user when root):
+    postgresql.auto.conf's settings apply. The new postmaster is the
+    cluster's for the foreign-CPU monitor."""
+    d = os.environ["AJ_CLUSTER_DIR"]
+    data = os.path.join(d, "data")
+    bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+    cmd = [os.path.join(bindir, "pg_ctl"), "-D", data, "-l", os.path.join(d, "server.log"),
+           "-m", "fast", "-w", "-t", "120", "restart"]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Failed(f"pg_ctl restart: {(p.stderr or p.stdout).strip()[-300:]}")
+    wait_ready()
+    try:
+        with open(os.path.join(data, "postmaster.pid")) as f:
+            pid = int(f.readline())
+        if MONITOR is not None:
+            MONITOR.roots.add(pid)
+    except (OSError, ValueError):
+        pass
+
+
+FEED_GUCS = ("shared_preload_libraries", "agent_journal.export_database",
+             "agent_journal.retention_interval", "agent_journal.export_interval")
+
+
+def set_feed_preload(on):
+    """Restarts the cluster with the library preloaded (on) or as bench/run
+    started it (off). Preloaded, its background worker ticks the feed in the
+    bench database; exports and retention passes are off (no export
+    target is set; retention_interval 0, export_interval a day)."""
+    db = psql("SELECT current_database()")
+    if on:
+        libs = [x.strip().strip('"') for x in psql("SHOW shared_preload_libraries").split(",") if x.strip()]
+        libs = ", ".join(quote(x) for x in libs + ["agent_journal"])
+        stmts = ["LOAD 'agent_journal'",
+                 f"ALTER SYSTEM SET shared_preload_libraries = {libs}",
+                 f"ALTER SYSTEM SET agent_journal.export_database = {quote(db)}",
+                 "ALTER SYSTEM SET agent_journal.retention_interval = 0",
+                 "ALTER SYSTEM SET agent_journal.export_interval = 86400"]
+    else:
+        stmts = [f"ALTER SYSTEM RESET {g}" for g in FEED_GUCS]
+    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    for s in stmts:
+        cmd += ["-c", s]   # each its own transaction: ALTER SYSTEM refuses a transaction block
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Failed(f"psql: {p.stderr.strip()}")
+    restart_cluster()
+
+
+def feed_ticker():
+    """'worker' when the library is preloaded and its background worker is
+    connected to this database (it ticks the feed every
+    feed_tick_interval ms and sends NOTIFY), else 'consumer' (only
+    read_feed / subscribe outside a transaction block tick)."""
+    if "agent_journal" not in psql("SHOW shared_preload_libraries"):
+        return "consumer", None
+    interval = psql("SHOW agent_journal.feed_tick_interval")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:   # the worker starts after recovery
+        if psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'agent_journal exporter' "
+                "AND datname = current_database()") == "1":
+            return ("worker", interval) if interval not in ("0", "0ms") else ("consumer", None)
+        time.sleep(0.2)
+    return "consumer", None
+
+
+def w15_feed():
+    titles = [("15a. append, 8 agents, one consumer LISTENing and draining vs INSERT", "appends/s", 8, "≥ 0.90×"),
+              (f"15b. read_feed drain of {FEED_N:,} entries vs keyset SELECT pages", "rows/s", 1, "≥ 0.5×"),
+              ("15c. feed lag under 8 appending clients, p99", "ms", 1, "< 1,000 ms (p99)")]
+    if not exists("proc", "agent_journal.read_feed(text,bigint)"):
+        for t, unit, clients, goal in titles:
+            na_row(t, unit, clients, goal, "agent_journal.read_feed(text, bigint) not in this build")
+        return
+    ticker, interval = feed_ticker()
+    restarted = False
+    try:
+        if ticker != "worker" and FEED_PRELOAD:
+            reset()   # little to write at the shutdown checkpoint
+            log("  restarting the cluster with shared_preload_libraries = 'agent_journal'")
+            restarted = True
+            set_feed_preload(True)
+            ticker, interval = feed_ticker()
+            if ticker != "worker":
+                NOTES.append("workload 15: the library was preloaded but its worker did not start "
+                             "in the bench database; the consumer's read_feed ticked")
+        how = (f"worker ticks every {interval} + NOTIFY" if ticker == "worker"
+               else "no worker: the consumer's read_feed ticks")
+        w15_append_with_consumer(how)
+        w15_drain(how)
+    finally:
+        try:
+            reset()
+        finally:
+            if restarted:
+                log("  restarting the cluster as bench/run started it")
+                set_feed_preload(False)
+
+
+def w15_append_with_consumer(how):
+    """15a and 15c: workload 1's appends with a consumer following the
+    feed, against workload 1's INSERT and the appends alone, same rounds;
+    the consumer's lags of every round make 15c."""
+    d = {"event": EVENT}
+    lags, p99s, stats = [], [], []
+
+    def with_consumer():
+        c = FeedConsumer("bench_live")
+        c.start()
+        c.ready.wait(30)
+        if c.error or not c.is_alive():
+            raise Failed(f"feed consumer: {c.error or 'did not start'}")
+        try:
+            tps = pgbench("append_client_agent.sql", 8, d)["tps"]
+        except BaseException:
+            c.stop()
+            raise
+        c.finish(int(psql("SELECT count(*) FROM agent_journal.entries")))
+        xs = sorted(c.lags)
+        lags.extend(xs)
+        p99s.append(pct(xs, 0.99))
+        stats.append((c.count, c.woken, c.polls, c.reads, c.batches))
+        return tps
+
+    s = alternate([("ours", with_consumer),
+                   ("base", lambda: pgbench("insert_client_agent.sql", 8, d)["tps"]),
+                   ("alone", lambda: pgbench("append_client_agent.sql", 8, d)["tps"])])
+    add_row(f"15a. append, 8 agents (1 per client), one consumer LISTENing and draining "
+            f"(read_feed + ack_feed; {how}) vs INSERT", med(s["ours"]), med(s["base"]),
+            "appends/s", 8, goal=0.90, goal_text="≥ 0.90×",
+            samples={"ours": s["ours"], "base": s["base"]}, short="15a append + feed consumer / INSERT")
+    add_row("15an. the same appends with the consumer vs without one (same run)", med(s["ours"]),
+            med(s["alone"]), "appends/s", 8, goal_text="— (report: the consumer's cost)",
+            samples={"ours": s["ours"], "base": s["alone"]}, short="15an append with / without consumer")
+    lags.sort()
+    p50, p99 = pct(lags, 0.50), pct(lags, 0.99)
+    add_row(f"15c. feed lag (read − recorded_at) under 8 appending clients, p50 ({how})", p50, None, "ms", 8,
+            goal_text="— (report)", higher_is_better=False, samples={"p50 all rounds": [p50]},
+            short="15c feed lag p50", nobase=True)
+    add_row(f"15c. feed lag, p99 (the same {len(lags):,} entries, {ROUNDS} round(s))", p99, None, "ms", 8,
+            goal_text="< 1,000 ms (p99)", higher_is_better=False, met=p99 is not None and p99 < 1000,
+            samples={"p99 per round": p99s}, short="15c feed lag p99", nobase=True)
+    NOTES.append(f"workload 15a/15c: per round with the consumer: entries read / wake-ups by NOTIFY / "
+                 f"{FEED_POLL * 1000:.0f} ms timeouts (then it ticked itself) / reading transactions / "
+                 f"batches acknowledged: "
+                 + "; ".join(f"{a:,}/{b}/{c}/{r}/{k}" for a, b, c, r, k in stats)
+                 + f". Lag over all rounds: p50 {fmt(p50)} ms, p90 {fmt(pct(lags, 0.90))} ms, "
+                   f"p99 {fmt(p99)} ms, max {fmt(lags[-1] if lags else None)} ms ({how}).")
+
+
+def w15_drain(how):
+    """15b: a consumer drains the feed of FEED_N entries (FEED_AGENTS agents
+    of FEED_PAGE entries, made by append_batch and ticked into the feed
+    before timing): read_feed of FEED_PAGE then ack_feed per step, a fresh
+    consumer from the beginning every round; against keyset pages of the
+    same rows from the entries table."""
+    reset()
+    batchfile, _ = batch_files()
+    agents = FEED_N // BATCH
+    clients = 2 if agents % 2 == 0 else 1
+    t0 = time.monotonic()
+    pgbench("feed_load_agents.sql", clients, {"batchfile": batchfile}, transactions=agents // clients)
+    load_secs = time.monotonic() - t0
+    # Every append ticked into the feed (subscribe outside a transaction
+    # block ticks; the worker may hold the tick a moment).
+    deadline, got = time.monotonic() + 30, ""
+    want = f"{FEED_N}/{agents}/0"
+    while time.monotonic() < deadline:
+        got = psql("SELECT agent_journal.subscribe('bench_tick') * 0 + (SELECT coalesce(max(last_position), 0) "
+                   "FROM agent_journal.feed_state) || '/' || (SELECT count(*) FROM agent_journal.feed) || '/' || "
+                   "(SELECT count(*) FROM agent_journal.feed_pending)")
+        if got == want:
+            break
+        time.sleep(0.2)
+    psql("SELECT agent_journal.unsubscribe('bench_tick')")
+    if got != want:
+        raise Failed(f"feed last position / feed rows / pending after the load: {got}, expected {want}")
+    for t in ("entries", "feed", "feed_pending", "feed_subscriptions", "agent_state"):
+        psql(f"VACUUM ANALYZE agent_journal.{t}")
+    psql("CHECKPOINT")
+    steps = FEED_N // FEED_PAGE
+    rounds = iter(range(1_000_000))
+
+    def ours():
+        name = f"bench_drain_{next(rounds)}"
+        psql(f"SELECT agent_journal.subscribe({quote(name)}, true)")
+        tps = pgbench("feed_drain.sql", 1, {"consumer": name, "position": 0}, transactions=steps)["tps"]
+        pos = psql(f"SELECT position FROM agent_journal.feed_consumers WHERE consumer = {quote(name)}")
+        psql(f"SELECT agent_journal.unsubscribe({quote(name)})")
+        if pos != str(FEED_N):
+            raise Failed(f"consumer {name} acknowledged position {pos} after {steps} reads, expected {FEED_N}")
+        return FEED_PAGE * tps
+
+    zero = "00000000-0000-0000-0000-000000000000"
+    base = lambda: FEED_PAGE * pgbench("feed_drain_plain.sql", 1, {"agent_id": zero, "sequence": 0},
+                                       transactions=steps)["tps"]
+    s = alternate([("ours", ours), ("base", base)], before=None)
+    add_row(f"15b. a consumer drains {FEED_N:,} entries ({agents:,} agents × {BATCH:,}): read_feed({FEED_PAGE:,}) "
+            f"+ ack_feed per batch vs keyset SELECT pages of {FEED_PAGE:,} from entries", med(s["ours"]),
+            med(s["base"]), "rows/s", 1, goal=0.5, goal_text="≥ 0.5×", samples=s,
+            short=f"15b read_feed drain {human(FEED_N)} / keyset SELECT")
+    NOTES.append(f"workload 15b: {agents:,} agents of {BATCH:,} entries appended (append_batch, {clients} "
+                 f"client(s)) in {load_secs:.1f} s; a drain takes {FEED_N / med(s['ours']):.2f} s (ours) and "
+                 f"{FEED_N / med(s['base']):.2f} s (baseline), {steps:,} steps ({how})")
+
+
 WORKLOAD_FNS = [("1", w1_append_distinct), ("2", w2_append_one_agent), ("3", w3_batch),
                 ("8", w8_peers), ("9", w9_append_leased), ("10", w10_claim_renew),
                 ("4", w4_replay), ("11", w11_resume), ("12", w12_point_reads), ("13", w13_replay_backward),
-                ("5", w5_ingest), ("6", w6_counter), ("7", w7_prometheus), ("14", w14_journal_render)]
+                ("5", w5_ingest), ("6", w6_counter), ("7", w7_prometheus), ("14", w14_journal_render),
+                ("15", w15_feed)]   # last: it restarts the cluster (library preloaded) and back
 
 
 # ---------------------------------------------------------------- report
@@ -965,7 +1417,8 @@ def write_report(started, elapsed, settings):
             continue
         met = "—" if r["met"] is None else ("yes" if r["met"] else "**no**")
         ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else "—"
-        L.append(f"| {r['workload']} | {fmt(r['ours'])} | {fmt(r['base'])} | {r['unit']} | {ratio} "
+        base = "—" if r.get("nobase") else fmt(r["base"])
+        L.append(f"| {r['workload']} | {fmt(r['ours'])} | {base} | {r['unit']} | {ratio} "
                  f"| {r['goal_text']} | {met} | {r['clients']} | {short_mach} | {r['sync']} |")
     L.append("")
     L.append(f"Machine: {mach}.")
@@ -1123,7 +1576,8 @@ def main():
     fns = psql("SELECT string_agg(p.proname, ', ' ORDER BY p.proname) FROM pg_proc p "
                "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'agent_journal'")
     NOTES.append(f"agent_journal functions in this build: {fns}")
-    foreign = ForeignCpu()
+    global MONITOR
+    foreign = MONITOR = ForeignCpu()
     foreign.start()
     for key, fn in WORKLOAD_FNS:
         if ONLY and key not in ONLY:
