@@ -118,11 +118,6 @@ Oid replay_fn() {
 // descriptor, never by position: an operator may add, drop or reorder
 // columns (ALTER TABLE), and a positional read or a slot filled by
 // position would then read or write the wrong attribute.
-struct ColumnSpec {
-  const char *name;
-  Oid type, alt_type;  // alt_type: an older schema's type (InvalidOid: none)
-  bool optional;       // absent from older schemas (its attribute number is then 0)
-};
 enum EntryCol { E_AGENT, E_SEQUENCE, E_ITERATION, E_KIND, E_RECORDED_AT, E_EVENT, E_NCOLS };
 const ColumnSpec ENTRY_COLS[E_NCOLS] = {
     {"agent_id", UUIDOID, InvalidOid, false},          {"sequence", INT8OID, InvalidOid, false},
@@ -269,14 +264,14 @@ Latest read_latest(Datum agent, View view) {
   return l;
 }
 
-// Can an entry go into `rel` by a direct insert? Only into a plain table
-// that has exactly the journal's six columns (so every attribute is one we
-// fill; a column an operator added may have a default, an identity or a
+// Can a row go into `rel` by a direct insert? Only into a plain table that
+// has exactly the columns we fill (`our_columns`: so every attribute is one
+// we fill; a column an operator added may have a default, an identity or a
 // generation expression that only the executor computes), no rules, and no
 // statement-level INSERT triggers or transition tables (which fire only
 // around a whole statement). Anything else goes through an SPI INSERT.
-bool direct_insert_ok(Relation rel, int live_columns) {
-  if (rel->rd_rel->relkind != RELKIND_RELATION || live_columns != E_NCOLS ||
+bool direct_insert_ok(Relation rel, int live_columns, int our_columns) {
+  if (rel->rd_rel->relkind != RELKIND_RELATION || live_columns != our_columns ||
       rel->rd_rules != nullptr)
     return false;
   TriggerDesc *t = rel->trigdesc;
@@ -284,26 +279,13 @@ bool direct_insert_ok(Relation rel, int live_columns) {
                            t->trig_insert_new_table);
 }
 
-// Inserts one entry (values in ENTRY_COLS order). The hot path: a heap
-// insert plus index insertion through ExecSimpleRelationInsert (as logical
-// replication's apply does), which checks NOT NULL and CHECK constraints,
-// maintains every index (unique check included) and fires row triggers,
-// without the planner or a full executor start. Falls back to an SPI
-// INSERT naming the columns otherwise (direct_insert_ok).
-void insert_entry(Datum *values, const Oid *types) {
-  const Rels &r = rels();
-  Relation rel = table_open(r.entries, RowExclusiveLock);
-  AttrNumber col[E_NCOLS];
-  int live = map_columns(rel, ENTRY_COLS, E_NCOLS, col);
-  if (!direct_insert_ok(rel, live)) {
-    table_close(rel, NoLock);
-    run_plan(&p_insert,
-             "INSERT INTO agent_journal.entries "
-             "(agent_id, sequence, iteration, kind, recorded_at, event) "
-             "VALUES ($1, $2, $3, $4, $5, $6)",
-             6, types, values, nullptr, SPI_OK_INSERT);
-    return;
-  }
+// Inserts one row into `rel` (locked RowExclusive by the caller), values
+// and nulls by attribute number: a heap insert plus index insertion
+// through ExecSimpleRelationInsert (as logical replication's apply does),
+// which checks NOT NULL and CHECK constraints, maintains every index
+// (unique check included) and fires row triggers, without the planner or
+// a full executor start. Only for what direct_insert_ok allows.
+void simple_insert(Relation rel, const Datum *values, const bool *isnull) {
   EState *estate = CreateExecutorState();
   RangeTblEntry *rte = makeNode(RangeTblEntry);
   rte->rtekind = RTE_RELATION;
@@ -319,14 +301,9 @@ void insert_entry(Datum *values, const Oid *types) {
   TupleDesc desc = RelationGetDescr(rel);
   TupleTableSlot *slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
   ExecClearTuple(slot);
-  // Every attribute: dropped ones NULL, ours by their attribute numbers.
   for (int i = 0; i < desc->natts; i++) {
-    slot->tts_values[i] = (Datum)0;
-    slot->tts_isnull[i] = true;
-  }
-  for (int c = 0; c < E_NCOLS; c++) {
-    slot->tts_values[col[c] - 1] = values[c];
-    slot->tts_isnull[col[c] - 1] = false;
+    slot->tts_values[i] = values[i];
+    slot->tts_isnull[i] = isnull[i];
   }
   ExecStoreVirtualTuple(slot);
   ExecSimpleRelationInsert(rri, estate, slot);
@@ -334,6 +311,34 @@ void insert_entry(Datum *values, const Oid *types) {
   AfterTriggerEndQuery(estate);
   ExecResetTupleTable(estate->es_tupleTable, false);
   FreeExecutorState(estate);
+}
+
+// Inserts one entry (values in ENTRY_COLS order): simple_insert, or an SPI
+// INSERT naming the columns when direct_insert_ok says no.
+void insert_entry(Datum *values, const Oid *types) {
+  const Rels &r = rels();
+  Relation rel = table_open(r.entries, RowExclusiveLock);
+  AttrNumber col[E_NCOLS];
+  int live = map_columns(rel, ENTRY_COLS, E_NCOLS, col);
+  if (!direct_insert_ok(rel, live, E_NCOLS)) {
+    table_close(rel, NoLock);
+    run_plan(&p_insert,
+             "INSERT INTO agent_journal.entries "
+             "(agent_id, sequence, iteration, kind, recorded_at, event) "
+             "VALUES ($1, $2, $3, $4, $5, $6)",
+             6, types, values, nullptr, SPI_OK_INSERT);
+    return;
+  }
+  // Every attribute: dropped ones NULL, ours by their attribute numbers.
+  TupleDesc desc = RelationGetDescr(rel);
+  Datum *v = (Datum *)palloc0(sizeof(Datum) * desc->natts);
+  bool *n = (bool *)palloc(sizeof(bool) * desc->natts);
+  for (int i = 0; i < desc->natts; i++) n[i] = true;
+  for (int c = 0; c < E_NCOLS; c++) {
+    v[col[c] - 1] = values[c];
+    n[col[c] - 1] = false;
+  }
+  simple_insert(rel, v, n);
   table_close(rel, NoLock);  // keep the lock to end of transaction, as INSERT does
 }
 

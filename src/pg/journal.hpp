@@ -86,6 +86,25 @@ Latest check_agent_read(Datum agent);
 // Entries of `agent` with from <= sequence <= to, at most max, in order,
 // into the materialized SRF result (replay's columns).
 void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max);
+// The extension's columns are found by name in a relation's current
+// descriptor, never by position (an operator may add, drop or reorder
+// columns). map_columns fills `out` with the attribute numbers of `cols`;
+// ERROR 55000 naming the column if one is missing or has another type.
+// Returns how many live (not dropped) attributes the relation has.
+struct ColumnSpec {
+  const char *name;
+  Oid type, alt_type;  // alt_type: an older schema's type (InvalidOid: none)
+  bool optional;       // absent from older schemas (its attribute number is then 0)
+};
+int map_columns(Relation rel, const ColumnSpec *cols, int n, AttrNumber *out);
+// May a row go into `rel` (with `live_columns` live attributes, of which we
+// fill `our_columns`) by simple_insert? A plain table, only our columns, no
+// rules, no statement-level insert triggers or transition tables.
+bool direct_insert_ok(Relation rel, int live_columns, int our_columns);
+// One row by attribute number, as logical replication's apply inserts
+// (constraints, indexes, row triggers; no planner, no full executor).
+void simple_insert(Relation rel, const Datum *values, const bool *isnull);
+
 // A scan of entries_pkey opened once and repositioned per range (read_feed
 // reads many agents' ranges in one call). Columns are found by name, their
 // types checked (55000). Values: ENTRY_AGENT ... ENTRY_EVENT.
