@@ -194,6 +194,13 @@ SET ROLE regress_aj_feed_admin;
 SELECT agent_journal.unsubscribe('bob_feed');
 RESET ROLE;
 
+-- read (which ticks) and acknowledge what it returned in one statement
+SELECT agent_journal.subscribe('one_statement') > 0 AS subscribed;
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000f0002', 9, '{"type": "B9"}');
+SELECT agent_journal.ack_feed('one_statement', max(position)) FROM agent_journal.read_feed('one_statement');
+SELECT count(*) AS acked_in_one FROM agent_journal.read_feed('one_statement');
+SELECT agent_journal.unsubscribe('one_statement');
+
 -- clean up
 SELECT agent_journal.unsubscribe(c) FROM unnest(ARRAY['alice_feed', 'alice_gaps2', 'bob_now']) c;
 SELECT agent_journal.forget_agent(('00000000-0000-0000-0000-0000000f000' || i)::uuid) >= 0 AS forgotten

@@ -333,10 +333,13 @@ Consumer own_consumer(Datum name, const OwnerSwitch &who, bool lock) {
   return c;
 }
 
-int64 last_position() {
+// The feed's last position, in the active snapshot; `fresh`: in a new
+// one (at READ COMMITTED), which also sees a tick this statement ran (a
+// read_feed in the same statement as the ack_feed of what it returned).
+int64 last_position(bool fresh = false) {
   static SPIPlanPtr p;
   run_plan(&p, "SELECT last_position FROM agent_journal.feed_state", 0, nullptr, nullptr, nullptr,
-           SPI_OK_SELECT, true);
+           SPI_OK_SELECT, !fresh);
   return SPI_processed == 0 ? 0 : result_int8(1);
 }
 
@@ -551,7 +554,7 @@ Datum aj_ack_feed(PG_FUNCTION_ARGS) {
   require_feed_schema();
   Consumer c = own_consumer(name, who, true);
   if (through > c.position) {
-    int64 last = last_position();
+    int64 last = last_position(true);
     if (through > last)
       ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                       errmsg("through_position %lld is beyond the feed's last position %lld",
