@@ -271,6 +271,18 @@ bool can_tick() {
          !XactReadOnly && OidIsValid(feed_rels().feed);
 }
 
+// subscribe and read_feed tick when they may; what they read afterwards
+// must see the ranges the tick moved, so they read with a snapshot taken
+// after it (the statement's own predates the commits of those entries).
+// True when a snapshot was pushed: the caller pops it.
+bool tick_before_reading() {
+  if (!can_tick()) return false;
+  tick_and_notify();
+  CommandCounterIncrement();
+  PushActiveSnapshot(GetTransactionSnapshot());
+  return true;
+}
+
 // ------------------------------------------------------------ consumers
 
 struct Consumer {
@@ -487,12 +499,7 @@ Datum aj_subscribe(PG_FUNCTION_ARGS) {
   Datum name = PG_GETARG_DATUM(0);
   OwnerSwitch who = spi_begin();
   require_feed_schema();
-  bool ticked = can_tick();
-  if (ticked) {
-    tick_and_notify();
-    CommandCounterIncrement();
-    PushActiveSnapshot(GetTransactionSnapshot());
-  }
+  bool ticked = tick_before_reading();
   const char *role = GetUserNameFromId(who.saved_user, false);
   static SPIPlanPtr p_ins;
   static const Oid t[] = {TEXTOID, TEXTOID, INT8OID};
@@ -584,14 +591,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   OwnerSwitch who = spi_begin();
   require_feed_schema();
-  // After a tick, the reads below use a snapshot taken after it: the
-  // statement's own predates the commits of the entries it moved.
-  bool ticked = can_tick();
-  if (ticked) {
-    tick_and_notify();
-    CommandCounterIncrement();
-    PushActiveSnapshot(GetTransactionSnapshot());
-  }
+  bool ticked = tick_before_reading();
   Consumer c = own_consumer(name, who, false);
   bool role_admin = OidIsValid(c.role) && is_admin(c.role);
   PArray<OutRow> out;
