@@ -22,6 +22,7 @@
 //     and pending rows as a 'forgotten' gap (so a re-created agent's new
 //     sequences never match the old rows). None of them waits for a
 //     consumer.
+#include "pg/citus.hpp"
 #include "pg/journal.hpp"
 #include "pg/pg.hpp"
 
@@ -75,6 +76,7 @@ FeedRels feed_rels() {
   Oid nsp = get_namespace_oid("agent_journal", true);
   FeedRels r;
   if (OidIsValid(nsp)) {
+    refuse_citus_layout(nsp);
     r.pending = get_relname_relid("feed_pending", nsp);
     r.feed = get_relname_relid("feed", nsp);
   }

@@ -35,6 +35,7 @@ extern "C" {
 }
 
 #include "core/kind.hpp"
+#include "pg/citus.hpp"
 #include "pg/journal.hpp"
 
 extern "C" {
@@ -81,6 +82,7 @@ LocalTransactionId rels_lxid = InvalidLocalTransactionId;
 const Rels &rels() {
   if (rels_lxid == MyProc->lxid) return rels_cache;
   Oid nsp = get_namespace_oid("agent_journal", false);
+  refuse_citus_layout(nsp);
   Rels r{get_relname_relid("entries", nsp), get_relname_relid("entries_pkey", nsp),
          get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp),
          get_relname_relid("lease_graph", nsp), get_relname_relid("saved_states", nsp),

@@ -5,6 +5,7 @@
 // Rendering reads everything through SPI in one read-only snapshot, builds
 // the C++ model (src/core) in an object owned by the function's memory
 // context (owned.hpp), renders it in C++ and copies the text out.
+#include "pg/citus.hpp"
 #include "pg/exporter.hpp"
 #include "pg/journal.hpp"
 #include "pg/owned.hpp"
@@ -399,6 +400,7 @@ LocalTransactionId slot_rels_lxid = InvalidLocalTransactionId;
 bool slot_rels(SlotRels *out) {
   if (slot_rels_lxid != MyProc->lxid) {
     Oid nsp = get_namespace_oid("agent_journal", false);
+    refuse_citus_layout(nsp);
     slot_rels_cache = SlotRels{get_relname_relid("metric_series", nsp),
                                get_relname_relid("metric_series_pkey", nsp),
                                get_relname_relid("counter_slots", nsp),
