@@ -41,6 +41,7 @@ trap cleanup EXIT
 for p in "${PORTS[@]}"; do
   AJ_PGPORT=$p AJ_CLUSTER_DIR=/tmp/aj_citus.$p AJ_PG_CONF="listen_addresses = '127.0.0.1'
 shared_preload_libraries = 'citus'
+citus.enable_statistics_collection = off
 citus.shard_count = 4
 max_connections = 100" "$AJ_ROOT/scripts/cluster" start >/dev/null
 done
