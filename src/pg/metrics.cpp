@@ -1025,60 +1025,55 @@ void load_model(Model *m) {
   }
   SPI_freetuptable(ft);
 
-  // Counter slots, summed per series (read in the same snapshot).
+  // Counter slots, summed per series (read in the same snapshot), with
+  // their latest write and exemplars from 0.6.0 on: one aggregate scan.
   SlotRels sr;
   if (slot_rels(&sr)) {
     rc = SPI_execute_plan(
-        cached_plan(&r_slots,
-                    "SELECT name, labels, pg_catalog.sum(value) FROM agent_journal.counter_slots "
-                    "GROUP BY name, labels",
-                    0, nullptr),
+        sr.slots_updated_at
+            ? cached_plan(&r_slots_060,
+                          "SELECT name, labels, pg_catalog.sum(value), pg_catalog.max(updated_at), "
+                          "pg_catalog.jsonb_agg(exemplars) FILTER (WHERE exemplars IS NOT NULL) "
+                          "FROM agent_journal.counter_slots GROUP BY name, labels",
+                          0, nullptr)
+            : cached_plan(&r_slots,
+                          "SELECT name, labels, pg_catalog.sum(value) FROM agent_journal.counter_slots "
+                          "GROUP BY name, labels",
+                          0, nullptr),
         nullptr, nullptr, true, 0);
     if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: counter slot read failed");
     for (uint64 i = 0; i < SPI_processed; i++) {
-      bool isnull;
+      bool isnull, exnull = true;
       HeapTuple tup = SPI_tuptable->vals[i];
-      char *name = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-      Jsonb *labels = DatumGetJsonbP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-      double sum = DatumGetFloat8(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
-      cpp_or_error(run_cpp([&] { m->slot_totals[slot_key(name, labels)] += sum; }, err, sizeof err), err);
+      TupleDesc d = SPI_tuptable->tupdesc;
+      char *name = TextDatumGetCString(SPI_getbinval(tup, d, 1, &isnull));
+      Jsonb *labels = DatumGetJsonbP(SPI_getbinval(tup, d, 2, &isnull));
+      double sum = DatumGetFloat8(SPI_getbinval(tup, d, 3, &isnull));
+      double updated = 0;
+      Datum ex = (Datum)0;
+      if (sr.slots_updated_at) {
+        updated = epoch_of(DatumGetTimestampTz(SPI_getbinval(tup, d, 4, &isnull)));
+        ex = SPI_getbinval(tup, d, 5, &exnull);
+      }
+      std::vector<aj::Exemplar> *dst = nullptr;
+      cpp_or_error(run_cpp([&] {
+                     std::string key = slot_key(name, labels);
+                     m->slot_totals[key] += sum;
+                     if (sr.slots_updated_at) m->slot_updated[key] = updated;
+                     if (!exnull) dst = &m->slot_exemplars[key];
+                   }, err, sizeof err), err);
+      if (exnull) continue;
+      Jsonb *arr = DatumGetJsonbP(ex);  // an array of exemplars columns
+      JsonbIterator *it = JsonbIteratorInit(&arr->root);
+      JsonbValue v;
+      JsonbIteratorToken tok;
+      while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+        if (tok != WJB_ELEM || v.type != jbvBinary) continue;
+        Jsonb *one = JsonbValueToJsonb(&v);
+        read_exemplars(one, dst, err, sizeof err);
+      }
     }
     SPI_freetuptable(SPI_tuptable);
-    if (sr.slots_updated_at) {
-      rc = SPI_execute_plan(
-          cached_plan(&r_slots_060,
-                      "SELECT name, labels, pg_catalog.max(updated_at), "
-                      "pg_catalog.jsonb_agg(exemplars) FILTER (WHERE exemplars IS NOT NULL) "
-                      "FROM agent_journal.counter_slots GROUP BY name, labels",
-                      0, nullptr),
-          nullptr, nullptr, true, 0);
-      if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: counter slot read failed");
-      for (uint64 i = 0; i < SPI_processed; i++) {
-        bool isnull, exnull;
-        HeapTuple tup = SPI_tuptable->vals[i];
-        char *name = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-        Jsonb *labels = DatumGetJsonbP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-        double updated = epoch_of(DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)));
-        Datum ex = SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &exnull);
-        std::vector<aj::Exemplar> *dst = nullptr;
-        cpp_or_error(run_cpp([&] {
-                       std::string key = slot_key(name, labels);
-                       m->slot_updated[key] = updated;
-                       if (!exnull) dst = &m->slot_exemplars[key];
-                     }, err, sizeof err), err);
-        if (exnull) continue;
-        Jsonb *arr = DatumGetJsonbP(ex);  // an array of exemplars columns
-        JsonbIterator *it = JsonbIteratorInit(&arr->root);
-        JsonbValue v;
-        JsonbIteratorToken tok;
-        while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-          if (tok != WJB_ELEM || v.type != jbvBinary) continue;
-          Jsonb *one = JsonbValueToJsonb(&v);
-          read_exemplars(one, dst, err, sizeof err);
-        }
-      }
-      SPI_freetuptable(SPI_tuptable);
-    }
   }
 
   // Series: a sequential scan of metric_series in the same snapshot (the
