@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <stdexcept>
@@ -38,12 +39,111 @@ class Poller {
   std::size_t n_ = 0;
 };
 
+// --- output -------------------------------------------------------------
+
+// The text a renderer writes, in a std::string: each piece is copied
+// through a pointer after one inline check for room, where std::string's
+// append is a call per piece (a render appends tens of pieces per series).
+// The string is grown by resize() in chunks, within the capacity reserved
+// up front, so the bytes written are zeroed once, a chunk at a time.
+class TextOut {
+ public:
+  explicit TextOut(std::size_t estimate = 0) { s_.reserve(estimate); }
+
+  void append(const char *p, std::size_t n) {
+    if (n > 0) std::memcpy(room(n), p, n);
+  }
+  TextOut &operator+=(std::string_view v) {
+    append(v.data(), v.size());
+    return *this;
+  }
+  TextOut &operator+=(char c) {
+    *room(1) = c;
+    return *this;
+  }
+  void clear() { n_ = 0; }
+  bool empty() const { return n_ == 0; }
+  std::string_view view() const { return std::string_view(s_.data(), n_); }
+  std::string finish() {
+    s_.resize(n_);
+    n_ = 0;
+    return std::move(s_);
+  }
+
+ private:
+  static constexpr std::size_t kChunk = 64 * 1024;
+  char *room(std::size_t n) {
+    if (s_.size() - n_ < n) grow(n);
+    char *p = &s_[n_];
+    n_ += n;
+    return p;
+  }
+  // Within the capacity a chunk at a time; past it, as std::string grows
+  // (geometrically).
+  void grow(std::size_t n) {
+    s_.resize(std::max(n_ + n, std::min(s_.capacity(), s_.size() + kChunk)));
+  }
+  std::string s_;  // s_.size() bytes usable; the first n_ written
+  std::size_t n_ = 0;
+};
+
 // --- numbers ------------------------------------------------------------
 
 constexpr std::size_t kDoubleBuf = 48;
 
+// Writes non-integral `v`, 1e-4 <= |v| < 1e6, without exponent when its
+// shortest round-trip form has at most 15 significant digits (1.5, 0.25,
+// 1234.125: most values a render meets); returns 0, writing nothing, for
+// the others. std::to_chars is exact for all, but several times slower.
+//
+// Why the result is that shortest form: it looks for an integer m < 1e15
+// and k > 0 with m / 10^k reading back as |v| (the division of two exact
+// doubles rounds once, as strtod does). Two different decimals of at most
+// 15 significant digits never read as the same double (DBL_DIG is 15), so
+// such an m / 10^k is the only decimal of that length or shorter that
+// reads as v: the shortest round trip, whichever k found it.
+std::size_t write_short_decimal(char *buf, double v) {
+  const double a = std::fabs(v);
+  double p = 10;  // 10^k, exact as a double for every k below
+  for (int k = 1; k <= 19; ++k, p *= 10) {
+    const double m = std::round(a * p);
+    if (m >= 1e15) return 0;
+    if (m / p != a) continue;
+    uint64_t digits = static_cast<uint64_t>(m);
+    int frac = k;
+    while (digits % 10 == 0) {  // never down to frac 0: v is not integral
+      digits /= 10;
+      --frac;
+    }
+    char tmp[24];
+    const int nd = static_cast<int>(std::to_chars(tmp, tmp + sizeof tmp, digits).ptr - tmp);
+    std::size_t n = 0;
+    if (v < 0) buf[n++] = '-';
+    if (nd > frac) {
+      for (int i = 0; i < nd - frac; ++i) buf[n++] = tmp[i];
+      buf[n++] = '.';
+      for (int i = nd - frac; i < nd; ++i) buf[n++] = tmp[i];
+    } else {
+      buf[n++] = '0';
+      buf[n++] = '.';
+      for (int i = nd; i < frac; ++i) buf[n++] = '0';
+      for (int i = 0; i < nd; ++i) buf[n++] = tmp[i];
+    }
+    return n;
+  }
+  return 0;
+}
+
 // Writes `v` as Go's strconv.FormatFloat(v, 'g', -1, 64) does; returns the
 // length. `buf` holds at least kDoubleBuf bytes.
+//
+// Go writes the shortest digits that round-trip (what std::to_chars
+// computes), without exponent when the decimal exponent is in [-4, 6),
+// else as d[.ddd]e(+|-)dd (std::to_chars' scientific form, byte for byte).
+// That exponent is in [-4, 6) exactly when 1e-4 <= |v| < 1e6: 1e6 is a
+// double, so no shortest form of a smaller value reaches it, and 0.0001
+// reads as the double 1e-4 (just above it), so every value at or above
+// that double prints as 0.0001 or more and every value below it as less.
 std::size_t write_double(char *buf, double v) {
   auto copy = [buf](std::string_view s) {
     std::copy(s.begin(), s.end(), buf);
@@ -51,83 +151,86 @@ std::size_t write_double(char *buf, double v) {
   };
   if (std::isnan(v)) return copy("NaN");
   if (std::isinf(v)) return copy(v > 0 ? "+Inf" : "-Inf");
-  char sci[kDoubleBuf];
-  char *end = std::to_chars(sci, sci + sizeof sci, v, std::chars_format::scientific).ptr;
-  // sci is [-]d[.ddd]e(+|-)dd[d]: shortest digits that round-trip.
-  const char *p = sci;
-  bool negative = *p == '-';
-  if (negative) ++p;
-  char digits[kDoubleBuf];
-  std::size_t nd = 0;
-  for (; *p != 'e'; ++p) {
-    if (*p != '.') digits[nd++] = *p;
+  const double a = std::fabs(v);
+  if (a < 1e6 && v == std::trunc(v)) {
+    // Integral (counts, most counter values): the integer's digits, with
+    // the sign of a negative zero kept.
+    if (v == 0) return copy(std::signbit(v) ? "-0" : "0");
+    return static_cast<std::size_t>(
+        std::to_chars(buf, buf + kDoubleBuf, static_cast<int64_t>(v)).ptr - buf);
   }
-  int exp = 0;
-  std::from_chars(p + (p[1] == '+' ? 2 : 1), end, exp);
-  if (exp < -4 || exp >= 6) return copy(std::string_view(sci, end - sci));
-  std::size_t n = 0;
-  if (negative) buf[n++] = '-';
-  if (exp >= 0) {
-    std::size_t int_digits = static_cast<std::size_t>(exp) + 1;
-    for (std::size_t i = 0; i < int_digits; ++i) buf[n++] = i < nd ? digits[i] : '0';
-    if (nd > int_digits) {
-      buf[n++] = '.';
-      for (std::size_t i = int_digits; i < nd; ++i) buf[n++] = digits[i];
-    }
-  } else {
-    buf[n++] = '0';
-    buf[n++] = '.';
-    for (int i = -1; i > exp; --i) buf[n++] = '0';
-    for (std::size_t i = 0; i < nd; ++i) buf[n++] = digits[i];
+  if (a >= 1e-4 && a < 1e6) {
+    if (std::size_t n = write_short_decimal(buf, v); n > 0) return n;
+    return static_cast<std::size_t>(
+        std::to_chars(buf, buf + kDoubleBuf, v, std::chars_format::fixed).ptr - buf);
   }
-  return n;
+  return static_cast<std::size_t>(
+      std::to_chars(buf, buf + kDoubleBuf, v, std::chars_format::scientific).ptr - buf);
 }
 
-void append_double(std::string &out, double v) {
+void append_double(TextOut &out, double v) {
   char buf[kDoubleBuf];
   out.append(buf, write_double(buf, v));
 }
 
 // OpenMetrics: as client_golang writes floats, ".0" after integral values.
-void append_double_openmetrics(std::string &out, double v) {
+void append_double_openmetrics(TextOut &out, double v) {
   char buf[kDoubleBuf];
-  std::size_t n = write_double(buf, v);
+  const std::size_t n = write_double(buf, v);
   out.append(buf, n);
-  if (std::isfinite(v) && std::string_view(buf, n).find_first_of(".e") == std::string_view::npos) {
-    out += ".0";
+  if (!std::isfinite(v)) return;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (buf[i] == '.' || buf[i] == 'e') return;
   }
+  out += ".0";
 }
 
-void append_uint(std::string &out, uint64_t v) {
+void append_uint(TextOut &out, uint64_t v) {
   char buf[24];
-  out.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+  out.append(buf, static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf));
 }
 
 // --- escaping -----------------------------------------------------------
 
-void append_escaped(std::string &out, std::string_view s, bool quote) {
+// True when a byte of the word `w` is `c` (the exact zero-byte test of
+// w ^ c...c).
+bool has_byte(uint64_t w, unsigned char c) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
+  const uint64_t x = w ^ (kOnes * c);
+  return ((x - kOnes) & ~x & kHigh) != 0;
+}
+
+void append_escaped(TextOut &out, std::string_view s, bool quote) {
+  // Most strings need no escape: skip eight bytes at a time up to the
+  // first word holding a \, newline or (quote) '"'.
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    if (has_byte(w, '\\') || has_byte(w, '\n') || (quote && has_byte(w, '"'))) break;
+  }
   std::size_t start = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
+  for (; i < s.size(); ++i) {
     const char c = s[i];
     const char *rep = c == '\\'             ? "\\\\"
                       : c == '\n'           ? "\\n"
                       : (quote && c == '"') ? "\\\""
                                             : nullptr;
     if (rep == nullptr) continue;
-    out.append(s, start, i - start);
+    out += s.substr(start, i - start);
     out += rep;
     start = i + 1;
   }
-  out.append(s, start, std::string_view::npos);
+  out += s.substr(start);
 }
 
-void append_json_string(std::string &out, std::string_view s) {
+void append_json_string(TextOut &out, std::string_view s) {
   out += '"';
   std::size_t start = 0;
   for (std::size_t i = 0; i < s.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s, start, i - start);
+    out += s.substr(start, i - start);
     switch (c) {
       case '"':
         out += "\\\"";
@@ -153,11 +256,11 @@ void append_json_string(std::string &out, std::string_view s) {
     }
     start = i + 1;
   }
-  out.append(s, start, std::string_view::npos);
+  out += s.substr(start);
   out += '"';
 }
 
-void append_json_double(std::string &out, double v) {
+void append_json_double(TextOut &out, double v) {
   if (std::isnan(v)) {
     out += "\"NaN\"";
   } else if (std::isinf(v)) {
@@ -198,22 +301,28 @@ bool prepare_series(const Family &f, Series &s) {
   if (!s.exemplars.empty()) {
     const std::size_t buckets = f.type == MetricType::Histogram ? f.bounds.size() + 1
                                 : f.type == MetricType::Counter ? 1 : 0;
-    std::vector<Exemplar> kept;
+    // Filtered in place (no vector per series): the kept ones move to the
+    // front, in order, and the first valid one of each bucket wins.
+    std::size_t kept = 0;
     for (Exemplar &e : s.exemplars) {
       if (e.bucket >= buckets || !std::isfinite(e.value) || !std::isfinite(e.timestamp)) continue;
       bool taken = false;
-      for (const Exemplar &k : kept) taken = taken || k.bucket == e.bucket;
+      for (std::size_t k = 0; k < kept; ++k) taken = taken || s.exemplars[k].bucket == e.bucket;
       if (taken) continue;
       try {
         e.labels = normalize_exemplar_labels(std::move(e.labels));
       } catch (const std::invalid_argument &) {
         continue;
       }
-      kept.push_back(std::move(e));
+      if (&e != &s.exemplars[kept]) s.exemplars[kept] = std::move(e);
+      ++kept;
     }
-    std::sort(kept.begin(), kept.end(),
-              [](const Exemplar &a, const Exemplar &b) { return a.bucket < b.bucket; });
-    s.exemplars = std::move(kept);
+    s.exemplars.erase(s.exemplars.begin() + static_cast<std::ptrdiff_t>(kept), s.exemplars.end());
+    // Buckets are unique now, so any sort gives the one order.
+    const auto by_bucket = [](const Exemplar &a, const Exemplar &b) { return a.bucket < b.bucket; };
+    if (!std::is_sorted(s.exemplars.begin(), s.exemplars.end(), by_bucket)) {
+      std::sort(s.exemplars.begin(), s.exemplars.end(), by_bucket);
+    }
   }
   switch (f.type) {
     case MetricType::Counter:
@@ -231,6 +340,107 @@ bool prepare_series(const Family &f, Series &s) {
     }
   }
   return false;
+}
+
+// The 8 bytes at `p` as a big-endian number: comparing two of them
+// compares the bytes as memcmp does.
+uint64_t load_be64(const char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+// The prepared series of one family (labels normalized) sorted by labels,
+// lexicographic over the (name, value) pairs, stable; a series whose labels
+// equal an earlier one's counted in d.duplicate and left out, those past
+// `max_series` (0 = no limit) in d.cardinality.
+std::vector<Series> sort_series(std::vector<Series> series, std::size_t max_series, Dropped &d) {
+  // One flat key per series ("n1\0v1\0n2\0v2\0": names and values hold no
+  // NUL, so comparing keys compares the label lists pair by pair), all in
+  // one buffer, and a permutation sorted instead of the Series objects:
+  // one move per series.
+  std::string keys;
+  std::size_t total = 0;
+  for (const Series &s : series) {
+    for (const auto &[name, value] : s.labels) total += name.size() + value.size() + 2;
+  }
+  keys.resize(total);
+  struct Key {
+    uint64_t head;  // for the sort, below
+    std::size_t offset, length, index;
+  };
+  std::vector<Key> order;
+  order.reserve(series.size());
+  char *p = keys.data();  // keys is sized to fit: written with copies and no checks
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    char *const start = p;
+    for (const auto &[name, value] : series[i].labels) {
+      p = std::copy(name.begin(), name.end(), p);
+      *p++ = '\0';
+      p = std::copy(value.begin(), value.end(), p);
+      *p++ = '\0';
+    }
+    order.push_back(Key{0, static_cast<std::size_t>(start - keys.data()),
+                        static_cast<std::size_t>(p - start), i});
+  }
+  const auto view = [&keys](const Key &k) {
+    return std::string_view(keys.data() + k.offset, k.length);
+  };
+  // Sorted eight bytes at a time (most comparisons are then of two
+  // integers in one array, not of strings in a buffer far away): by the
+  // 8 bytes at `depth` as a big-endian `head`, then the index; each run of
+  // equal heads, then by the next 8 bytes, and so on while its keys go on.
+  // Past its end a key is padded with zeros, which sort before what a
+  // longer key has there (the first byte of a label name, never NUL), as
+  // the shorter key does; keys equal to the end stay in index order (the
+  // first one wins). A run keeps the index order of the level before, so a
+  // run already in order (an input in order, a run whose next bytes are all
+  // equal) costs one pass.
+  const auto by_head = [](const Key &a, const Key &b) {
+    return a.head != b.head ? a.head < b.head : a.index < b.index;
+  };
+  struct Run {
+    std::size_t begin, end, depth;
+  };
+  std::vector<Run> runs;
+  if (order.size() > 1) runs.push_back(Run{0, order.size(), 0});
+  while (!runs.empty()) {
+    const Run run = runs.back();
+    runs.pop_back();
+    const auto first = order.begin() + static_cast<std::ptrdiff_t>(run.begin);
+    const auto last = order.begin() + static_cast<std::ptrdiff_t>(run.end);
+    for (auto k = first; k != last; ++k) {
+      char head[8] = {};
+      if (k->length > run.depth) {
+        const std::string_view rest = view(*k).substr(run.depth, sizeof head);
+        std::copy(rest.begin(), rest.end(), head);
+      }
+      k->head = load_be64(head);
+    }
+    if (!std::is_sorted(first, last, by_head)) std::sort(first, last, by_head);
+    const std::size_t next = run.depth + 8;
+    for (std::size_t i = run.begin; i < run.end;) {
+      std::size_t j = i + 1;
+      bool goes_on = order[i].length > next;
+      for (; j < run.end && order[j].head == order[i].head; ++j) {
+        goes_on = goes_on || order[j].length > next;
+      }
+      if (j - i > 1 && goes_on) runs.push_back(Run{i, j, next});
+      i = j;
+    }
+  }
+  std::vector<Series> sorted;
+  sorted.reserve(max_series > 0 ? std::min(max_series, series.size()) : series.size());
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    if (i > 0 && view(order[i]) == view(order[i - 1])) {
+      ++d.duplicate;
+    } else if (max_series > 0 && sorted.size() >= max_series) {
+      ++d.cardinality;  // counted after duplicates: only distinct series count
+    } else {
+      sorted.push_back(std::move(series[order[i].index]));
+    }
+  }
+  return sorted;
 }
 
 Family dropped_family(const Dropped &d) {
@@ -284,7 +494,7 @@ std::size_t estimate_text_size(const std::vector<Family> &families) {
 }
 
 // `k="v",...` (values escaped), for a sample's and an exemplar's label set.
-void append_label_pairs(std::string &out, const Labels &labels) {
+void append_label_pairs(TextOut &out, const Labels &labels) {
   bool first = true;
   for (const auto &[k, v] : labels) {
     if (!first) out += ',';
@@ -296,28 +506,50 @@ void append_label_pairs(std::string &out, const Labels &labels) {
   }
 }
 
-// `name suffix {labels[,le="..."]} ` (braces only when there are labels).
-void append_sample_head(std::string &out, std::string_view name, std::string_view suffix,
-                        const Labels &labels, const std::string *le) {
+// A series' label set as the text formats write it after a sample name,
+// built once per series and reused by each of its lines (value, _created,
+// every bucket, _sum, _count): `plain` is `{k="v",...} ` (just " " without
+// labels), `le_head` (histograms only) `{k="v",...,le="` (`{le="` without
+// labels), which a bucket line completes with the bound and `"} `.
+struct SeriesLabels {
+  TextOut plain, le_head;
+
+  void build(const Labels &labels, bool histogram) {
+    plain.clear();
+    if (!labels.empty()) {
+      plain += '{';
+      append_label_pairs(plain, labels);
+    }
+    if (histogram) {
+      le_head.clear();
+      le_head += plain.view();
+      le_head += labels.empty() ? "{le=\"" : ",le=\"";
+    }
+    plain += labels.empty() ? " " : "} ";
+  }
+};
+
+// `name suffix {labels} ` (braces only when there are labels).
+void append_sample_head(TextOut &out, std::string_view name, std::string_view suffix,
+                        const SeriesLabels &labels) {
   out += name;
   out += suffix;
-  if (!labels.empty() || le != nullptr) {
-    out += '{';
-    append_label_pairs(out, labels);
-    if (le != nullptr) {
-      if (!labels.empty()) out += ',';
-      out += "le=\"";
-      out += *le;
-      out += '"';
-    }
-    out += '}';
-  }
-  out += ' ';
+  out += labels.plain.view();
+}
+
+// `name_bucket{labels,le="bound"} `.
+void append_bucket_head(TextOut &out, std::string_view name, const SeriesLabels &labels,
+                        const std::string &le) {
+  out += name;
+  out += "_bucket";
+  out += labels.le_head.view();
+  out += le;
+  out += "\"} ";
 }
 
 // A series' `_created` (Unix epoch seconds): microseconds kept, trailing
 // zeros dropped (the shortest %g form would round to 10 ms).
-void append_created(std::string &out, double created) {
+void append_created(TextOut &out, double created) {
   // Integer arithmetic (snprintf's %f costs a multi-precision division per
   // call, once per series of a render).
   if (!(created >= 0 && created < 9e12)) return append_double_openmetrics(out, created);
@@ -338,7 +570,7 @@ void append_created(std::string &out, double created) {
 
 // ` # {labels} value timestamp` after an OpenMetrics sample, for the
 // series' exemplar of `bucket` if it has one.
-void append_exemplar(std::string &out, const Series &s, std::size_t bucket) {
+void append_exemplar(TextOut &out, const Series &s, std::size_t bucket) {
   for (const Exemplar &e : s.exemplars) {
     if (e.bucket != bucket) continue;
     out += " # {";
@@ -368,8 +600,7 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
   const bool om = format == TextFormat::OpenMetrics;
   auto append_value = om ? append_double_openmetrics : append_double;
 
-  std::string out;
-  out.reserve(estimate_text_size(families));
+  TextOut out(estimate_text_size(families));
   for (const Family &f : families) {
     const std::string_view meta_name =
         om && f.type == MetricType::Counter ? without_total(f.name) : std::string_view(f.name);
@@ -388,27 +619,31 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
     if (f.type == MetricType::Histogram) {
       le.reserve(f.bounds.size() + 1);
       for (double b : f.bounds) {
-        std::string s;
+        TextOut s;
         if (om) {
           append_double_openmetrics(s, b);
         } else {
           append_double(s, b);
         }
-        le.push_back(std::move(s));
+        le.push_back(s.finish());
         negative_bound = negative_bound || b < 0;
       }
       le.push_back("+Inf");
     }
 
+    const std::string_view created_name =
+        f.type == MetricType::Counter ? without_total(f.name) : std::string_view(f.name);
+    SeriesLabels labels;  // reused: its buffers grow once per family, not per series
     for (const Series &s : f.series) {
       poll.tick();
+      labels.build(s.labels, f.type == MetricType::Histogram);
       if (f.type != MetricType::Histogram) {
-        append_sample_head(out, f.name, "", s.labels, nullptr);
+        append_sample_head(out, f.name, "", labels);
         append_value(out, s.value);
         if (om && f.type == MetricType::Counter && !s.exemplars.empty()) append_exemplar(out, s, 0);
         out += '\n';
         if (om && f.type == MetricType::Counter && s.created > 0) {
-          append_sample_head(out, without_total(f.name), "_created", s.labels, nullptr);
+          append_sample_head(out, created_name, "_created", labels);
           append_created(out, s.created);
           out += '\n';
         }
@@ -417,7 +652,7 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
       uint64_t cumulative = 0;
       for (std::size_t i = 0; i < le.size(); ++i) {
         cumulative += s.bucket_counts[i];
-        append_sample_head(out, f.name, "_bucket", s.labels, &le[i]);
+        append_bucket_head(out, f.name, labels, le[i]);
         append_uint(out, cumulative);
         if (om && !s.exemplars.empty()) append_exemplar(out, s, i);
         out += '\n';
@@ -425,21 +660,21 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
       // OpenMetrics: _sum is a counter (no NaN, not negative) and is not
       // allowed with negative buckets; _count goes with it.
       if (om && (negative_bound || std::isnan(s.sum) || s.sum < 0)) continue;
-      append_sample_head(out, f.name, "_sum", s.labels, nullptr);
+      append_sample_head(out, f.name, "_sum", labels);
       append_value(out, s.sum);
       out += '\n';
-      append_sample_head(out, f.name, "_count", s.labels, nullptr);
+      append_sample_head(out, f.name, "_count", labels);
       append_uint(out, s.count);
       out += '\n';
       if (om && s.created > 0) {
-        append_sample_head(out, f.name, "_created", s.labels, nullptr);
+        append_sample_head(out, created_name, "_created", labels);
         append_created(out, s.created);
         out += '\n';
       }
     }
   }
   if (om) out += "# EOF\n";
-  return out;
+  return out.finish();
 }
 
 // --- OTLP JSON ----------------------------------------------------------
@@ -451,7 +686,7 @@ const std::string *service_of(const Series &s) {
   return nullptr;
 }
 
-void append_attributes(std::string &out, const Labels &labels) {
+void append_attributes(TextOut &out, const Labels &labels) {
   out += "\"attributes\":[";
   bool first = true;
   for (const auto &[k, v] : labels) {
@@ -480,17 +715,22 @@ bool otlp_id(const std::string &v, std::size_t len) {
   return nonzero;
 }
 
-// Unix epoch seconds as OTLP's fixed64 nanoseconds (a JSON string); false,
-// writing nothing, when the time does not fit (before 1970 or after 2262).
-bool append_unix_nano(std::string &out, double seconds) {
-  if (!(seconds > 0 && seconds < 9.2e9)) return false;
-  append_json_string(out, std::to_string(static_cast<int64_t>(std::llround(seconds * 1e6)) * 1000));
-  return true;
+// Whether Unix epoch seconds fit OTLP's fixed64 nanoseconds (after 1970,
+// before 2262).
+bool fits_unix_nano(double seconds) { return seconds > 0 && seconds < 9.2e9; }
+
+// Unix epoch seconds (fits_unix_nano) as nanoseconds in a JSON string.
+void append_unix_nano(TextOut &out, double seconds) {
+  out += '"';
+  char buf[24];
+  const int64_t ns = static_cast<int64_t>(std::llround(seconds * 1e6)) * 1000;
+  out.append(buf, static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, ns).ptr - buf));
+  out += '"';
 }
 
 // `,"exemplars":[...]`: trace_id and span_id go to traceId / spanId (as
 // hex, OTLP/JSON's encoding), the other labels to filteredAttributes.
-void append_otlp_exemplars(std::string &out, const std::vector<Exemplar> &exemplars) {
+void append_otlp_exemplars(TextOut &out, const std::vector<Exemplar> &exemplars) {
   out += ",\"exemplars\":[";
   bool first = true;
   for (const Exemplar &e : exemplars) {
@@ -518,9 +758,9 @@ void append_otlp_exemplars(std::string &out, const std::vector<Exemplar> &exempl
       out += "}}";
     }
     out += ']';
-    if (std::string t; append_unix_nano(t, e.timestamp)) {
+    if (fits_unix_nano(e.timestamp)) {
       out += ",\"timeUnixNano\":";
-      out += t;
+      append_unix_nano(out, e.timestamp);
     }
     out += ",\"asDouble\":";
     append_json_double(out, e.value);
@@ -547,17 +787,15 @@ std::string format_double(double v) {
 }
 
 std::string escape_label_value(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
+  TextOut out(s.size());
   append_escaped(out, s, true);
-  return out;
+  return out.finish();
 }
 
 std::string escape_help(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
+  TextOut out(s.size());
   append_escaped(out, s, false);
-  return out;
+  return out.finish();
 }
 
 std::string escape_help_openmetrics(std::string_view s) { return escape_label_value(s); }
@@ -585,71 +823,21 @@ Dropped prepare_families(std::vector<Family> &families, const RenderOptions &opt
       continue;
     }
 
-    std::vector<Series> series;
-    series.reserve(f.series.size());
+    // The valid series move to the front of f.series, in order.
+    std::size_t valid = 0;
     for (Series &s : f.series) {
       poll.tick();
-      if (prepare_series(f, s)) {
-        series.push_back(std::move(s));
-      } else {
+      if (!prepare_series(f, s)) {
         ++d.invalid;
+        continue;
       }
+      if (&s != &f.series[valid]) f.series[valid] = std::move(s);
+      ++valid;
     }
-    // Sort by labels through one flat key per series ("n1\0v1\0n2\0v2\0":
-    // names and values hold no NUL, so comparing keys compares the label
-    // lists pair by pair) and a permutation, instead of moving Series
-    // objects around: one memcmp per comparison, one move per series.
-    // The keys live in one buffer (one allocation, not one per series); an
-    // input already in order (is_sorted) skips the sort.
-    {
-      std::string keys;
-      std::size_t total = 0;
-      for (const Series &s : series) {
-        for (const auto &[name, value] : s.labels) total += name.size() + value.size() + 2;
-      }
-      keys.reserve(total);
-      struct Key {
-        std::size_t offset, length, index;
-      };
-      std::vector<Key> order;
-      order.reserve(series.size());
-      for (std::size_t i = 0; i < series.size(); ++i) {
-        const std::size_t start = keys.size();
-        for (const auto &[name, value] : series[i].labels) {
-          keys.append(name).push_back('\0');
-          keys.append(value).push_back('\0');
-        }
-        order.push_back(Key{start, keys.size() - start, i});
-      }
-      const auto view = [&keys](const Key &k) {
-        return std::string_view(keys.data() + k.offset, k.length);
-      };
-      // Ties by index: the first one wins.
-      const auto less = [&view](const Key &a, const Key &b) {
-        const int c = view(a).compare(view(b));
-        return c < 0 || (c == 0 && a.index < b.index);
-      };
-      if (!std::is_sorted(order.begin(), order.end(), less)) {
-        std::sort(order.begin(), order.end(), less);
-      }
-      std::vector<Series> sorted;
-      sorted.reserve(series.size());
-      for (std::size_t i = 0; i < order.size(); ++i) {
-        if (i > 0 && view(order[i]) == view(order[i - 1])) {
-          ++d.duplicate;
-          continue;
-        }
-        sorted.push_back(std::move(series[order[i].index]));
-      }
-      series = std::move(sorted);
-    }
-    if (options.max_series_per_family > 0 && series.size() > options.max_series_per_family) {
-      d.cardinality += series.size() - options.max_series_per_family;
-      series.resize(options.max_series_per_family);
-    }
-    if (series.empty()) continue;
+    f.series.erase(f.series.begin() + static_cast<std::ptrdiff_t>(valid), f.series.end());
+    f.series = sort_series(std::move(f.series), options.max_series_per_family, d);
+    if (f.series.empty()) continue;
 
-    f.series = std::move(series);
     if (f.help.empty() || !is_valid_utf8(f.help) || f.help.find('\0') != std::string::npos) {
       f.help = f.name + " (no help given)";
     }
@@ -701,11 +889,10 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
     }
   }
 
-  std::string t;
+  TextOut t;
   append_json_string(t, std::to_string(time_unix_nano));
 
-  std::string out;
-  out.reserve(256 + total_series * 160);
+  TextOut out(256 + total_series * 160);
   out += "{\"resourceMetrics\":[";
   bool first_resource = true;
   for (const auto &[service, entries] : resources) {
@@ -754,12 +941,12 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
         first_point = false;
         out += '{';
         append_attributes(out, s.labels);
-        if (std::string t; f.type != MetricType::Gauge && append_unix_nano(t, s.created)) {
+        if (f.type != MetricType::Gauge && fits_unix_nano(s.created)) {
           out += ",\"startTimeUnixNano\":";
-          out += t;
+          append_unix_nano(out, s.created);
         }
         out += ",\"timeUnixNano\":";
-        out += t;
+        out += t.view();
         if (f.type != MetricType::Histogram) {
           out += ",\"asDouble\":";
           append_json_double(out, s.value);
@@ -790,7 +977,7 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
     out += "]}]}";
   }
   out += "]}";
-  return out;
+  return out.finish();
 }
 
 }  // namespace aj

@@ -34,9 +34,39 @@ bool starts_with(const std::string &s, std::string_view prefix) {
 }
 
 bool is_lower_or_underscore(char c) { return (c >= 'a' && c <= 'z') || c == '_'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_letter_or_underscore(char c) {
+constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
+constexpr bool is_letter_or_underscore(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+// Label name bytes, one table lookup each: kNameStart for [a-zA-Z_],
+// kNameRest for [a-zA-Z0-9_].
+constexpr unsigned char kNameStart = 1, kNameRest = 2;
+struct LabelNameTable {
+  unsigned char c[256] = {};
+  constexpr LabelNameTable() {
+    for (int i = 0; i < 256; ++i) {
+      const char ch = static_cast<char>(i);
+      if (is_letter_or_underscore(ch)) c[i] = kNameStart | kNameRest;
+      if (is_digit(ch)) c[i] = kNameRest;
+    }
+  }
+};
+constexpr LabelNameTable kLabelNameChars;
+
+// The checks every label name must pass, label or exemplar: not empty, at
+// most kMaxLabelNameBytes, [a-zA-Z_][a-zA-Z0-9_]*, not starting with `__`.
+// True means the full checks (validate_label_name less `le` / `quantile`,
+// normalize_exemplar_labels' loop) find nothing: they run only when this
+// is false, to say why. Renders run this for every label of every series.
+bool is_plain_label_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxLabelNameBytes) return false;
+  const auto *p = reinterpret_cast<const unsigned char *>(name.data());
+  if ((kLabelNameChars.c[p[0]] & kNameStart) == 0) return false;
+  for (std::size_t i = 1; i < name.size(); ++i) {
+    if ((kLabelNameChars.c[p[i]] & kNameRest) == 0) return false;
+  }
+  return !(name.size() >= 2 && p[0] == '_' && p[1] == '_');
 }
 
 [[noreturn]] void fail(const std::string &path, const std::string &message) {
@@ -175,6 +205,9 @@ bool is_reserved_metric_name(const std::string &name) {
 }
 
 void validate_label_name(const std::string &name) {
+  if (const std::string_view n(name); is_plain_label_name(n) && n != "le" && n != "quantile") {
+    return;
+  }
   // The path is built only when a check fails: this runs for every label
   // of every series on each render.
   auto path = [&name] { return label_path(name); };
@@ -218,6 +251,31 @@ std::size_t utf8_chars(std::string_view s) {
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
 }
+
+// A stable insertion sort by name: series have a handful of labels, and
+// std::stable_sort would allocate a buffer for every series of a render.
+// A label out of place is moved once to a temporary and once into place
+// (std::swap of strings costs several times more, once per step).
+void sort_by_name(Labels &labels) {
+  // std::string's <, deciding on the first bytes inline when they differ.
+  const auto less = [](const std::string &a, const std::string &b) {
+    if (!a.empty() && !b.empty() && a[0] != b[0]) {
+      return static_cast<unsigned char>(a[0]) < static_cast<unsigned char>(b[0]);
+    }
+    return a < b;
+  };
+  for (std::size_t i = 1; i < labels.size(); ++i) {
+    if (!less(labels[i].first, labels[i - 1].first)) continue;
+    Labels::value_type label = std::move(labels[i]);
+    std::size_t j = i;
+    do {
+      labels[j] = std::move(labels[j - 1]);
+      --j;
+    } while (j > 0 && less(label.first, labels[j - 1].first));
+    labels[j] = std::move(label);
+  }
+}
+
 }  // namespace
 
 Labels normalize_exemplar_labels(Labels labels) {
@@ -226,6 +284,13 @@ Labels normalize_exemplar_labels(Labels labels) {
   for (const auto &label : labels) {
     const std::string &name = label.first;  // a named reference: lambdas cannot
     const std::string &value = label.second;  // capture structured bindings in C++17
+    // The common case, one table lookup per name byte and a word-wise
+    // ASCII scan of the value: nothing below can fail, and an ASCII string
+    // has one character per byte.
+    if (is_plain_label_name(name) && is_plain_ascii(value)) {
+      chars += name.size() + value.size();
+      continue;
+    }
     // The path is built only when a check fails (renders run this for
     // every exemplar).
     auto path = [&name] {
@@ -246,9 +311,7 @@ Labels normalize_exemplar_labels(Labels labels) {
   if (chars > kMaxExemplarLabelChars)
     fail("exemplar", "labels are " + std::to_string(chars) + " characters in all, at most " +
                          std::to_string(kMaxExemplarLabelChars) + " allowed (OpenMetrics)");
-  for (std::size_t i = 1; i < labels.size(); ++i)
-    for (std::size_t j = i; j > 0 && labels[j].first < labels[j - 1].first; --j)
-      std::swap(labels[j], labels[j - 1]);
+  sort_by_name(labels);
   for (std::size_t i = 1; i < labels.size(); ++i)
     if (labels[i].first == labels[i - 1].first)
       fail("exemplar." + labels[i].first, "label name \"" + labels[i].first + "\" given twice");
@@ -260,13 +323,7 @@ Labels normalize_labels(Labels labels) {
     validate_label_name(name);
     validate_label_value(name, value);
   }
-  // A stable insertion sort: series have a handful of labels, and
-  // std::stable_sort would allocate a buffer for every series of a render.
-  for (std::size_t i = 1; i < labels.size(); ++i) {
-    for (std::size_t j = i; j > 0 && labels[j].first < labels[j - 1].first; --j) {
-      std::swap(labels[j], labels[j - 1]);
-    }
-  }
+  sort_by_name(labels);
   for (std::size_t i = 1; i < labels.size(); ++i) {
     if (labels[i].first == labels[i - 1].first) {
       fail(label_path(labels[i].first), "label name \"" + labels[i].first + "\" given twice");

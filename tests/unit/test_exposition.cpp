@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -131,6 +132,80 @@ TEST(FormatDouble, RoundTrips) {
   }
 }
 
+// Go's 'g' the long way, for reference: std::to_chars' shortest scientific
+// form, rewritten without exponent when it is in [-4, 6).
+std::string go_format_reference(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char sci[64];
+  char *end = std::to_chars(sci, sci + sizeof sci - 1, v, std::chars_format::scientific).ptr;
+  *end = '\0';
+  const char *e = std::find(sci, end, 'e');
+  const int exp = std::atoi(e + 1);
+  if (exp < -4 || exp >= 6) return std::string(sci, end);
+  std::string digits;
+  for (const char *p = sci; p != e; ++p) {
+    if (*p >= '0' && *p <= '9') digits += *p;
+  }
+  std::string out = sci[0] == '-' ? "-" : "";
+  if (exp >= 0) {
+    const std::size_t int_digits = static_cast<std::size_t>(exp) + 1;
+    digits.resize(std::max(digits.size(), int_digits), '0');
+    out += digits.substr(0, int_digits);
+    if (digits.size() > int_digits) out += "." + digits.substr(int_digits);
+  } else {
+    out += "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
+  }
+  return out;
+}
+
+// format_double takes shortcuts (integers, decimals of up to 15 digits):
+// they must agree with the long way everywhere, at the edges of each
+// shortcut (1e-4, 1e6, 15 and 16 digits, neighbours of short decimals) too.
+TEST(FormatDouble, ShortcutsMatchTheLongWay) {
+  std::vector<double> values = {0.0,
+                                -0.0,
+                                1e-4,
+                                1e6,
+                                999999.5,
+                                999999.9999999999,
+                                0.3,
+                                0.1 + 0.2,
+                                1.0 / 3,
+                                2.5e-4,
+                                123456.789,
+                                0.000123456789012345,
+                                99999.99999999999,
+                                1234567.5,
+                                1e15,
+                                1e-5,
+                                4503599627370496.5};
+  for (double edge : {1e-4, 1e6, 0.001, 0.1, 1.0, 10.0, 100000.0, 0.5}) {
+    double lo = edge, hi = edge;
+    for (int i = 0; i < 50; ++i) {
+      lo = std::nextafter(lo, 0.0);
+      hi = std::nextafter(hi, kInf);
+      values.push_back(lo);
+      values.push_back(hi);
+    }
+  }
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 100000; ++i) {
+    // a decimal of up to 16 digits, scaled, and its neighbours
+    const double m = static_cast<double>(rng() % 10000000000000000ULL);
+    const double v = m / std::pow(10.0, static_cast<double>(rng() % 22));
+    values.push_back(v);
+    values.push_back(std::nextafter(v, 0.0));
+    values.push_back(std::nextafter(v, kInf));
+    values.push_back(static_cast<double>(rng() % 2000000) / 8 - 125000);
+  }
+  for (double v : values) {
+    for (double x : {v, -v}) {
+      ASSERT_EQ(format_double(x), go_format_reference(x)) << std::hexfloat << x;
+    }
+  }
+}
+
 // --- escaping -----------------------------------------------------------
 
 TEST(Escape, LabelValuesAndHelp) {
@@ -253,6 +328,65 @@ TEST(Dropping, DuplicatesAfterNormalization) {
   EXPECT_EQ(d.duplicate, 1u);
   EXPECT_EQ(d.cardinality, 0u);
   EXPECT_EQ(d.invalid, 0u);
+}
+
+// Series order is the order of their label lists (pairs compared name,
+// then value); the first of equal ones is kept. Label sets here share long
+// beginnings and end at every offset around the 8-byte steps the sort
+// takes, some being the beginning of others.
+TEST(Dropping, LabelOrderWithSharedPrefixes) {
+  const std::vector<std::string> values = {
+      "x",        "xy",        "host-1",    "host-12",          "host-123",          "abcdefg",
+      "abcdefgh", "abcdefghi", "abcdefgh1", "abcdefghijklmnop", "abcdefghijklmnopq", "\x7f",
+      "\xc3\xa9"};
+  const std::vector<std::string> names = {"a", "ab", "instance", "instancf", "p"};
+  std::mt19937_64 rng(11);
+  std::vector<Series> series;
+  for (int i = 0; i < 3000; ++i) {
+    Labels labels;
+    const int n = static_cast<int>(rng() % 4);
+    for (int k = 0; k < n; ++k) {
+      const std::string &name = names[rng() % names.size()];
+      bool taken = false;
+      for (const auto &[have, v] : labels) taken = taken || have == name;
+      if (!taken) labels.emplace_back(name, values[rng() % values.size()]);
+    }
+    series.push_back(point(std::move(labels), i));
+  }
+  // The reference: labels sorted by name, series stably by their labels.
+  std::vector<Series> expected = series;
+  for (Series &s : expected) {
+    std::stable_sort(s.labels.begin(), s.labels.end(),
+                     [](const auto &a, const auto &b) { return a.first < b.first; });
+  }
+  std::stable_sort(expected.begin(), expected.end(),
+                   [](const Series &a, const Series &b) { return a.labels < b.labels; });
+  uint64_t duplicates = 0;
+  std::vector<Series> unique;
+  for (Series &s : expected) {
+    if (!unique.empty() && unique.back().labels == s.labels) {
+      ++duplicates;
+    } else {
+      unique.push_back(std::move(s));
+    }
+  }
+  std::vector<Family> families = {family("g", MetricType::Gauge, "G", series)};
+  RenderOptions opts;
+  opts.max_series_per_family = 0;
+  const Dropped d = prepare_families(families, opts);
+  EXPECT_EQ(d.duplicate, duplicates);
+  ASSERT_EQ(families[0].series.size(), unique.size());
+  for (std::size_t i = 0; i < unique.size(); ++i) {
+    EXPECT_EQ(families[0].series[i].labels, unique[i].labels) << i;
+    EXPECT_EQ(families[0].series[i].value, unique[i].value) << i;
+  }
+  // Already in order: the same again.
+  std::vector<Family> again = {family("g", MetricType::Gauge, "G", families[0].series)};
+  EXPECT_EQ(prepare_families(again, opts).duplicate, 0u);
+  ASSERT_EQ(again[0].series.size(), unique.size());
+  for (std::size_t i = 0; i < unique.size(); ++i) {
+    EXPECT_EQ(again[0].series[i].labels, unique[i].labels) << i;
+  }
 }
 
 TEST(Dropping, CardinalityKeepsFirstInLabelOrder) {
