@@ -161,18 +161,7 @@ sleep 1
 
 # 5. stop the writers; each finishes (acknowledges) the append it is in
 touch "$TMPD/stop"
-end=$((SECONDS + 45))
-for i in "${!WPIDS[@]}"; do
-  p=${WPIDS[$i]}
-  while kill -0 "$p" 2>/dev/null; do
-    [ $SECONDS -lt $end ] || fail "writer $((i + 1)) did not stop"
-    sleep 0.1
-  done
-  if ! wait "$p"; then
-    tail -5 "$TMPD/w$((i + 1)).err" >&2
-    fail "writer $((i + 1)) failed"
-  fi
-done
+wait_writers 45 "${WPIDS[@]}"
 WPIDS=()
 total=$(acked)
 retried=$(cat "$TMPD"/w*.log | awk '$4 > 1' | wc -l)

@@ -433,15 +433,7 @@ wait_for 20 "the worker is back after the immediate stop" worker_connected
 # 5. the writers stop (each finishes the operation it is in)
 at "$RUN_S"
 touch "$TMPD/writers.stop"
-end=$((SECONDS + 70))
-for i in "${!WPIDS[@]}"; do
-  p=${WPIDS[$i]}
-  while kill -0 "$p" 2>/dev/null; do
-    [ $SECONDS -lt $end ] || fail "writer $((i + 1)) did not stop"
-    sleep 0.1
-  done
-  wait "$p" || { tail -3 "$TMPD/w$((i + 1)).err" >&2; fail "writer $((i + 1)) failed"; }
-done
+wait_writers 70 "${WPIDS[@]}"
 WPIDS=()
 ok "writers stopped after $((SECONDS - t_start)) s: $(acked) appends acknowledged (test time $((SECONDS - T0)) s)"
 

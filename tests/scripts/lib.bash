@@ -31,3 +31,18 @@ wait_for() {
   done
   ok "$what"
 }
+# wait_writers SECONDS PID...: waits for writer processes (numbered 1.. in
+# the order given, their errors in $TMPD/w<n>.err) to exit, at most SECONDS
+# for all; fails naming the first that does not stop or exits non-zero.
+wait_writers() {
+  local end=$((SECONDS + $1)) i=0 p
+  shift
+  for p in "$@"; do
+    i=$((i + 1))
+    while kill -0 "$p" 2>/dev/null; do
+      [ $SECONDS -lt $end ] || fail "writer $i did not stop"
+      sleep 0.1
+    done
+    wait "$p" || { tail -5 "$TMPD/w$i.err" >&2; fail "writer $i failed"; }
+  done
+}
