@@ -132,12 +132,15 @@ def abandon(conn):
         return None
 
 
+def log_file(client, what):
+    """A client's line-buffered log in TMPD (<client>.<what>), appended to."""
+    return open(os.path.join(TMPD, "%s.%s" % (client, what)), "a", buffering=1)
+
+
 def writer(w, seed):
     rng = random.Random(seed)
     stop = os.path.join(TMPD, "writers.stop")
-    acks = open(os.path.join(TMPD, "w%d.acks" % w), "a", buffering=1)
-    rolled = open(os.path.join(TMPD, "w%d.rolledback" % w), "a", buffering=1)
-    errs = open(os.path.join(TMPD, "w%d.err" % w), "a", buffering=1)
+    acks, rolled, errs = (log_file("w%d" % w, x) for x in ("acks", "rolledback", "err"))
     app = "aj_feed_w%d" % w
     conn = None
     n = 0
@@ -210,9 +213,7 @@ STMT = ("WITH s AS (" + SINK + " RETURNING position), "
 def consumer(name, style, seed):
     rng = random.Random(seed)
     stop = os.path.join(TMPD, "consumers.stop")
-    acks = open(os.path.join(TMPD, "%s.acks" % name), "a", buffering=1)
-    errs = open(os.path.join(TMPD, "%s.err" % name), "a", buffering=1)
-    notes = open(os.path.join(TMPD, "%s.notified" % name), "a", buffering=1)
+    acks, errs, notes = (log_file(name, x) for x in ("acks", "err", "notified"))
     app = "aj_feed_%s" % name
     conn = None
     batches = 0
