@@ -31,6 +31,7 @@ extern "C" {
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -875,7 +876,6 @@ std::string slot_key(std::string_view name, const Jsonb *labels) {
 // next CHECK_FOR_INTERRUPTS outside the C++ frames.
 bool interrupted() { return QueryCancelPending || ProcDiePending; }
 
-// Reads labels jsonb into palloc'd (key, value) C strings.
 // One label as pointers into the jsonb it was read from (valid while that
 // jsonb is): no copy until the C++ model makes its strings.
 struct LabelRef {
@@ -883,24 +883,58 @@ struct LabelRef {
   int key_len, value_len;
 };
 
+// The pairs of a jsonb object, read from its entries in place: f(key,
+// key_len, value's JEntry, value's bytes, their length) for each, in the
+// container's order (keys sorted by length, then bytes). A container or
+// numeric value's bytes start aligned, as the iterator would give them.
+// No palloc (a JsonbIterator allocates per container and copies every
+// value out); nothing here can ereport.
+template <typename F>
+void for_each_pair(const JsonbContainer *jc, F &&f) {
+  const uint32 n = JsonContainerSize(jc);
+  if (n == 0) return;
+  const char *base = reinterpret_cast<const char *>(jc->children + 2 * n);
+  // keys are entries 0..n-1, values n..2n-1; an entry's data starts where
+  // the previous entry's ends
+  uint32 key_at = 0, value_at = getJsonbOffset(jc, (int)n);
+  for (uint32 i = 0; i < n; i++) {
+    const JEntry ke = jc->children[i], ve = jc->children[n + i];
+    const uint32 key_end = JBE_HAS_OFF(ke) ? JBE_OFFLENFLD(ke) : key_at + JBE_OFFLENFLD(ke);
+    const uint32 value_end = JBE_HAS_OFF(ve) ? JBE_OFFLENFLD(ve) : value_at + JBE_OFFLENFLD(ve);
+    uint32 data_at = value_at;
+    if (JBE_ISCONTAINER(ve) || JBE_ISNUMERIC(ve)) data_at = INTALIGN(value_at);
+    f(base + key_at, (int)(key_end - key_at), ve, base + data_at, (int)(value_end - data_at));
+    key_at = key_end;
+    value_at = value_end;
+  }
+}
+
+// Sorts label refs by name as std::string's < does (bytes, then length):
+// the order normalize_labels leaves, so it has nothing to move.
+void sort_refs(LabelRef *refs, int n) {
+  const auto less = [](const LabelRef &a, const LabelRef &b) {
+    int c = memcmp(a.key, b.key, (size_t)Min(a.key_len, b.key_len));
+    return c != 0 ? c < 0 : a.key_len < b.key_len;
+  };
+  for (int i = 1; i < n; i++) {
+    LabelRef r = refs[i];
+    int j = i;
+    for (; j > 0 && less(r, refs[j - 1]); j--) refs[j] = refs[j - 1];
+    refs[j] = r;
+  }
+}
+
 // Reads labels jsonb (an object of strings; a non-string value reads as "")
-// into `out`, which must hold JB_ROOT_COUNT(jb) entries. Returns how many.
+// into `out`, which must hold JB_ROOT_COUNT(jb) entries, sorted by name.
+// Returns how many.
 int labels_to_refs(Jsonb *jb, LabelRef *out) {
   if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_COUNT(jb) == 0) return 0;
-  JsonbIterator *it = JsonbIteratorInit(&jb->root);
-  JsonbValue v;
-  JsonbIteratorToken tok;
   int i = 0;
-  while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-    if (tok == WJB_KEY) {
-      out[i].key = v.val.string.val;
-      out[i].key_len = v.val.string.len;
-    } else if (tok == WJB_VALUE) {
-      out[i].value = v.type == jbvString ? v.val.string.val : "";
-      out[i].value_len = v.type == jbvString ? v.val.string.len : 0;
-      i++;
-    }
-  }
+  for_each_pair(&jb->root, [&](const char *k, int klen, JEntry ve, const char *v, int vlen) {
+    const bool str = JBE_ISSTRING(ve);
+    out[i++] = LabelRef{k, str ? v : "", klen, str ? vlen : 0};
+  });
+  sort_refs(out, i);
   return i;
 }
 
@@ -928,71 +962,170 @@ double epoch_of(TimestampTz t) {
 }
 
 // An exemplar's value and time are stored as strings (float8's shortest
-// round-trip text): strtod reads them far faster than a numeric converts.
-// A number (written by hand) is read too.
-double number_of(const JsonbValue &v) {
-  if (v.type == jbvString) {
-    char buf[64];
-    if (v.val.string.len <= 0 || v.val.string.len >= (int)sizeof buf) return NAN;
-    memcpy(buf, v.val.string.val, v.val.string.len);
-    buf[v.val.string.len] = '\0';
-    char *end;
-    double d = strtod(buf, &end);
-    return *end == '\0' ? d : NAN;
+// round-trip text). A plain decimal of at most 2^53 in its digits and a
+// power of ten within 10^±22 is read exactly by one multiplication or
+// division of exact doubles (Clinger's fast path: one rounding, as strtod
+// rounds); anything else goes to strtod. NaN when the text is not a number.
+double decimal_of(const char *s, int len) {
+  if (len <= 0 || len >= 64) return NAN;
+  static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  int i = 0;
+  const bool neg = s[0] == '-';
+  if (neg) i = 1;
+  uint64 m = 0;
+  int digits = 0, frac = 0, exp = 0;
+  bool any = false, dot = false, fast = true;
+  for (; i < len; i++) {
+    const char c = s[i];
+    if (c >= '0' && c <= '9') {
+      any = true;
+      if (dot) frac++;
+      if (m == 0 && c == '0') continue;  // leading zeros
+      if (++digits > 19) {
+        fast = false;
+        break;
+      }
+      m = m * 10 + (uint64)(c - '0');
+    } else if (c == '.' && !dot) {
+      dot = true;
+    } else {
+      break;
+    }
   }
-  if (v.type != jbvNumeric) return NAN;
-  return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v.val.numeric)));
+  if (fast && i < len) {
+    if (s[i] == 'e' || s[i] == 'E') {
+      i++;
+      bool eneg = false;
+      if (i < len && (s[i] == '+' || s[i] == '-')) eneg = s[i++] == '-';
+      int ed = 0;
+      for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        exp = exp * 10 + (s[i] - '0');
+        if (++ed > 4) break;
+      }
+      if (ed == 0 || ed > 4) fast = false;
+      if (eneg) exp = -exp;
+    }
+    if (i < len) fast = false;
+  }
+  if (fast && any && m <= (UINT64CONST(1) << 53)) {
+    const int e10 = exp - frac;
+    double d = (double)m;
+    if (m == 0) {
+      d = 0;
+    } else if (e10 > 0 && e10 <= 22) {
+      d *= p10[e10];
+    } else if (e10 < 0 && e10 >= -22) {
+      d /= p10[-e10];
+    } else if (e10 != 0) {
+      fast = false;
+    }
+    if (fast) return neg ? -d : d;
+  }
+  char buf[64];
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  char *end;
+  double d = strtod(buf, &end);
+  return *end == '\0' ? d : NAN;
+}
+
+// A number (written by hand) is read too.
+double number_at(JEntry e, const char *data, int len) {
+  if (JBE_ISSTRING(e)) return decimal_of(data, len);
+  if (!JBE_ISNUMERIC(e)) return NAN;
+  return DatumGetFloat8(DirectFunctionCall1(numeric_float8, PointerGetDatum(data)));
+}
+
+// Exemplars read from jsonb, before they become aj::Exemplar: pointers
+// into the jsonb, in palloc'd arrays reused from row to row.
+struct ExemplarRef {
+  size_t bucket;
+  double value, ts;
+  int first_label, n_labels;  // in ExemplarRefs::labels
+};
+struct ExemplarRefs {
+  MemoryContext cxt;  // where the arrays live
+  ExemplarRef *ex = nullptr;
+  LabelRef *labels = nullptr;
+  int n = 0, cap = 0, n_labels = 0, labels_cap = 0;
+  void clear() { n = n_labels = 0; }
+};
+
+// `p` with room for `need` (allocated in `cxt`, or grown where it is).
+template <typename T>
+T *grown(T *p, int *cap, int need, MemoryContext cxt) {
+  if (need <= *cap) return p;
+  int c = Max(need, Max(*cap * 2, 8));
+  p = p ? (T *)repalloc(p, sizeof(T) * c) : (T *)MemoryContextAlloc(cxt, sizeof(T) * c);
+  *cap = c;
+  return p;
 }
 
 // An exemplars column ({"<bucket>": {"labels": {...}, "value": v, "ts": t}})
-// appended to `out`; what does not read as such is skipped (the renderer
-// checks the rest).
-void read_exemplars(Jsonb *jb, std::vector<aj::Exemplar> *out, char *err, size_t errlen) {
-  if (!JB_ROOT_IS_OBJECT(jb)) return;
-  JsonbIterator *it = JsonbIteratorInit(&jb->root);
-  JsonbValue k, v;
-  JsonbIteratorToken tok;
-  while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE) {
-    if (tok != WJB_KEY) continue;
-    char *key = pnstrdup(k.val.string.val, k.val.string.len);
-    (void)JsonbIteratorNext(&it, &v, true);
-    if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data)) continue;
-    JsonbContainer *obj = v.val.binary.data;
-    JsonbValue lv, vv, tv;
-    const JsonbValue *labels = getKeyJsonValueFromContainer(obj, "labels", 6, &lv);
-    double value = number_of(getKeyJsonValueFromContainer(obj, "value", 5, &vv) ? vv : JsonbValue{});
-    double ts = number_of(getKeyJsonValueFromContainer(obj, "ts", 2, &tv) ? tv : JsonbValue{});
-    if (!labels || labels->type != jbvBinary || !JsonContainerIsObject(labels->val.binary.data)) continue;
-    int n = (int)JsonContainerSize(labels->val.binary.data);
-    LabelRef *refs = (LabelRef *)palloc(sizeof(LabelRef) * (n + 1));
-    int i = 0;
-    JsonbIterator *li = JsonbIteratorInit(labels->val.binary.data);
-    JsonbValue lk, lval;
-    JsonbIteratorToken lt;
-    while ((lt = JsonbIteratorNext(&li, &lk, true)) != WJB_DONE && i < n) {
-      if (lt != WJB_KEY) continue;
-      (void)JsonbIteratorNext(&li, &lval, true);
-      if (lval.type != jbvString) continue;
-      refs[i++] = LabelRef{lk.val.string.val, lval.val.string.val, lk.val.string.len, lval.val.string.len};
-    }
+// appended to `out` (labels sorted by name); what does not read as such is
+// skipped (the renderer checks the rest).
+void read_exemplars(const JsonbContainer *root, ExemplarRefs *out) {
+  if (!JsonContainerIsObject(root)) return;
+  for_each_pair(root, [&](const char *key, int key_len, JEntry ve, const char *obj_p, int) {
+    if (!JBE_ISCONTAINER(ve)) return;
+    const JsonbContainer *obj = reinterpret_cast<const JsonbContainer *>(obj_p);
+    if (!JsonContainerIsObject(obj)) return;
+    const JsonbContainer *labels = nullptr;
+    double value = NAN, ts = NAN;
+    for_each_pair(obj, [&](const char *k, int klen, JEntry e, const char *v, int vlen) {
+      if (klen == 6 && memcmp(k, "labels", 6) == 0) {
+        if (JBE_ISCONTAINER(e)) labels = reinterpret_cast<const JsonbContainer *>(v);
+      } else if (klen == 5 && memcmp(k, "value", 5) == 0) {
+        value = number_at(e, v, vlen);
+      } else if (klen == 2 && memcmp(k, "ts", 2) == 0) {
+        ts = number_at(e, v, vlen);
+      }
+    });
+    if (!labels || !JsonContainerIsObject(labels)) return;
+    char kbuf[32];
+    char *kstr = key_len < (int)sizeof kbuf ? kbuf : (char *)palloc(key_len + 1);
+    memcpy(kstr, key, key_len);
+    kstr[key_len] = '\0';
     char *end;
-    long bucket = strtol(key, &end, 10);
-    if (*end != '\0' || bucket < 0) continue;
-    cpp_or_error(run_cpp([&] {
-                   aj::Exemplar e;
-                   e.bucket = (size_t)bucket;
-                   for (int j = 0; j < i; j++)
-                     e.labels.emplace_back(std::string(refs[j].key, refs[j].key_len),
-                                           std::string(refs[j].value, refs[j].value_len));
-                   e.value = value;
-                   e.timestamp = ts;
-                   out->push_back(std::move(e));
-                 }, err, errlen), err);
+    long bucket = strtol(kstr, &end, 10);
+    if (*end != '\0' || bucket < 0) return;
+    const int n = (int)JsonContainerSize(labels);
+    out->labels = grown(out->labels, &out->labels_cap, out->n_labels + n, out->cxt);
+    LabelRef *refs = out->labels + out->n_labels;
+    int i = 0;
+    for_each_pair(labels, [&](const char *k, int klen, JEntry e, const char *v, int vlen) {
+      if (JBE_ISSTRING(e)) refs[i++] = LabelRef{k, v, klen, vlen};
+    });
+    sort_refs(refs, i);
+    out->ex = grown(out->ex, &out->cap, out->n + 1, out->cxt);
+    out->ex[out->n++] = ExemplarRef{(size_t)bucket, value, ts, out->n_labels, i};
+    out->n_labels += i;
+  });
+}
+
+// The exemplars read into `refs` appended to `out` as the model's.
+void exemplars_from(const ExemplarRefs &refs, std::vector<aj::Exemplar> *out) {
+  for (int k = 0; k < refs.n; k++) {
+    const ExemplarRef &r = refs.ex[k];
+    aj::Exemplar &e = out->emplace_back();
+    e.bucket = r.bucket;
+    e.labels.reserve(r.n_labels);
+    for (int j = r.first_label; j < r.first_label + r.n_labels; j++) {
+      const LabelRef &l = refs.labels[j];
+      e.labels.emplace_back(std::piecewise_construct, std::forward_as_tuple(l.key, l.key_len),
+                            std::forward_as_tuple(l.value, l.value_len));
+    }
+    e.value = r.value;
+    e.timestamp = r.ts;
   }
 }
 
 // Loads everything the exposition shows into `m`, in one snapshot.
-void load_model(Model *m) {
+// Without `want_exemplars` (renders that show none: Prometheus 0.0.4, the
+// samples) the series' and slots' exemplars are left unread.
+void load_model(Model *m, bool want_exemplars) {
   char err[512];
   static const Oid t1[] = {INT4OID};
   // SPI is connected by the caller with read_only queries: one snapshot.
@@ -1025,6 +1158,9 @@ void load_model(Model *m) {
   }
   SPI_freetuptable(ft);
 
+  ExemplarRefs exr;  // one row's exemplars, as read; reused
+  exr.cxt = CurrentMemoryContext;
+
   // Counter slots, summed per series (read in the same snapshot), with
   // their latest write and exemplars from 0.6.0 on: one aggregate scan.
   SlotRels sr;
@@ -1054,24 +1190,25 @@ void load_model(Model *m) {
       if (sr.slots_updated_at) {
         updated = epoch_of(DatumGetTimestampTz(SPI_getbinval(tup, d, 4, &isnull)));
         ex = SPI_getbinval(tup, d, 5, &exnull);
+        exnull = exnull || !want_exemplars;
       }
-      std::vector<aj::Exemplar> *dst = nullptr;
+      exr.clear();
+      if (!exnull) {
+        Jsonb *arr = DatumGetJsonbP(ex);  // an array of exemplars columns
+        JsonbIterator *it = JsonbIteratorInit(&arr->root);
+        JsonbValue v;
+        JsonbIteratorToken tok;
+        while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+          if (tok != WJB_ELEM || v.type != jbvBinary) continue;
+          read_exemplars(v.val.binary.data, &exr);
+        }
+      }
       cpp_or_error(run_cpp([&] {
                      std::string key = slot_key(name, labels);
                      m->slot_totals[key] += sum;
                      if (sr.slots_updated_at) m->slot_updated[key] = updated;
-                     if (!exnull) dst = &m->slot_exemplars[key];
+                     if (!exnull) exemplars_from(exr, &m->slot_exemplars[key]);
                    }, err, sizeof err), err);
-      if (exnull) continue;
-      Jsonb *arr = DatumGetJsonbP(ex);  // an array of exemplars columns
-      JsonbIterator *it = JsonbIteratorInit(&arr->root);
-      JsonbValue v;
-      JsonbIteratorToken tok;
-      while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-        if (tok != WJB_ELEM || v.type != jbvBinary) continue;
-        Jsonb *one = JsonbValueToJsonb(&v);
-        read_exemplars(one, dst, err, sizeof err);
-      }
     }
     SPI_freetuptable(SPI_tuptable);
   }
@@ -1134,20 +1271,16 @@ void load_model(Model *m) {
                          ? epoch_of(DatumGetTimestampTz(val[a_created - 1])) : 0;
     double updated = a_updated > 0 && !null[a_updated - 1]
                          ? epoch_of(DatumGetTimestampTz(val[a_updated - 1])) : now_s;
-    Jsonb *exemplars = a_exemplars > 0 && !null[a_exemplars - 1]
+    Jsonb *exemplars = want_exemplars && a_exemplars > 0 && !null[a_exemplars - 1]
                            ? DatumGetJsonbP(val[a_exemplars - 1]) : nullptr;
-    bool own = name_len >= 14 && (strncmp(name, "agent_runtime_", 14) == 0 ||
-                                  strncmp(name, "agent_journal_", 14) == 0);
-    std::vector<aj::Exemplar> *row_ex = nullptr;
-    if (exemplars) {
-      cpp_or_error(run_cpp([&] { row_ex = new std::vector<aj::Exemplar>(); }, err, sizeof err), err);
-      read_exemplars(exemplars, row_ex, err, sizeof err);
-    }
+    bool own = name_len >= 14 && (memcmp(name, "agent_runtime_", 14) == 0 ||
+                                  memcmp(name, "agent_journal_", 14) == 0);
+    exr.clear();
+    if (exemplars) read_exemplars(&exemplars->root, &exr);  // null unless wanted
     MemoryContextSwitchTo(outer);
     cpp_or_error(run_cpp([&] {
                    auto it = m->family_at.find(std::string_view(name, name_len));
                    if (it == m->family_at.end()) return;
-                   std::unique_ptr<std::vector<aj::Exemplar>> own_ex(row_ex);
                    std::string key;
                    if (!m->slot_updated.empty() || !m->slot_exemplars.empty())
                      key = slot_key(std::string_view(name, name_len), labels);
@@ -1157,22 +1290,30 @@ void load_model(Model *m) {
                      if (su != m->slot_updated.end()) last = std::max(last, su->second);
                      if (last < stale_before) return;
                    }
-                   aj::Series s;
+                   // built in place: one Series per row, no move
+                   aj::Series &s = m->families[it->second].series.emplace_back();
                    s.created = created;
-                   if (own_ex) s.exemplars = std::move(*own_ex);
                    auto se = key.empty() ? m->slot_exemplars.end() : m->slot_exemplars.find(key);
-                   if (se != m->slot_exemplars.end())
-                     for (const aj::Exemplar &e : se->second) s.exemplars.push_back(e);
-                   // the latest per bucket first: the renderer keeps the first
-                   std::stable_sort(s.exemplars.begin(), s.exemplars.end(),
-                                    [](const aj::Exemplar &a, const aj::Exemplar &b) {
-                                      return a.bucket != b.bucket ? a.bucket < b.bucket
-                                                                  : a.timestamp > b.timestamp;
-                                    });
+                   const size_t slot_ex = se != m->slot_exemplars.end() ? se->second.size() : 0;
+                   if (exr.n + slot_ex > 0) {
+                     s.exemplars.reserve(exr.n + slot_ex);
+                     exemplars_from(exr, &s.exemplars);
+                     if (slot_ex > 0)
+                       for (const aj::Exemplar &e : se->second) s.exemplars.push_back(e);
+                     // the latest per bucket first: the renderer keeps the first
+                     if (s.exemplars.size() > 1)
+                       std::stable_sort(s.exemplars.begin(), s.exemplars.end(),
+                                        [](const aj::Exemplar &a, const aj::Exemplar &b) {
+                                          return a.bucket != b.bucket ? a.bucket < b.bucket
+                                                                      : a.timestamp > b.timestamp;
+                                        });
+                   }
                    s.labels.reserve(nl);
                    for (int j = 0; j < nl; j++)
-                     s.labels.emplace_back(std::string(label_refs[j].key, label_refs[j].key_len),
-                                           std::string(label_refs[j].value, label_refs[j].value_len));
+                     s.labels.emplace_back(
+                         std::piecewise_construct,
+                         std::forward_as_tuple(label_refs[j].key, label_refs[j].key_len),
+                         std::forward_as_tuple(label_refs[j].value, label_refs[j].value_len));
                    s.value = value;
                    if (!m->slot_totals.empty()) {
                      auto slots = m->slot_totals.find(slot_key(std::string_view(name, name_len), labels));
@@ -1181,7 +1322,6 @@ void load_model(Model *m) {
                    for (int j = 0; j < nb; j++) s.bucket_counts.push_back((uint64_t)buckets[j]);
                    s.sum = sum;
                    s.count = (uint64_t)count;
-                   m->families[it->second].series.push_back(std::move(s));
                  }, err, sizeof err), err);
     MemoryContextReset(row_cxt);
   }
@@ -1340,7 +1480,7 @@ enum class Format { Prometheus, OpenMetrics, Otlp, Samples };
 Model *render(Format fmt, const char *only_service) {
   Model *m = make_owned<Model>(CurrentMemoryContext);
   OwnerSwitch who = spi_begin();
-  load_model(m);
+  load_model(m, fmt == Format::OpenMetrics || fmt == Format::Otlp);
   spi_end(who);
   char err[512];
   int64 now_ns = ((int64)GetCurrentTimestamp() + (int64)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
