@@ -136,25 +136,37 @@ struct Group {
 // Moves the committed pending rows into the feed. Returns how many feed
 // rows it wrote; 0 also when another tick holds the feed (it will move
 // them) or when this transaction may not tick (see can_tick).
-int64 tick() {
+// `probe`: first look whether anything is pending at all, so that a tick
+// with nothing to do takes no lock and writes nothing (an idle server's
+// worker ticks without WAL or transaction ids). The worker skips the look
+// after a tick that moved rows (under load there is nearly always more):
+// the look is a scan of feed_pending as long as the DELETE's, through the
+// pages of rows earlier ticks deleted. Only the cost of an empty tick
+// depends on it, never which rows move.
+int64 tick(bool probe = true) {
   // The feed_state row: created on the first tick (not by the install
   // script, so that a restored dump brings its own), then locked until
   // this transaction ends. SKIP LOCKED: another tick is running.
   static SPIPlanPtr p_any, p_init, p_lock, p_take, p_insert, p_state;
-  // Nothing pending: no lock taken, nothing written (an idle server's
-  // worker ticks without WAL or transaction ids).
-  run_plan(&p_any, "SELECT FROM agent_journal.feed_pending LIMIT 1", 0, nullptr, nullptr, nullptr,
-           SPI_OK_SELECT, true);
-  if (SPI_processed == 0) return 0;
-  run_plan(&p_init,
-           "INSERT INTO agent_journal.feed_state (id, last_position) "
-           "SELECT true, 0 WHERE NOT EXISTS (SELECT FROM agent_journal.feed_state) "
-           "ON CONFLICT DO NOTHING",
-           0, nullptr, nullptr, nullptr, SPI_OK_INSERT);
-  run_plan(&p_lock,
-           "SELECT last_position FROM agent_journal.feed_state FOR UPDATE SKIP LOCKED", 0,
-           nullptr, nullptr, nullptr, SPI_OK_SELECT);
-  if (SPI_processed != 1) return 0;
+  if (probe) {
+    run_plan(&p_any, "SELECT FROM agent_journal.feed_pending LIMIT 1", 0, nullptr, nullptr, nullptr,
+             SPI_OK_SELECT, true);
+    if (SPI_processed == 0) return 0;
+  }
+  const char *lock_sql = "SELECT last_position FROM agent_journal.feed_state FOR UPDATE SKIP LOCKED";
+  run_plan(&p_lock, lock_sql, 0, nullptr, nullptr, nullptr, SPI_OK_SELECT);
+  if (SPI_processed != 1) {
+    // No row yet (the first tick), or another tick holds it: create it
+    // unless it is there (waits for a concurrent first tick's insert),
+    // then lock again, skipping it if another tick holds it.
+    run_plan(&p_init,
+             "INSERT INTO agent_journal.feed_state (id, last_position) "
+             "SELECT true, 0 WHERE NOT EXISTS (SELECT FROM agent_journal.feed_state) "
+             "ON CONFLICT DO NOTHING",
+             0, nullptr, nullptr, nullptr, SPI_OK_INSERT);
+    run_plan(&p_lock, lock_sql, 0, nullptr, nullptr, nullptr, SPI_OK_SELECT);
+    if (SPI_processed != 1) return 0;
+  }
   int64 position = result_int8(1);
   run_plan(&p_take,
            "DELETE FROM agent_journal.feed_pending "
@@ -261,8 +273,11 @@ int64 tick() {
 }
 
 // A tick that moved rows wakes the listeners (at commit), whoever ran it.
-void tick_and_notify() {
-  if (tick() > 0) Async_Notify("agent_journal_feed", nullptr);
+// Returns how many feed rows the tick wrote.
+int64 tick_and_notify(bool probe = true) {
+  int64 n = tick(probe);
+  if (n > 0) Async_Notify("agent_journal_feed", nullptr);
+  return n;
 }
 
 // A tick holds the feed until its transaction ends, so only short
@@ -442,10 +457,17 @@ void feed_forget(Datum agent, const Latest &l) {
            2, t, a, nulls, SPI_OK_UPDATE);
 }
 
+namespace {
+// Did the worker's last tick move rows? (Its next one then skips the
+// probe; see tick.)
+bool last_tick_moved = false;
+}  // namespace
+
 // The background worker's tick (exporter.cpp), in a transaction of its
 // own: moves committed appends into the feed and wakes listeners.
 void feed_tick_step() {
   MemoryContext outer = CurrentMemoryContext;
+  volatile bool moved = false;
   PG_TRY();
   {
     SetCurrentStatementStartTimestamp();
@@ -454,7 +476,7 @@ void feed_tick_step() {
     pgstat_report_activity(STATE_RUNNING, "agent_journal: feed tick");
     if (OidIsValid(get_extension_oid("agent_journal", true)) && can_tick()) {
       OwnerSwitch who = spi_begin();
-      tick_and_notify();
+      moved = tick_and_notify(!last_tick_moved) > 0;
       spi_end(who);
     }
     PopActiveSnapshot();
@@ -467,8 +489,10 @@ void feed_tick_step() {
     EmitErrorReport();
     AbortCurrentTransaction();
     FlushErrorState();
+    moved = false;
   }
   PG_END_TRY();
+  last_tick_moved = moved;  // committed (an error resets it: the next tick probes)
   MemoryContextSwitchTo(outer);
 }
 
@@ -611,8 +635,13 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
   static const Oid t[] = {INT8OID, INT8OID};
   EntryScan *es = entry_scan_begin(GetActiveSnapshot());
   bool done = false;
+  // Feed rows come in pages that start small and grow: one row often
+  // covers many entries, so a page as large as the budget would fetch
+  // (and a drain refetch) far more rows than a read uses.
+  int64 page = 16;
   while (!done && budget > 0) {
-    int64 limit = Min(budget, (int64)1000);
+    int64 limit = Min(budget, page);
+    page = Min(page * 4, (int64)1000);
     Datum a[2] = {Int64GetDatum(after), Int64GetDatum(limit)};
     run_plan(&p_rows,
              "SELECT last_position, agent_id, first_sequence, last_sequence, gap, owner "
@@ -639,7 +668,9 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
       if (!known) {
         av->visible = false;
         av->open_gap = -1;
-        if (gap_null) {
+        if (role_admin) {
+          av->visible = true;  // an admin's consumer sees every agent: no owner to read
+        } else if (gap_null) {
           Latest l = read_latest(agent, View::Statement);
           av->visible = consumer_sees(c.role, l.bound, l.owner, role_admin);
         } else {
@@ -713,8 +744,10 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
     if (n < (uint64)limit) done = true;  // the feed has no more
   }
   entry_scan_end(es);
-  std::stable_sort(out.begin(), out.end(),
-                   [](const OutRow &x, const OutRow &y) { return x.position < y.position; });
+  // In position order already unless a gap row grew past later rows.
+  auto by_position = [](const OutRow &x, const OutRow &y) { return x.position < y.position; };
+  if (!std::is_sorted(out.begin(), out.end(), by_position))
+    std::stable_sort(out.begin(), out.end(), by_position);
   for (const OutRow &o : out) {
     Datum v[7];
     bool nulls[7] = {false, false, false, false, false, false, false};
