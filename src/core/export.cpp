@@ -19,12 +19,13 @@ void append_export_families(const std::vector<ExportTargetHealth> &targets,
   errors.help = "Failed exports of the exporter since the server started, by target";
   for (const ExportTargetHealth &t : targets) {
     Series s;
-    s.labels.emplace_back("target", t.target);
+    s.labels = last.store().labels({{"target", t.target}});
     s.value = t.last_success_seconds;
     last.series.push_back(s);
     s.value = static_cast<double>(t.errors);
     errors.series.push_back(std::move(s));
   }
+  errors.arena = last.arena;  // the same labels
   out.push_back(std::move(last));
   out.push_back(std::move(errors));
 }

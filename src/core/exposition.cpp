@@ -9,6 +9,7 @@
 #include <map>
 #include <stdexcept>
 #include <string_view>
+#include <new>
 #include <unordered_set>
 #include <utility>
 
@@ -41,50 +42,123 @@ class Poller {
 
 // --- output -------------------------------------------------------------
 
-// The text a renderer writes, in a std::string: each piece is copied
+// What runs for every piece written is inlined whatever the compiler's
+// estimate (GCC otherwise calls an outlined part of append).
+#if defined(__GNUC__)
+#define AJ_INLINE inline __attribute__((always_inline))
+#else
+#define AJ_INLINE inline
+#endif
+
+// The text a renderer writes, in a buffer of its own: each piece is copied
 // through a pointer after one inline check for room, where std::string's
-// append is a call per piece (a render appends tens of pieces per series).
-// The string is grown by resize() in chunks, within the capacity reserved
-// up front, so the bytes written are zeroed once, a chunk at a time.
+// append is a call per piece (a render appends tens of pieces per series),
+// and no byte is zeroed before it is written (a std::string's would be).
+// The buffer comes from RenderOptions::allocate when given, so that a
+// render's text can be written where the caller's result must be.
 class TextOut {
  public:
-  explicit TextOut(std::size_t estimate = 0) { s_.reserve(estimate); }
-
-  void append(const char *p, std::size_t n) {
-    if (n > 0) std::memcpy(room(n), p, n);
+  // `allocate` / `release`: as RenderOptions' (null: malloc / free).
+  explicit TextOut(std::size_t estimate = 0, void *(*allocate)(std::size_t) = nullptr,
+                   void (*release)(void *) = nullptr)
+      : allocate_(allocate), release_(allocate != nullptr ? release : std::free) {
+    if (estimate > 0) reserve(estimate);
   }
-  TextOut &operator+=(std::string_view v) {
+  TextOut(std::size_t estimate, const RenderOptions &options)
+      : TextOut(estimate, options.allocate, options.release) {}
+  TextOut(const TextOut &) = delete;
+  TextOut &operator=(const TextOut &) = delete;
+  ~TextOut() {
+    if (buf_ != nullptr) release_(buf_);
+  }
+
+  AJ_INLINE void append(const char *p, std::size_t n) {
+    if (n == 0) return;
+    char *d = room(n);
+    if (n > 16) {
+      std::memcpy(d, p, n);
+    } else {
+      copy_small(d, p, n);
+    }
+  }
+  AJ_INLINE TextOut &operator+=(std::string_view v) {
     append(v.data(), v.size());
     return *this;
   }
-  TextOut &operator+=(char c) {
+  AJ_INLINE TextOut &operator+=(char c) {
     *room(1) = c;
     return *this;
   }
   void clear() { n_ = 0; }
   bool empty() const { return n_ == 0; }
-  std::string_view view() const { return std::string_view(s_.data(), n_); }
+  std::string_view view() const { return std::string_view(buf_, n_); }
+  // The text as a std::string (a copy) / in its own buffer (no copy).
   std::string finish() {
-    s_.resize(n_);
+    std::string s(view());
     n_ = 0;
-    return std::move(s_);
+    return s;
+  }
+  RenderedText finish_text() {
+    if (buf_ == nullptr) reserve(0);
+    buf_[n_] = '\0';
+    RenderedText t;
+    t.bytes = std::unique_ptr<char, void (*)(void *)>(buf_, release_);
+    t.size = n_;
+    buf_ = nullptr;
+    cap_ = n_ = 0;
+    return t;
   }
 
  private:
-  static constexpr std::size_t kChunk = 64 * 1024;
-  char *room(std::size_t n) {
-    if (s_.size() - n_ < n) grow(n);
-    char *p = &s_[n_];
+  // 1..16 bytes without a call (most pieces are names, short values and
+  // punctuation): two overlapping fixed-size copies, which compile inline.
+  AJ_INLINE static void copy_small(char *d, const char *p, std::size_t n) {
+    if (n >= 8) {
+      uint64_t a, b;
+      std::memcpy(&a, p, 8);
+      std::memcpy(&b, p + n - 8, 8);
+      std::memcpy(d, &a, 8);
+      std::memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+      uint32_t a, b;
+      std::memcpy(&a, p, 4);
+      std::memcpy(&b, p + n - 4, 4);
+      std::memcpy(d, &a, 4);
+      std::memcpy(d + n - 4, &b, 4);
+    } else {
+      d[0] = p[0];
+      if (n > 1) d[1] = p[1];
+      if (n > 2) d[2] = p[2];
+    }
+  }
+  AJ_INLINE char *room(std::size_t n) {
+    if (cap_ - n_ < n) reserve(std::max(n_ + n, 2 * cap_));
+    char *p = buf_ + n_;
     n_ += n;
     return p;
   }
-  // Within the capacity a chunk at a time; past it, as std::string grows
-  // (geometrically).
-  void grow(std::size_t n) {
-    s_.resize(std::max(n_ + n, std::min(s_.capacity(), s_.size() + kChunk)));
+  // Room for `cap` bytes and a NUL (finish_text's), never zero-filled: the
+  // estimate of a render is close to its size, so most renders allocate once.
+  void reserve(std::size_t cap) {
+    cap = std::max<std::size_t>(cap, 256);
+    char *p;
+    if (allocate_ == nullptr) {
+      p = static_cast<char *>(std::realloc(buf_, cap + 1));
+    } else {
+      p = static_cast<char *>(allocate_(cap + 1));
+      if (p != nullptr && buf_ != nullptr) {
+        std::memcpy(p, buf_, n_);
+        release_(buf_);
+      }
+    }
+    if (p == nullptr) throw std::bad_alloc();
+    buf_ = p;
+    cap_ = cap;
   }
-  std::string s_;  // s_.size() bytes usable; the first n_ written
-  std::size_t n_ = 0;
+  void *(*allocate_)(std::size_t);
+  void (*release_)(void *);
+  char *buf_ = nullptr;  // cap_ + 1 bytes; the first n_ written
+  std::size_t cap_ = 0, n_ = 0;
 };
 
 // --- numbers ------------------------------------------------------------
@@ -200,6 +274,18 @@ bool has_byte(uint64_t w, unsigned char c) {
   return ((x - kOnes) & ~x & kHigh) != 0;
 }
 
+// The bytes append_escaped replaces: bit 1 in both kinds of text (\ and
+// newline), bit 2 only in quoted ones (").
+struct EscapeTable {
+  unsigned char c[256] = {};
+  constexpr EscapeTable() {
+    c[static_cast<unsigned char>('\\')] = 1;
+    c[static_cast<unsigned char>('\n')] = 1;
+    c[static_cast<unsigned char>('"')] = 2;
+  }
+};
+constexpr EscapeTable kEscapes;
+
 void append_escaped(TextOut &out, std::string_view s, bool quote) {
   // Most strings need no escape: skip eight bytes at a time up to the
   // first word holding a \, newline or (quote) '"'.
@@ -209,9 +295,18 @@ void append_escaped(TextOut &out, std::string_view s, bool quote) {
     std::memcpy(&w, s.data() + i, 8);
     if (has_byte(w, '\\') || has_byte(w, '\n') || (quote && has_byte(w, '"'))) break;
   }
+  const unsigned char mask = quote ? 3 : 1;
+  for (; i < s.size(); ++i) {
+    if ((kEscapes.c[static_cast<unsigned char>(s[i])] & mask) != 0) break;
+  }
+  if (i == s.size()) {  // nothing to escape: one copy
+    out.append(s.data(), s.size());
+    return;
+  }
   std::size_t start = 0;
   for (; i < s.size(); ++i) {
     const char c = s[i];
+    if ((kEscapes.c[static_cast<unsigned char>(c)] & mask) == 0) continue;
     const char *rep = c == '\\'             ? "\\\\"
                       : c == '\n'           ? "\\n"
                       : (quote && c == '"') ? "\\\""
@@ -289,38 +384,46 @@ bool valid_name(const Family &f) {
   }
 }
 
-// Normalizes the labels in place and checks the values; false when the
-// series must be dropped as invalid.
-bool prepare_series(const Family &f, Series &s) {
-  try {
-    s.labels = normalize_labels(std::move(s.labels));
-  } catch (const std::invalid_argument &) {
-    return false;
-  }
+// Normalizes the labels and checks the values; false when the series must
+// be dropped as invalid. What changes is written anew to `arena`.
+bool prepare_series(const Family &f, Series &s, Arena &arena, KnownNames known[2]) {
+  if (!normalize_label_span(s.labels, arena, &known[0])) return false;
   // Exemplars that do not fit are left out; the series stays.
   if (!s.exemplars.empty()) {
     const std::size_t buckets = f.type == MetricType::Histogram ? f.bounds.size() + 1
                                 : f.type == MetricType::Counter ? 1 : 0;
-    // Filtered in place (no vector per series): the kept ones move to the
-    // front, in order, and the first valid one of each bucket wins.
+    // The first valid one of each bucket wins. The span is rewritten only
+    // when one is left out, normalized anew or out of bucket order (most
+    // series have one valid exemplar whose labels the loader sorted).
+    bool same = true;
     std::size_t kept = 0;
-    for (Exemplar &e : s.exemplars) {
-      if (e.bucket >= buckets || !std::isfinite(e.value) || !std::isfinite(e.timestamp)) continue;
-      bool taken = false;
-      for (std::size_t k = 0; k < kept; ++k) taken = taken || s.exemplars[k].bucket == e.bucket;
-      if (taken) continue;
-      try {
-        e.labels = normalize_exemplar_labels(std::move(e.labels));
-      } catch (const std::invalid_argument &) {
-        continue;
+    Exemplar *out = nullptr;
+    for (std::size_t i = 0; i < s.exemplars.size(); ++i) {
+      Exemplar e = s.exemplars[i];
+      bool ok = e.bucket < buckets && std::isfinite(e.value) && std::isfinite(e.timestamp);
+      for (std::size_t k = 0; ok && k < kept; ++k) {
+        ok = (out != nullptr ? out[k] : s.exemplars[k]).bucket != e.bucket;
       }
-      if (&e != &s.exemplars[kept]) s.exemplars[kept] = std::move(e);
+      const Span<Label> before = e.labels;
+      ok = ok && normalize_exemplar_label_span(e.labels, arena, &known[1]);
+      if (same && (!ok || e.labels.data != before.data || e.labels.count != before.count)) {
+        same = false;
+        out = arena.array<Exemplar>(s.exemplars.size());
+        for (std::size_t k = 0; k < kept; ++k) new (&out[k]) Exemplar(s.exemplars[k]);
+      }
+      if (!ok) continue;
+      if (!same) new (&out[kept]) Exemplar(e);
       ++kept;
     }
-    s.exemplars.erase(s.exemplars.begin() + static_cast<std::ptrdiff_t>(kept), s.exemplars.end());
+    if (!same) s.exemplars = Span<Exemplar>{out, static_cast<uint32_t>(kept)};
     // Buckets are unique now, so any sort gives the one order.
     const auto by_bucket = [](const Exemplar &a, const Exemplar &b) { return a.bucket < b.bucket; };
     if (!std::is_sorted(s.exemplars.begin(), s.exemplars.end(), by_bucket)) {
+      if (same) {
+        out = arena.array<Exemplar>(s.exemplars.size());
+        for (std::size_t k = 0; k < s.exemplars.size(); ++k) new (&out[k]) Exemplar(s.exemplars[k]);
+        s.exemplars.data = out;
+      }
       std::sort(s.exemplars.begin(), s.exemplars.end(), by_bucket);
     }
   }
@@ -345,9 +448,15 @@ bool prepare_series(const Family &f, Series &s) {
 // The 8 bytes at `p` as a big-endian number: comparing two of them
 // compares the bytes as memcmp does.
 uint64_t load_be64(const char *p) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return __builtin_bswap64(v);  // one load and one instruction
+#else
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
   return v;
+#endif
 }
 
 // The prepared series of one family (labels normalized) sorted by labels,
@@ -365,12 +474,14 @@ std::vector<Series> sort_series(std::vector<Series> series, std::size_t max_seri
     for (const auto &[name, value] : s.labels) total += name.size() + value.size() + 2;
   }
   keys.resize(total);
+  // 16 bytes, what the sort moves; where a key starts is in `offsets`
   struct Key {
     uint64_t head;  // for the sort, below
-    std::size_t offset, length, index;
+    uint32_t index, length;
   };
   std::vector<Key> order;
   order.reserve(series.size());
+  std::vector<std::size_t> offsets(series.size());
   char *p = keys.data();  // keys is sized to fit: written with copies and no checks
   for (std::size_t i = 0; i < series.size(); ++i) {
     char *const start = p;
@@ -380,11 +491,11 @@ std::vector<Series> sort_series(std::vector<Series> series, std::size_t max_seri
       p = std::copy(value.begin(), value.end(), p);
       *p++ = '\0';
     }
-    order.push_back(Key{0, static_cast<std::size_t>(start - keys.data()),
-                        static_cast<std::size_t>(p - start), i});
+    offsets[i] = static_cast<std::size_t>(start - keys.data());
+    order.push_back(Key{0, static_cast<uint32_t>(i), static_cast<uint32_t>(p - start)});
   }
-  const auto view = [&keys](const Key &k) {
-    return std::string_view(keys.data() + k.offset, k.length);
+  const auto view = [&keys, &offsets](const Key &k) {
+    return std::string_view(keys.data() + offsets[k.index], k.length);
   };
   // Sorted eight bytes at a time (most comparisons are then of two
   // integers in one array, not of strings in a buffer far away): by the
@@ -410,6 +521,10 @@ std::vector<Series> sort_series(std::vector<Series> series, std::size_t max_seri
     const auto first = order.begin() + static_cast<std::ptrdiff_t>(run.begin);
     const auto last = order.begin() + static_cast<std::ptrdiff_t>(run.end);
     for (auto k = first; k != last; ++k) {
+      if (k->length >= run.depth + 8) {
+        k->head = load_be64(keys.data() + offsets[k->index] + run.depth);
+        continue;
+      }
       char head[8] = {};
       if (k->length > run.depth) {
         const std::string_view rest = view(*k).substr(run.depth, sizeof head);
@@ -450,7 +565,7 @@ Family dropped_family(const Dropped &d) {
   f.help = "Series left out of this render, by reason";
   auto add = [&f](const char *reason, uint64_t n) {
     Series s;
-    s.labels = {{"reason", reason}};
+    s.labels = f.store().labels({{"reason", reason}});
     s.value = static_cast<double>(n);
     f.series.push_back(std::move(s));
   };
@@ -464,7 +579,7 @@ Family dropped_family(const Dropped &d) {
 
 enum class TextFormat { Prometheus, OpenMetrics };
 
-std::size_t labels_bytes(const Labels &labels) {
+std::size_t labels_bytes(Span<Label> labels) {
   std::size_t n = 2;
   for (const auto &[k, v] : labels) n += k.size() + v.size() + 4;
   return n;
@@ -494,7 +609,7 @@ std::size_t estimate_text_size(const std::vector<Family> &families) {
 }
 
 // `k="v",...` (values escaped), for a sample's and an exemplar's label set.
-void append_label_pairs(TextOut &out, const Labels &labels) {
+void append_label_pairs(TextOut &out, Span<Label> labels) {
   bool first = true;
   for (const auto &[k, v] : labels) {
     if (!first) out += ',';
@@ -514,7 +629,7 @@ void append_label_pairs(TextOut &out, const Labels &labels) {
 struct SeriesLabels {
   TextOut plain, le_head;
 
-  void build(const Labels &labels, bool histogram) {
+  void build(Span<Label> labels, bool histogram) {
     plain.clear();
     if (!labels.empty()) {
       plain += '{';
@@ -592,15 +707,15 @@ std::string_view without_total(const std::string &name) {
   return n;
 }
 
-std::string render_text(std::vector<Family> families, const RenderOptions &options,
-                        Dropped *dropped, TextFormat format) {
+RenderedText render_text(std::vector<Family> families, const RenderOptions &options,
+                         Dropped *dropped, TextFormat format) {
   Poller poll(options);
   Dropped d = prepare_families(families, options);
   if (dropped != nullptr) *dropped = d;
   const bool om = format == TextFormat::OpenMetrics;
   auto append_value = om ? append_double_openmetrics : append_double;
 
-  TextOut out(estimate_text_size(families));
+  TextOut out(estimate_text_size(families), options);
   for (const Family &f : families) {
     const std::string_view meta_name =
         om && f.type == MetricType::Counter ? without_total(f.name) : std::string_view(f.name);
@@ -674,19 +789,19 @@ std::string render_text(std::vector<Family> families, const RenderOptions &optio
     }
   }
   if (om) out += "# EOF\n";
-  return out.finish();
+  return out.finish_text();
 }
 
 // --- OTLP JSON ----------------------------------------------------------
 
-const std::string *service_of(const Series &s) {
+const std::string_view *service_of(const Series &s) {
   for (const auto &[k, v] : s.labels) {
     if (k == "service") return &v;
   }
   return nullptr;
 }
 
-void append_attributes(TextOut &out, const Labels &labels) {
+void append_attributes(TextOut &out, Span<Label> labels) {
   out += "\"attributes\":[";
   bool first = true;
   for (const auto &[k, v] : labels) {
@@ -704,7 +819,7 @@ void append_attributes(TextOut &out, const Labels &labels) {
 
 // A label that OTLP carries in its own field: trace_id (32 hex digits) or
 // span_id (16), not all zero.
-bool otlp_id(const std::string &v, std::size_t len) {
+bool otlp_id(std::string_view v, std::size_t len) {
   if (v.size() != len) return false;
   bool nonzero = false;
   for (char c : v) {
@@ -730,7 +845,7 @@ void append_unix_nano(TextOut &out, double seconds) {
 
 // `,"exemplars":[...]`: trace_id and span_id go to traceId / spanId (as
 // hex, OTLP/JSON's encoding), the other labels to filteredAttributes.
-void append_otlp_exemplars(TextOut &out, const std::vector<Exemplar> &exemplars) {
+void append_otlp_exemplars(TextOut &out, Span<Exemplar> exemplars) {
   out += ",\"exemplars\":[";
   bool first = true;
   for (const Exemplar &e : exemplars) {
@@ -811,6 +926,7 @@ Dropped prepare_families(std::vector<Family> &families, const RenderOptions &opt
 
   std::vector<Family> kept;
   kept.reserve(families.size() + 1);
+  KnownNames known[2];  // series label names, exemplar label names that passed
   for (Family &f : families) {
     if (!valid_name(f) || (f.type == MetricType::Histogram && !valid_bounds(f.bounds))) {
       d.invalid += f.series.size();
@@ -827,7 +943,7 @@ Dropped prepare_families(std::vector<Family> &families, const RenderOptions &opt
     std::size_t valid = 0;
     for (Series &s : f.series) {
       poll.tick();
-      if (!prepare_series(f, s)) {
+      if (!prepare_series(f, s, f.store(), known)) {
         ++d.invalid;
         continue;
       }
@@ -849,19 +965,37 @@ Dropped prepare_families(std::vector<Family> &families, const RenderOptions &opt
   return d;
 }
 
+RenderedText render_prometheus_buffer(std::vector<Family> families, const RenderOptions &options,
+                                      Dropped *dropped) {
+  return render_text(std::move(families), options, dropped, TextFormat::Prometheus);
+}
+
+RenderedText render_openmetrics_buffer(std::vector<Family> families, const RenderOptions &options,
+                                       Dropped *dropped) {
+  return render_text(std::move(families), options, dropped, TextFormat::OpenMetrics);
+}
+
 std::string render_prometheus(std::vector<Family> families, const RenderOptions &options,
                               Dropped *dropped) {
-  return render_text(std::move(families), options, dropped, TextFormat::Prometheus);
+  return std::string(render_prometheus_buffer(std::move(families), options, dropped).view());
 }
 
 std::string render_openmetrics(std::vector<Family> families, const RenderOptions &options,
                                Dropped *dropped) {
-  return render_text(std::move(families), options, dropped, TextFormat::OpenMetrics);
+  return std::string(render_openmetrics_buffer(std::move(families), options, dropped).view());
 }
 
 std::string render_otlp_json(std::vector<Family> families, const std::string *only_service,
                              int64_t time_unix_nano, const RenderOptions &options,
                              Dropped *dropped) {
+  return std::string(
+      render_otlp_json_buffer(std::move(families), only_service, time_unix_nano, options, dropped)
+          .view());
+}
+
+RenderedText render_otlp_json_buffer(std::vector<Family> families, const std::string *only_service,
+                                     int64_t time_unix_nano, const RenderOptions &options,
+                                     Dropped *dropped) {
   Poller poll(options);
   Dropped d = prepare_families(families, options);
   if (dropped != nullptr) *dropped = d;
@@ -877,7 +1011,7 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
     const Family &f = families[fi];
     for (std::size_t si = 0; si < f.series.size(); ++si) {
       poll.tick();
-      const std::string *svc = service_of(f.series[si]);
+      const std::string_view *svc = service_of(f.series[si]);
       std::string_view service = svc != nullptr ? std::string_view(*svc) : kOtlpDefaultService;
       if (only_service != nullptr && service != *only_service) continue;
       auto it = resources.find(service);
@@ -892,7 +1026,7 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
   TextOut t;
   append_json_string(t, std::to_string(time_unix_nano));
 
-  TextOut out(256 + total_series * 160);
+  TextOut out(256 + total_series * 160, options);
   out += "{\"resourceMetrics\":[";
   bool first_resource = true;
   for (const auto &[service, entries] : resources) {
@@ -977,7 +1111,7 @@ std::string render_otlp_json(std::vector<Family> families, const std::string *on
     out += "]}]}";
   }
   out += "]}";
-  return out.finish();
+  return out.finish_text();
 }
 
 }  // namespace aj

@@ -8,7 +8,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,11 +39,27 @@ struct RenderOptions {
   // the resources' service.namespace (left out when empty).
   std::string scope_version;
   std::string service_namespace;
+  // Where the *_buffer renders keep their text (null: malloc / free), so
+  // that a caller can have it where its result must be: `allocate` returns
+  // null when out of memory (the render then throws std::bad_alloc) and
+  // neither throws nor jumps; `release` frees what it gave.
+  void *(*allocate)(std::size_t bytes) = nullptr;
+  void (*release)(void *p) = nullptr;
 };
 
 // Thrown when RenderOptions::interrupted returned true.
 struct Cancelled : std::exception {
   const char *what() const noexcept override { return "render canceled"; }
+};
+
+// A render's text in a buffer of its own (RenderOptions::allocate's, else
+// malloc'd), NUL-terminated: the *_buffer renders give it without a copy
+// into a std::string (whose bytes would be zeroed before being written).
+struct RenderedText {
+  std::unique_ptr<char, void (*)(void *)> bytes{nullptr, std::free};
+  std::size_t size = 0;
+  const char *c_str() const { return bytes ? bytes.get() : ""; }
+  std::string_view view() const { return std::string_view(c_str(), size); }
 };
 
 // As Prometheus writes floats (Go's strconv 'g', shortest): NaN, +Inf,
@@ -85,6 +103,8 @@ Dropped prepare_families(std::vector<Family> &families, const RenderOptions &opt
 // `_count`. Ends with a newline. Throws Cancelled.
 std::string render_prometheus(std::vector<Family> families, const RenderOptions &options,
                               Dropped *dropped = nullptr);
+RenderedText render_prometheus_buffer(std::vector<Family> families, const RenderOptions &options,
+                                      Dropped *dropped = nullptr);
 
 // OpenMetrics 1.0 text: counter families named without `_total` in the
 // metadata, samples `x_total`; floats with ".0" when integral (as
@@ -93,6 +113,8 @@ std::string render_prometheus(std::vector<Family> families, const RenderOptions 
 // and `_count` (OpenMetrics forbids them there). Throws Cancelled.
 std::string render_openmetrics(std::vector<Family> families, const RenderOptions &options,
                                Dropped *dropped = nullptr);
+RenderedText render_openmetrics_buffer(std::vector<Family> families, const RenderOptions &options,
+                                       Dropped *dropped = nullptr);
 
 // OTLP/HTTP JSON ExportMetricsServiceRequest. Series labelled `service` go
 // to the resource with that service.name (the label leaves the attributes),
@@ -105,5 +127,8 @@ std::string render_openmetrics(std::vector<Family> families, const RenderOptions
 std::string render_otlp_json(std::vector<Family> families, const std::string *only_service,
                              int64_t time_unix_nano, const RenderOptions &options,
                              Dropped *dropped = nullptr);
+RenderedText render_otlp_json_buffer(std::vector<Family> families, const std::string *only_service,
+                                     int64_t time_unix_nano, const RenderOptions &options,
+                                     Dropped *dropped = nullptr);
 
 }  // namespace aj

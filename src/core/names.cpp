@@ -3,6 +3,9 @@
 #include <cstring>
 
 #include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <new>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -252,18 +255,20 @@ std::size_t utf8_chars(std::string_view s) {
   return n;
 }
 
+// a < b as std::string's < (bytes, then length), deciding on the first
+// bytes inline when they differ.
+bool name_less(std::string_view a, std::string_view b) {
+  if (!a.empty() && !b.empty() && a[0] != b[0])
+    return static_cast<unsigned char>(a[0]) < static_cast<unsigned char>(b[0]);
+  return a < b;
+}
+
 // A stable insertion sort by name: series have a handful of labels, and
 // std::stable_sort would allocate a buffer for every series of a render.
 // A label out of place is moved once to a temporary and once into place
 // (std::swap of strings costs several times more, once per step).
 void sort_by_name(Labels &labels) {
-  // std::string's <, deciding on the first bytes inline when they differ.
-  const auto less = [](const std::string &a, const std::string &b) {
-    if (!a.empty() && !b.empty() && a[0] != b[0]) {
-      return static_cast<unsigned char>(a[0]) < static_cast<unsigned char>(b[0]);
-    }
-    return a < b;
-  };
+  const auto less = [](const std::string &a, const std::string &b) { return name_less(a, b); };
   for (std::size_t i = 1; i < labels.size(); ++i) {
     if (!less(labels[i].first, labels[i - 1].first)) continue;
     Labels::value_type label = std::move(labels[i]);
@@ -394,6 +399,144 @@ std::vector<double> validate_buckets(std::vector<double> bounds) {
                         std::to_string(kMaxBuckets) + " allowed");
   }
   return bounds;
+}
+
+// --- the model's arena --------------------------------------------------
+
+void *Arena::allocate_slow(std::size_t bytes, std::size_t align) {
+  if (bytes == 0) bytes = 1;
+  std::size_t pad = (align - reinterpret_cast<std::uintptr_t>(cur_) % align) % align;
+  if (cur_ == nullptr || pad + bytes > left_) {
+    // Blocks grow to 64 KiB; a larger request gets a block of its own.
+    const std::size_t size = std::max(bytes + align, next_block_);
+    if (next_block_ < 64 * 1024) next_block_ *= 2;
+    blocks_.push_back(std::unique_ptr<char[]>(new char[size]));
+    cur_ = blocks_.back().get();
+    left_ = size;
+    pad = (align - reinterpret_cast<std::uintptr_t>(cur_) % align) % align;
+  }
+  char *p = cur_ + pad;
+  cur_ = p + bytes;
+  left_ -= pad + bytes;
+  return p;
+}
+
+std::string_view Arena::str(std::string_view s) {
+  if (s.empty()) return std::string_view();
+  char *p = array<char>(s.size());
+  std::memcpy(p, s.data(), s.size());
+  return std::string_view(p, s.size());
+}
+
+Span<Label> Arena::labels(const Labels &labels) {
+  Span<Label> out{array<Label>(labels.size()), static_cast<uint32_t>(labels.size())};
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    new (&out.data[i]) Label(str(labels[i].first), str(labels[i].second));
+  return out;
+}
+
+Span<Label> Arena::labels(
+    std::initializer_list<std::pair<std::string_view, std::string_view>> labels) {
+  Span<Label> out{array<Label>(labels.size()), static_cast<uint32_t>(labels.size())};
+  std::size_t i = 0;
+  for (const auto &[k, v] : labels) new (&out.data[i++]) Label(str(k), str(v));
+  return out;
+}
+
+Labels to_labels(Span<Label> labels) {
+  Labels out;
+  out.reserve(labels.size());
+  for (const auto &[k, v] : labels) out.emplace_back(k, v);
+  return out;
+}
+
+namespace {
+
+// A copy of `labels` in `arena` sorted by name (stable), for the rare
+// span that is not sorted yet.
+Span<Label> sorted_copy(Span<Label> labels, Arena &arena) {
+  Span<Label> out{arena.array<Label>(labels.size()), labels.count};
+  for (std::size_t i = 0; i < labels.size(); ++i) new (&out.data[i]) Label(labels[i]);
+  std::stable_sort(out.begin(), out.end(),
+                   [](const Label &a, const Label &b) { return a.first < b.first; });
+  return out;
+}
+
+bool sorted_by_name(Span<Label> labels) {
+  for (std::size_t i = 1; i < labels.size(); ++i)
+    if (name_less(labels[i].first, labels[i - 1].first)) return false;
+  return true;
+}
+
+// Whether sorted names hold one twice.
+bool repeats_name(Span<Label> labels) {
+  for (std::size_t i = 1; i < labels.size(); ++i) {
+    const std::string_view a = labels[i - 1].first, b = labels[i].first;
+    if (a.size() == b.size() && (a.data() == b.data() || a == b)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool normalize_label_span(Span<Label> &labels, Arena &arena, KnownNames *known) {
+  bool plain = true, empties = false;
+  for (const auto &[name, value] : labels) {
+    if (known == nullptr || !known->has(name)) {
+      if (!is_plain_label_name(name) || name == "le" || name == "quantile") {
+        plain = false;
+      } else if (known != nullptr) {
+        known->add(name);
+      }
+    }
+    plain = plain && value.size() <= kMaxLabelValueBytes && is_plain_ascii(value);
+    empties = empties || value.empty();
+  }
+  if (!plain) {
+    // Some label needs the full checks: the owning rules decide.
+    try {
+      normalize_labels(to_labels(labels));
+    } catch (const std::invalid_argument &) {
+      return false;
+    }
+  }
+  if (!sorted_by_name(labels)) labels = sorted_copy(labels, arena);
+  if (repeats_name(labels)) return false;
+  if (empties) {
+    Span<Label> out{arena.array<Label>(labels.size()), 0};
+    for (const Label &l : labels)
+      if (!l.second.empty()) new (&out.data[out.count++]) Label(l);
+    labels = out;
+  }
+  return true;
+}
+
+bool normalize_exemplar_label_span(Span<Label> &labels, Arena &arena, KnownNames *known) {
+  if (labels.empty()) return false;
+  bool plain = true;
+  std::size_t chars = 0;
+  for (const auto &[name, value] : labels) {
+    if (known == nullptr || !known->has(name)) {
+      if (!is_plain_label_name(name)) {
+        plain = false;
+      } else if (known != nullptr) {
+        known->add(name);
+      }
+    }
+    plain = plain && is_plain_ascii(value);
+    chars += name.size() + value.size();
+  }
+  if (!plain) {
+    try {
+      normalize_exemplar_labels(to_labels(labels));
+    } catch (const std::invalid_argument &) {
+      return false;
+    }
+  } else if (chars > kMaxExemplarLabelChars) {
+    return false;
+  }
+  if (!sorted_by_name(labels)) labels = sorted_copy(labels, arena);
+  return !repeats_name(labels);
 }
 
 }  // namespace aj

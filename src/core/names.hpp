@@ -56,6 +56,35 @@ Labels normalize_exemplar_labels(Labels labels);
 // label) and sorts by name.
 Labels normalize_labels(Labels labels);
 
+// Label names that passed the checks of normalize_label_span or
+// normalize_exemplar_label_span, remembered by where their bytes are:
+// a loader that shares one name's bytes between the series of a family
+// has them checked once. Keep one per kind (series labels, exemplar labels:
+// their rules differ) and per model whose bytes stay put.
+struct KnownNames {
+  static constexpr std::size_t kSize = 8;
+  const char *data[kSize] = {};
+  std::size_t size[kSize] = {};
+  std::size_t next = 0;
+  bool has(std::string_view n) const {
+    for (std::size_t k = 0; k < kSize; ++k)
+      if (data[k] == n.data() && size[k] == n.size() && !n.empty()) return true;
+    return false;
+  }
+  void add(std::string_view n) {
+    data[next] = n.data();
+    size[next] = n.size();
+    next = (next + 1) % kSize;
+  }
+};
+
+// normalize_labels and normalize_exemplar_labels for labels kept in an
+// arena: false where those throw. `labels` is pointed at a new array in
+// `arena` only when the result differs (unsorted, empty values dropped);
+// the array it viewed is never written.
+bool normalize_label_span(Span<Label> &labels, Arena &arena, KnownNames *known = nullptr);
+bool normalize_exemplar_label_span(Span<Label> &labels, Arena &arena, KnownNames *known = nullptr);
+
 // The sample names the family writes in the Prometheus text exposition,
 // plus the family's own name: counter/gauge `x` -> {x}; histogram `x` ->
 // {x, x_bucket, x_sum, x_count}.

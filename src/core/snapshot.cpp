@@ -284,10 +284,11 @@ Family &family_named(std::vector<Family> &out, const char *name, MetricType type
 
 void add_series(std::vector<Family> &out, const char *name, MetricType type, const char *help,
                 const std::string &service, double value) {
+  Family &f = family_named(out, name, type, help);
   Series s;
-  s.labels = {{"service", service}};
+  s.labels = f.store().labels({{"service", service}});
   s.value = value;
-  family_named(out, name, type, help).series.push_back(std::move(s));
+  f.series.push_back(std::move(s));
 }
 
 }  // namespace
@@ -444,7 +445,7 @@ void append_snapshot_series(const Snapshot &snap, const std::string &service,
                              "context compactions performed, by compaction tier");
     for (const auto &[tier, count] : c.compactions_by_tier) {
       Series s;
-      s.labels = {{"service", service}, {"tier", tier}};
+      s.labels = f.store().labels({{"service", service}, {"tier", tier}});
       s.value = d(count);
       f.series.push_back(std::move(s));
     }

@@ -28,6 +28,7 @@ extern "C" {
 #include <algorithm>
 #include <memory>
 #include <cmath>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -842,7 +843,7 @@ namespace {
 struct Model {
   std::vector<aj::Family> families;
   std::unordered_map<std::string, size_t> by_name;
-  std::string out;
+  aj::RenderedText out;
   struct Sample {
     std::string name;
     aj::Labels labels;
@@ -856,6 +857,10 @@ struct Model {
   // 0.6.0: the slots' latest write (epoch s) and exemplars, per series.
   std::unordered_map<std::string, double> slot_updated;
   std::unordered_map<std::string, std::vector<aj::Exemplar>> slot_exemplars;
+  // The slots' exemplar labels; the arenas of families whose series moved
+  // into `families` (the snapshots'). They outlive the render.
+  aj::Arena arena;
+  std::vector<std::shared_ptr<aj::Arena>> kept_arenas;
   // Family index by name while the series are read (views of the names in
   // `families`, which does not grow meanwhile).
   std::unordered_map<std::string_view, size_t> family_at;
@@ -913,6 +918,9 @@ void for_each_pair(const JsonbContainer *jc, F &&f) {
 // the order normalize_labels leaves, so it has nothing to move.
 void sort_refs(LabelRef *refs, int n) {
   const auto less = [](const LabelRef &a, const LabelRef &b) {
+    // most names differ in their first byte: decided inline
+    if (a.key_len > 0 && b.key_len > 0 && a.key[0] != b.key[0])
+      return (unsigned char)a.key[0] < (unsigned char)b.key[0];
     int c = memcmp(a.key, b.key, (size_t)Min(a.key_len, b.key_len));
     return c != 0 ? c < 0 : a.key_len < b.key_len;
   };
@@ -1105,21 +1113,55 @@ void read_exemplars(const JsonbContainer *root, ExemplarRefs *out) {
   });
 }
 
-// The exemplars read into `refs` appended to `out` as the model's.
-void exemplars_from(const ExemplarRefs &refs, std::vector<aj::Exemplar> *out) {
-  for (int k = 0; k < refs.n; k++) {
-    const ExemplarRef &r = refs.ex[k];
-    aj::Exemplar &e = out->emplace_back();
-    e.bucket = r.bucket;
-    e.labels.reserve(r.n_labels);
-    for (int j = r.first_label; j < r.first_label + r.n_labels; j++) {
-      const LabelRef &l = refs.labels[j];
-      e.labels.emplace_back(std::piecewise_construct, std::forward_as_tuple(l.key, l.key_len),
-                            std::forward_as_tuple(l.value, l.value_len));
+// `n` label refs copied into `arena` as the model's labels, the array and
+// the bytes in one allocation. A name equal to the one at the same place
+// in `prev` (the family's previous series: a family's series mostly have
+// the same label names) is not copied: it shares prev's bytes.
+aj::Span<aj::Label> labels_from(const LabelRef *refs, int n, aj::Arena &arena,
+                                aj::Span<aj::Label> prev = {}) {
+  if (n <= 0) return {};
+  uint64 shared = 0;  // bit j: name j is prev's (the first 64)
+  size_t bytes = sizeof(aj::Label) * (size_t)n;
+  for (int j = 0; j < n; j++) {
+    const LabelRef &r = refs[j];
+    if (j < 64 && (size_t)j < prev.size() && prev[j].first.size() == (size_t)r.key_len &&
+        memcmp(prev[j].first.data(), r.key, r.key_len) == 0) {
+      shared |= UINT64CONST(1) << j;
+    } else {
+      bytes += r.key_len;
     }
-    e.value = r.value;
-    e.timestamp = r.ts;
+    bytes += r.value_len;
   }
+  char *p = static_cast<char *>(arena.allocate(bytes, alignof(aj::Label)));
+  aj::Span<aj::Label> out{reinterpret_cast<aj::Label *>(p), (uint32_t)n};
+  p += sizeof(aj::Label) * (size_t)n;
+  for (int j = 0; j < n; j++) {
+    const LabelRef &r = refs[j];
+    std::string_view name;
+    if (j < 64 && (shared & (UINT64CONST(1) << j))) {
+      name = prev[j].first;
+    } else {
+      memcpy(p, r.key, r.key_len);
+      name = std::string_view(p, r.key_len);
+      p += r.key_len;
+    }
+    memcpy(p, r.value, r.value_len);
+    new (&out.data[j]) aj::Label(name, std::string_view(p, r.value_len));
+    p += r.value_len;
+  }
+  return out;
+}
+
+// The exemplar read into `r` as the model's, its labels copied into `arena`
+// (names shared with `prev`'s, as labels_from does).
+aj::Exemplar exemplar_from(const ExemplarRefs &refs, const ExemplarRef &r, aj::Arena &arena,
+                           aj::Span<aj::Label> prev = {}) {
+  aj::Exemplar e;
+  e.bucket = r.bucket;
+  e.labels = labels_from(refs.labels + r.first_label, r.n_labels, arena, prev);
+  e.value = r.value;
+  e.timestamp = r.ts;
+  return e;
 }
 
 // Loads everything the exposition shows into `m`, in one snapshot.
@@ -1207,7 +1249,11 @@ void load_model(Model *m, bool want_exemplars) {
                      std::string key = slot_key(name, labels);
                      m->slot_totals[key] += sum;
                      if (sr.slots_updated_at) m->slot_updated[key] = updated;
-                     if (!exnull) exemplars_from(exr, &m->slot_exemplars[key]);
+                     if (!exnull) {
+                       std::vector<aj::Exemplar> &v = m->slot_exemplars[key];
+                       for (int k = 0; k < exr.n; k++)
+                         v.push_back(exemplar_from(exr, exr.ex[k], m->arena));
+                     }
                    }, err, sizeof err), err);
     }
     SPI_freetuptable(SPI_tuptable);
@@ -1291,15 +1337,27 @@ void load_model(Model *m, bool want_exemplars) {
                      if (last < stale_before) return;
                    }
                    // built in place: one Series per row, no move
-                   aj::Series &s = m->families[it->second].series.emplace_back();
+                   aj::Family &f = m->families[it->second];
+                   aj::Arena &arena = f.store();
+                   // the family's previous series, whose label names this one's likely shares
+                   const aj::Series *prev = f.series.empty() ? nullptr : &f.series.back();
+                   aj::Span<aj::Label> prev_labels, prev_ex_labels;
+                   if (prev) {
+                     prev_labels = prev->labels;
+                     if (!prev->exemplars.empty()) prev_ex_labels = prev->exemplars[0].labels;
+                   }
+                   aj::Series &s = f.series.emplace_back();
                    s.created = created;
                    auto se = key.empty() ? m->slot_exemplars.end() : m->slot_exemplars.find(key);
                    const size_t slot_ex = se != m->slot_exemplars.end() ? se->second.size() : 0;
                    if (exr.n + slot_ex > 0) {
-                     s.exemplars.reserve(exr.n + slot_ex);
-                     exemplars_from(exr, &s.exemplars);
+                     s.exemplars.data = arena.array<aj::Exemplar>(exr.n + slot_ex);
+                     for (int k = 0; k < exr.n; k++)
+                       new (&s.exemplars.data[s.exemplars.count++])
+                           aj::Exemplar(exemplar_from(exr, exr.ex[k], arena, prev_ex_labels));
                      if (slot_ex > 0)
-                       for (const aj::Exemplar &e : se->second) s.exemplars.push_back(e);
+                       for (const aj::Exemplar &e : se->second)
+                         new (&s.exemplars.data[s.exemplars.count++]) aj::Exemplar(e);
                      // the latest per bucket first: the renderer keeps the first
                      if (s.exemplars.size() > 1)
                        std::stable_sort(s.exemplars.begin(), s.exemplars.end(),
@@ -1308,12 +1366,7 @@ void load_model(Model *m, bool want_exemplars) {
                                                                       : a.timestamp > b.timestamp;
                                         });
                    }
-                   s.labels.reserve(nl);
-                   for (int j = 0; j < nl; j++)
-                     s.labels.emplace_back(
-                         std::piecewise_construct,
-                         std::forward_as_tuple(label_refs[j].key, label_refs[j].key_len),
-                         std::forward_as_tuple(label_refs[j].value, label_refs[j].value_len));
+                   s.labels = labels_from(label_refs, nl, arena, prev_labels);
                    s.value = value;
                    if (!m->slot_totals.empty()) {
                      auto slots = m->slot_totals.find(slot_key(std::string_view(name, name_len), labels));
@@ -1360,6 +1413,7 @@ void load_model(Model *m, bool want_exemplars) {
         } else {
           auto &dst = m->families[it->second].series;
           for (auto &s : f.series) dst.push_back(std::move(s));
+          if (f.arena) m->kept_arenas.push_back(f.arena);  // where those series' labels live
         }
       }
     }, err, sizeof err);
@@ -1476,9 +1530,38 @@ void load_model(Model *m, bool want_exemplars) {
 
 enum class Format { Prometheus, OpenMetrics, Otlp, Samples };
 
+// A render's text is written where the result datum will be: palloc'd in
+// `text_cxt` with room for a varlena header before it, so the text becomes
+// the result without a copy (result_text). Neither function ereports
+// (palloc_extended with MCXT_ALLOC_NO_OOM returns null when out of memory;
+// the render then throws std::bad_alloc), as RenderOptions asks.
+MemoryContext text_cxt;
+
+void *text_alloc(size_t n) {
+  if (n > MaxAllocHugeSize - VARHDRSZ) return nullptr;
+  char *p = (char *)MemoryContextAllocExtended(text_cxt, n + VARHDRSZ,
+                                               MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+  return p ? p + VARHDRSZ : nullptr;
+}
+
+void text_release(void *p) {
+  if (p) pfree((char *)p - VARHDRSZ);
+}
+
+// The rendered text as a text datum: its buffer (from text_alloc) with the
+// header filled in, owned by the memory context from now on.
+text *result_text(aj::RenderedText *out) {
+  if (out->size > MaxAllocSize - VARHDRSZ)  // as cstring_to_text_with_len refuses it
+    return cstring_to_text_with_len(out->c_str(), (int)out->size);
+  text *t = (text *)(out->bytes.release() - VARHDRSZ);
+  SET_VARSIZE(t, out->size + VARHDRSZ);
+  return t;
+}
+
 // Loads and renders; the result is in m->out (or m->samples).
 Model *render(Format fmt, const char *only_service) {
   Model *m = make_owned<Model>(CurrentMemoryContext);
+  text_cxt = CurrentMemoryContext;
   OwnerSwitch who = spi_begin();
   load_model(m, fmt == Format::OpenMetrics || fmt == Format::Otlp);
   spi_end(who);
@@ -1491,18 +1574,21 @@ Model *render(Format fmt, const char *only_service) {
     aj::RenderOptions opts;
     opts.max_series_per_family = (size_t)cap;
     opts.interrupted = interrupted;
+    opts.allocate = text_alloc;
+    opts.release = text_release;
     opts.scope_version = m->scope_version;
     opts.service_namespace = ns;
     switch (fmt) {
       case Format::Prometheus:
-        m->out = aj::render_prometheus(std::move(m->families), opts);
+        m->out = aj::render_prometheus_buffer(std::move(m->families), opts);
         break;
       case Format::OpenMetrics:
-        m->out = aj::render_openmetrics(std::move(m->families), opts);
+        m->out = aj::render_openmetrics_buffer(std::move(m->families), opts);
         break;
       case Format::Otlp: {
         std::string svc = only_service ? only_service : "";
-        m->out = aj::render_otlp_json(std::move(m->families), only_service ? &svc : nullptr, now_ns, opts);
+        m->out = aj::render_otlp_json_buffer(std::move(m->families), only_service ? &svc : nullptr,
+                                             now_ns, opts);
         break;
       }
       case Format::Samples: {
@@ -1510,18 +1596,18 @@ Model *render(Format fmt, const char *only_service) {
         for (const aj::Family &f : m->families) {
           for (const aj::Series &s : f.series) {
             if (f.type != aj::MetricType::Histogram) {
-              m->samples.push_back({f.name, s.labels, s.value});
+              m->samples.push_back({f.name, aj::to_labels(s.labels), s.value});
               continue;
             }
             uint64_t cum = 0;
             for (size_t b = 0; b < s.bucket_counts.size(); b++) {
               cum += s.bucket_counts[b];
-              aj::Labels l = s.labels;
+              aj::Labels l = aj::to_labels(s.labels);
               l.emplace_back("le", b < f.bounds.size() ? aj::format_double(f.bounds[b]) : "+Inf");
               m->samples.push_back({f.name + "_bucket", std::move(l), (double)cum});
             }
-            m->samples.push_back({f.name + "_sum", s.labels, s.sum});
-            m->samples.push_back({f.name + "_count", s.labels, (double)s.count});
+            m->samples.push_back({f.name + "_sum", aj::to_labels(s.labels), s.sum});
+            m->samples.push_back({f.name + "_count", aj::to_labels(s.labels), (double)s.count});
           }
         }
         break;
@@ -1537,18 +1623,20 @@ Model *render(Format fmt, const char *only_service) {
 
 Datum aj_prometheus_text(PG_FUNCTION_ARGS) {
   Model *m = render(Format::Prometheus, nullptr);
-  PG_RETURN_TEXT_P(cstring_to_text_with_len(m->out.data(), (int)m->out.size()));
+  PG_RETURN_TEXT_P(result_text(&m->out));
 }
 
 Datum aj_openmetrics_text(PG_FUNCTION_ARGS) {
   Model *m = render(Format::OpenMetrics, nullptr);
-  PG_RETURN_TEXT_P(cstring_to_text_with_len(m->out.data(), (int)m->out.size()));
+  PG_RETURN_TEXT_P(result_text(&m->out));
 }
 
 Datum aj_otlp_json(PG_FUNCTION_ARGS) {
   char *service = PG_ARGISNULL(0) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(0));
   Model *m = render(Format::Otlp, service);
-  return DirectFunctionCall1(jsonb_in, CStringGetDatum(m->out.c_str()));
+  Datum d = DirectFunctionCall1(jsonb_in, CStringGetDatum(m->out.c_str()));
+  text_release(m->out.bytes.release());  // parsed: the text is not needed any more
+  return d;
 }
 
 Datum aj_metric_samples(PG_FUNCTION_ARGS) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -37,20 +38,34 @@ const char kDroppedZerosOpenMetrics[] =
     "agent_journal_render_dropped_series{reason=\"duplicate\"} 0.0\n"
     "agent_journal_render_dropped_series{reason=\"invalid\"} 0.0\n";
 
+// Where the tests' series keep their labels and exemplars.
+Arena &test_arena() {
+  static Arena arena;
+  return arena;
+}
+
 Series point(Labels labels, double value) {
   Series s;
-  s.labels = std::move(labels);
+  s.labels = test_arena().labels(labels);
   s.value = value;
   return s;
 }
 
 Series hist_point(Labels labels, std::vector<uint64_t> buckets, double sum) {
   Series s;
-  s.labels = std::move(labels);
+  s.labels = test_arena().labels(labels);
   s.bucket_counts = std::move(buckets);
   s.sum = sum;
   for (uint64_t c : s.bucket_counts) s.count += c;
   return s;
+}
+
+// Appends an exemplar to the series (its span rewritten in the arena).
+void add_exemplar(Series &s, std::size_t bucket, const Labels &labels, double value, double ts) {
+  Exemplar *e = test_arena().array<Exemplar>(s.exemplars.size() + 1);
+  for (std::size_t i = 0; i < s.exemplars.size(); ++i) new (&e[i]) Exemplar(s.exemplars[i]);
+  new (&e[s.exemplars.size()]) Exemplar{bucket, test_arena().labels(labels), value, ts};
+  s.exemplars = Span<Exemplar>{e, s.exemplars.count + 1};
 }
 
 Family family(std::string name, MetricType type, std::string help, std::vector<Series> series,
@@ -342,6 +357,7 @@ TEST(Dropping, LabelOrderWithSharedPrefixes) {
   const std::vector<std::string> names = {"a", "ab", "instance", "instancf", "p"};
   std::mt19937_64 rng(11);
   std::vector<Series> series;
+  std::vector<std::pair<Labels, double>> given;
   for (int i = 0; i < 3000; ++i) {
     Labels labels;
     const int n = static_cast<int>(rng() % 4);
@@ -351,20 +367,21 @@ TEST(Dropping, LabelOrderWithSharedPrefixes) {
       for (const auto &[have, v] : labels) taken = taken || have == name;
       if (!taken) labels.emplace_back(name, values[rng() % values.size()]);
     }
-    series.push_back(point(std::move(labels), i));
+    series.push_back(point(labels, i));
+    given.emplace_back(std::move(labels), i);
   }
   // The reference: labels sorted by name, series stably by their labels.
-  std::vector<Series> expected = series;
-  for (Series &s : expected) {
-    std::stable_sort(s.labels.begin(), s.labels.end(),
+  std::vector<std::pair<Labels, double>> expected = given;
+  for (auto &s : expected) {
+    std::stable_sort(s.first.begin(), s.first.end(),
                      [](const auto &a, const auto &b) { return a.first < b.first; });
   }
   std::stable_sort(expected.begin(), expected.end(),
-                   [](const Series &a, const Series &b) { return a.labels < b.labels; });
+                   [](const auto &a, const auto &b) { return a.first < b.first; });
   uint64_t duplicates = 0;
-  std::vector<Series> unique;
-  for (Series &s : expected) {
-    if (!unique.empty() && unique.back().labels == s.labels) {
+  std::vector<std::pair<Labels, double>> unique;
+  for (auto &s : expected) {
+    if (!unique.empty() && unique.back().first == s.first) {
       ++duplicates;
     } else {
       unique.push_back(std::move(s));
@@ -377,15 +394,15 @@ TEST(Dropping, LabelOrderWithSharedPrefixes) {
   EXPECT_EQ(d.duplicate, duplicates);
   ASSERT_EQ(families[0].series.size(), unique.size());
   for (std::size_t i = 0; i < unique.size(); ++i) {
-    EXPECT_EQ(families[0].series[i].labels, unique[i].labels) << i;
-    EXPECT_EQ(families[0].series[i].value, unique[i].value) << i;
+    EXPECT_EQ(to_labels(families[0].series[i].labels), unique[i].first) << i;
+    EXPECT_EQ(families[0].series[i].value, unique[i].second) << i;
   }
   // Already in order: the same again.
   std::vector<Family> again = {family("g", MetricType::Gauge, "G", families[0].series)};
   EXPECT_EQ(prepare_families(again, opts).duplicate, 0u);
   ASSERT_EQ(again[0].series.size(), unique.size());
   for (std::size_t i = 0; i < unique.size(); ++i) {
-    EXPECT_EQ(again[0].series[i].labels, unique[i].labels) << i;
+    EXPECT_EQ(to_labels(again[0].series[i].labels), unique[i].first) << i;
   }
 }
 
@@ -498,7 +515,7 @@ TEST(Dropping, PrepareIsShared) {
   EXPECT_EQ(model[2].name, kDroppedFamilyName);
   EXPECT_EQ(model[2].series.size(), 3u);
   EXPECT_EQ(d.duplicate + d.invalid + d.cardinality, 0u);
-  EXPECT_EQ(model[0].series[0].labels, (Labels{{"code", "200"}, {"method", "get"}}));
+  EXPECT_EQ(to_labels(model[0].series[0].labels), (Labels{{"code", "200"}, {"method", "get"}}));
 }
 
 // --- cancellation -------------------------------------------------------
@@ -734,11 +751,11 @@ TEST(Otlp, StartTimeForCumulativePoints) {
 TEST(OpenMetrics, ExemplarsOnBucketsAndCounters) {
   Family c = counter_family();
   // requests_total{code="500"} is series 1 after sorting; give series 0 one
-  c.series[0].exemplars.push_back({0, {{"trace_id", "abc"}, {"agent_id", "a1"}}, 2, 1700000003.5});
+  add_exemplar(c.series[0], 0, {{"trace_id", "abc"}, {"agent_id", "a1"}}, 2, 1700000003.5);
   Family h = histogram_family();  // bounds 0.5, 1; counts 1 2 3
-  h.series[0].exemplars.push_back({1, {{"sequence", "42"}}, 0.75, 1700000004});
-  h.series[0].exemplars.push_back({2, {{"sequence", "43"}}, 7, 1700000005.25});
-  h.series[0].exemplars.push_back({9, {{"sequence", "44"}}, 7, 1700000005});  // no such bucket
+  add_exemplar(h.series[0], 1, {{"sequence", "42"}}, 0.75, 1700000004);
+  add_exemplar(h.series[0], 2, {{"sequence", "43"}}, 7, 1700000005.25);
+  add_exemplar(h.series[0], 9, {{"sequence", "44"}}, 7, 1700000005);  // no such bucket
   std::string out = render_openmetrics({c, h}, {});
   EXPECT_NE(out.find("requests_total{code=\"200\",method=\"get\"} 5.0 # {agent_id=\"a1\",trace_id=\"abc\"} 2.0 1700000003.5\n"),
             std::string::npos) << out;
@@ -751,10 +768,62 @@ TEST(OpenMetrics, ExemplarsOnBucketsAndCounters) {
   EXPECT_EQ(render_prometheus({c, h}, {}).find(" # {"), std::string::npos);
 }
 
+// Copies of a model share their labels: preparing one (sorting labels,
+// dropping empty values and bad exemplars, all written anew) leaves what
+// the others see as it was.
+TEST(Model, CopiesRenderAlike) {
+  Family c = family("requests_total", MetricType::Counter, "Requests",
+                    {point({{"z", "1"}, {"empty", ""}, {"a", "2"}}, 5)});
+  add_exemplar(c.series[0], 0, {{"trace_id", std::string(130, 'x')}}, 1, 1700000000);
+  add_exemplar(c.series[0], 0, {{"b", "2"}, {"a", "1"}}, 2, 1700000001);
+  const std::vector<Family> model = {c};
+  const std::string first = render_openmetrics(model, {});
+  EXPECT_NE(first.find("requests_total{a=\"2\",z=\"1\"} 5.0 # {a=\"1\",b=\"2\"} 2.0 1700000001\n"),
+            std::string::npos)
+      << first;
+  EXPECT_EQ(render_openmetrics(model, {}), first);
+  EXPECT_EQ(to_labels(model[0].series[0].labels), (Labels{{"z", "1"}, {"empty", ""}, {"a", "2"}}));
+  EXPECT_EQ(model[0].series[0].exemplars.size(), 2u);
+}
+
+// The *_buffer renders write where RenderOptions::allocate says, and
+// give back what they do not keep.
+int g_allocated = 0, g_released = 0;
+void *counting_allocate(std::size_t n) {
+  ++g_allocated;
+  return std::malloc(n);
+}
+void counting_release(void *p) {
+  ++g_released;
+  std::free(p);
+}
+
+TEST(Render, BufferFromTheCallersAllocator) {
+  const std::vector<Family> model = {counter_family(), histogram_family(), gauge_family()};
+  RenderOptions opts;
+  opts.allocate = counting_allocate;
+  opts.release = counting_release;
+  {
+    RenderedText t = render_openmetrics_buffer(model, opts);
+    EXPECT_EQ(t.view(), render_openmetrics(model, {}));
+    EXPECT_EQ(t.c_str()[t.size], '\0');
+    RenderedText p = render_prometheus_buffer(model, opts);
+    EXPECT_EQ(p.view(), render_prometheus(model, {}));
+    RenderedText o = render_otlp_json_buffer(model, nullptr, 1700000009000000000, opts);
+    EXPECT_EQ(o.view(), render_otlp_json(model, nullptr, 1700000009000000000, {}));
+    EXPECT_GE(g_allocated, 3);
+  }
+  EXPECT_EQ(g_released, g_allocated);
+  // A cancelled render gives its buffer back too.
+  opts.interrupted = [] { return true; };
+  EXPECT_THROW(render_openmetrics_buffer(model, opts), Cancelled);
+  EXPECT_EQ(g_released, g_allocated);
+}
+
 TEST(OpenMetrics, InvalidExemplarLeftOutSeriesKept) {
   Family c = counter_family();
   std::string long_value(130, 'x');
-  c.series[0].exemplars.push_back({0, {{"trace_id", long_value}}, 1, 1700000000});
+  add_exemplar(c.series[0], 0, {{"trace_id", long_value}}, 1, 1700000000);
   std::string out = render_openmetrics({c}, {});
   EXPECT_NE(out.find("requests_total{code=\"200\",method=\"get\"} 5.0\n"), std::string::npos) << out;
   EXPECT_EQ(out.find(" # {"), std::string::npos) << out;
@@ -762,11 +831,13 @@ TEST(OpenMetrics, InvalidExemplarLeftOutSeriesKept) {
 
 TEST(Otlp, Exemplars) {
   Family c = counter_family();
-  c.series[0].exemplars.push_back(
-      {0, {{"trace_id", "4BF92F3577B34DA6A3CE929D0E0E4736"}, {"span_id", "00f067aa0ba902b7"}, {"agent_id", "a1"}},
-       2, 1700000003.5});
+  add_exemplar(c.series[0], 0,
+               {{"trace_id", "4BF92F3577B34DA6A3CE929D0E0E4736"},
+                {"span_id", "00f067aa0ba902b7"},
+                {"agent_id", "a1"}},
+               2, 1700000003.5);
   Family h = histogram_family();
-  h.series[0].exemplars.push_back({2, {{"trace_id", "not-hex"}}, 7, 1700000005});
+  add_exemplar(h.series[0], 2, {{"trace_id", "not-hex"}}, 7, 1700000005);
   nlohmann::json doc = nlohmann::json::parse(render_otlp_json({c, h}, nullptr, 1700000009000000000, {}));
   const auto &rm = doc["resourceMetrics"][0];
   const auto *requests = metric_named(rm, "requests");
@@ -865,10 +936,11 @@ std::vector<Family> rich_model() {
   // _created and exemplars (counter and histogram buckets), as the library
   // renders them
   m[0].series[0].created = 1700000000.123456;
-  m[0].series[0].exemplars.push_back({0, {{"trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"}}, 1, 1700000001.5});
+  add_exemplar(m[0].series[0], 0, {{"trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"}}, 1,
+               1700000001.5);
   m[3].series[0].created = 1700000000;
-  m[3].series[0].exemplars.push_back({0, {{"agent_id", "a1"}, {"sequence", "42"}}, 0.25, 1700000002});
-  m[3].series[0].exemplars.push_back({2, {{"le", "x"}}, 9, 1700000003});
+  add_exemplar(m[3].series[0], 0, {{"agent_id", "a1"}, {"sequence", "42"}}, 0.25, 1700000002);
+  add_exemplar(m[3].series[0], 2, {{"le", "x"}}, 9, 1700000003);
   return m;
 }
 

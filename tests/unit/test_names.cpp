@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/names.hpp"
 
@@ -357,6 +360,99 @@ TEST(ExemplarLabels, SortedAndLimited) {
             "exemplar.1x: label name \"1x\" is not valid: must match [a-zA-Z_][a-zA-Z0-9_]*");
   EXPECT_EQ(error_of([&] { normalize_exemplar_labels({{"k", "\xff"}}); }),
             "exemplar.k: label value is not valid utf-8");
+}
+
+// The arena forms decide as the owning ones do, and never write the array
+// they were given.
+TEST(LabelSpans, AsNormalizeLabels) {
+  const std::vector<Labels> cases = {
+      {},
+      {{"a", "1"}},
+      {{"b", "2"}, {"a", "1"}},
+      {{"a", ""}, {"b", "2"}},
+      {{"x", ""}},
+      {{"a", "1"}, {"b", "2"}, {"a", "3"}},
+      {{"a", ""}, {"a", "3"}},
+      {{"a", "1"}, {"le", "1"}},
+      {{"quantile", "1"}},
+      {{"__x", ""}},
+      {{"9a", "v"}},
+      {{"a", "\xff"}},
+      {{"a", std::string("x\0y", 3)}},
+      {{"a", std::string(4097, 'v')}},
+      {{"a", std::string(4096, 'v')}},
+      {{"t", "caf\xc3\xa9"}, {"s", "\"q\"\n\\"}},
+      {{"instance", "h"}, {"path", "/p"}, {"status", "200"}},
+  };
+  Arena arena;
+  KnownNames known;
+  for (int pass = 0; pass < 2; ++pass) {  // the second with names known
+    for (const Labels &in : cases) {
+      Span<Label> span = arena.labels(in);
+      const Span<Label> given = span;
+      bool want_ok = true;
+      Labels want;
+      try {
+        want = normalize_labels(in);
+      } catch (const std::invalid_argument &) {
+        want_ok = false;
+      }
+      EXPECT_EQ(normalize_label_span(span, arena, pass == 0 ? nullptr : &known), want_ok)
+          << ::testing::PrintToString(in);
+      if (want_ok) {
+        EXPECT_EQ(to_labels(span), want) << ::testing::PrintToString(in);
+      }
+      EXPECT_EQ(to_labels(given), in);  // untouched
+    }
+  }
+}
+
+TEST(LabelSpans, AsNormalizeExemplarLabels) {
+  const std::vector<Labels> cases = {
+      {},
+      {{"trace_id", "abc"}, {"agent_id", "a"}},
+      {{"le", "x"}},
+      {{"k", ""}},
+      {{"k", std::string(127, 'x')}},
+      {{"k", std::string(128, 'x')}},
+      {{"k", "\xc3\xa9" + std::string(126, 'x')}},
+      {{"k", "\xc3\xa9" + std::string(127, 'x')}},
+      {{"k", "\xff"}},
+      {{"1x", "v"}},
+      {{"__x", "v"}},
+      {{"a", "1"}, {"a", "2"}},
+  };
+  Arena arena;
+  KnownNames known;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const Labels &in : cases) {
+      Span<Label> span = arena.labels(in);
+      bool want_ok = true;
+      Labels want;
+      try {
+        want = normalize_exemplar_labels(in);
+      } catch (const std::invalid_argument &) {
+        want_ok = false;
+      }
+      EXPECT_EQ(normalize_exemplar_label_span(span, arena, pass == 0 ? nullptr : &known), want_ok)
+          << ::testing::PrintToString(in);
+      if (want_ok) {
+        EXPECT_EQ(to_labels(span), want) << ::testing::PrintToString(in);
+      }
+    }
+  }
+}
+
+TEST(Arena, KeepsWhatItHandedOut) {
+  Arena arena;
+  std::vector<std::string_view> views;
+  for (int i = 0; i < 20000; ++i) views.push_back(arena.str(std::to_string(i)));
+  views.push_back(arena.str(std::string(100000, 'z')));  // larger than a block
+  for (int i = 0; i < 20000; ++i) ASSERT_EQ(views[i], std::to_string(i));
+  EXPECT_EQ(views.back(), std::string(100000, 'z'));
+  EXPECT_TRUE(arena.str("").empty());
+  double *d = arena.array<double>(3);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(d) % alignof(double), 0u);
 }
 
 }  // namespace

@@ -141,7 +141,7 @@ TEST(SnapshotFamilies, ExampleMapsToTable) {
     ASSERT_EQ(f->series.size(), 1u);
     EXPECT_DOUBLE_EQ(f->series[0].value, r.value);
     const Labels expected = {{"service", "planner"}};
-    EXPECT_EQ(f->series[0].labels, expected);
+    EXPECT_EQ(to_labels(f->series[0].labels), expected);
   }
 
   const Family *tiers = find(fams, "agent_runtime_compactions_by_tier_total");
@@ -151,9 +151,9 @@ TEST(SnapshotFamilies, ExampleMapsToTable) {
   ASSERT_EQ(tiers->series.size(), 2u);
   const Labels summarize = {{"service", "planner"}, {"tier", "summarize"}};
   const Labels truncate = {{"service", "planner"}, {"tier", "truncate"}};
-  EXPECT_EQ(tiers->series[0].labels, summarize);
+  EXPECT_EQ(to_labels(tiers->series[0].labels), summarize);
   EXPECT_EQ(tiers->series[0].value, 5);
-  EXPECT_EQ(tiers->series[1].labels, truncate);
+  EXPECT_EQ(to_labels(tiers->series[1].labels), truncate);
   EXPECT_EQ(tiers->series[1].value, 2);
 
   // One family per metric, nothing else.
@@ -189,15 +189,15 @@ TEST(SnapshotFamilies, TwoServicesMergeIntoOneFamilyPerName) {
   const Family *running = find(fams, "agent_runtime_scheduler_running_agents");
   ASSERT_NE(running, nullptr);
   ASSERT_EQ(running->series.size(), 2u);
-  EXPECT_EQ(running->series[0].labels, (Labels{{"service", "alpha"}}));
+  EXPECT_EQ(to_labels(running->series[0].labels), (Labels{{"service", "alpha"}}));
   EXPECT_EQ(running->series[0].value, 5);
-  EXPECT_EQ(running->series[1].labels, (Labels{{"service", "beta"}}));
+  EXPECT_EQ(to_labels(running->series[1].labels), (Labels{{"service", "beta"}}));
   EXPECT_EQ(running->series[1].value, 9);
 
   const Family *tiers = find(fams, "agent_runtime_compactions_by_tier_total");
   ASSERT_NE(tiers, nullptr);
   ASSERT_EQ(tiers->series.size(), 3u);
-  EXPECT_EQ(tiers->series[2].labels, (Labels{{"service", "beta"}, {"tier", "drop"}}));
+  EXPECT_EQ(to_labels(tiers->series[2].labels), (Labels{{"service", "beta"}, {"tier", "drop"}}));
   EXPECT_EQ(tiers->series[2].value, 1);
 }
 
@@ -244,7 +244,7 @@ TEST(SnapshotFamilies, CompactionNullOrAbsentOmitsCompactionFamilies) {
   const Family *total = find(fams, "agent_runtime_compactions_total");
   ASSERT_NE(total, nullptr);
   ASSERT_EQ(total->series.size(), 1u);
-  EXPECT_EQ(total->series[0].labels, (Labels{{"service", "b"}}));
+  EXPECT_EQ(to_labels(total->series[0].labels), (Labels{{"service", "b"}}));
 }
 
 TEST(SnapshotFamilies, NullOrAbsentContextRatioOmitted) {
