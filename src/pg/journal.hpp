@@ -48,6 +48,9 @@ struct Rels {
   Oid lease_graph, saved_states, retention, tallies, tallies_pkey, saved_states_pkey;  // 0.5.0
 };
 const Rels &rels();
+// The agent whose shards rels() names on a distributed journal (Citus):
+// set by lock_agent and by the readers before their first read.
+void journal_agent(const pg_uuid_t *agent);
 
 // Reads the agent's latest sequence, compaction point, owner and lease.
 Latest read_latest(Datum agent, View view);
