@@ -19,19 +19,27 @@ DECLARE
   t text;
   anchor text := NULL;
   had_rows boolean;
+  on_coordinator boolean;
   f pg_catalog.regprocedure;
   swap text;
   node record;
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
-    RAISE EXCEPTION 'agent_journal.distribute() needs the citus extension in this database'
-      USING ERRCODE = '55000', HINT = 'CREATE EXTENSION citus, add the workers, then call it again.';
+  -- Citus moves the tables only for their owner; an agent_journal admin
+  -- (who may execute every function) gets this error rather than Citus's
+  IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+          WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+    RAISE EXCEPTION 'agent_journal.distribute() must be run by a superuser'
+      USING ERRCODE = '42501';
   END IF;
   IF shard_count IS NOT NULL AND shard_count OPERATOR(pg_catalog.<) 1 THEN
     RAISE EXCEPTION 'shard_count must be at least 1, not %', shard_count USING ERRCODE = '22023';
   END IF;
-  EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO had_rows;
-  IF NOT had_rows THEN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+    RAISE EXCEPTION 'agent_journal.distribute() needs the citus extension in this database'
+      USING ERRCODE = '55000', HINT = 'CREATE EXTENSION citus, add the workers, then call it again.';
+  END IF;
+  EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO on_coordinator;
+  IF NOT on_coordinator THEN
     RAISE EXCEPTION 'agent_journal.distribute() runs on the Citus coordinator'
       USING ERRCODE = '55000';
   END IF;
