@@ -151,29 +151,64 @@ void refuse(const LayoutInfo &info) {
                    "docs/scaling.md says how to move a hand-made layout back.")));
 }
 
-// The shard of `relid` whose hash range holds `hash`, or 0.
-int64 shard_for(Oid relid, int32 hash) {
-  int64 shard = 0;
+// The distributed tables' shards, read once per transaction (three catalog
+// scans, whatever the number of tables and calls): per shard its table,
+// hash range and the group (node) of its placement.
+struct ShardInfo {
+  Oid relid;
+  int32 min, max;
+  int64 shard;
+  int32 group;
+};
+struct ShardMap {
+  LocalTransactionId lxid = InvalidLocalTransactionId;
+  ShardInfo *shards = nullptr;
+  int n = 0;
+  int32 local_group = -1;
+};
+ShardMap shard_map;
+
+int32 local_group();
+
+const ShardMap &shards(Oid nsp) {
+  if (shard_map.lxid == MyProc->lxid) return shard_map;
+  Oid dist[16];
+  for (int i = 0; i < N_DIST_TABLES; i++) dist[i] = get_relname_relid(DIST_TABLES[i], nsp);
+  MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+  int cap = 64, n = 0;
+  ShardInfo *v = (ShardInfo *)palloc(sizeof(ShardInfo) * cap);
   scan_catalog("pg_dist_shard", [&](const CatRow &row) {
     bool isnull, minnull, maxnull;
-    if (shard != 0 || DatumGetObjectId(row.get("logicalrelid", &isnull)) != relid) return;
+    Oid relid = DatumGetObjectId(row.get("logicalrelid", &isnull));
+    bool ours = false;
+    for (int i = 0; i < N_DIST_TABLES; i++) ours = ours || relid == dist[i];
+    if (!ours) return;
     Datum lo = row.get("shardminvalue", &minnull), hi = row.get("shardmaxvalue", &maxnull);
     if (minnull || maxnull) return;
-    int32 min = pg_strtoint32(TextDatumGetCString(lo)), max = pg_strtoint32(TextDatumGetCString(hi));
-    if (hash >= min && hash <= max) shard = DatumGetInt64(row.get("shardid", &isnull));
+    if (n == cap) v = (ShardInfo *)repalloc(v, sizeof(ShardInfo) * (cap *= 2));
+    v[n++] = ShardInfo{relid, pg_strtoint32(TextDatumGetCString(lo)), pg_strtoint32(TextDatumGetCString(hi)),
+                       DatumGetInt64(row.get("shardid", &isnull)), -1};
   });
-  return shard;
-}
-
-// The group (node) that holds `shard`'s placement, or -1.
-int32 shard_group(int64 shard) {
-  int32 group = -1;
   scan_catalog("pg_dist_placement", [&](const CatRow &row) {
     bool isnull;
-    if (DatumGetInt64(row.get("shardid", &isnull)) == shard)
-      group = DatumGetInt32(row.get("groupid", &isnull));
+    int64 shard = DatumGetInt64(row.get("shardid", &isnull));
+    for (int i = 0; i < n; i++)
+      if (v[i].shard == shard) v[i].group = DatumGetInt32(row.get("groupid", &isnull));
   });
-  return group;
+  MemoryContextSwitchTo(old);
+  shard_map.shards = v;
+  shard_map.n = n;
+  shard_map.local_group = local_group();
+  shard_map.lxid = MyProc->lxid;
+  return shard_map;
+}
+
+// The shard of `relid` whose hash range holds `hash` (nullptr: none).
+const ShardInfo *shard_for(Oid nsp, Oid relid, int32 hash) {
+  const ShardMap &m = shards(nsp);
+  for (int i = 0; i < m.n; i++)
+    if (m.shards[i].relid == relid && hash >= m.shards[i].min && hash <= m.shards[i].max) return &m.shards[i];
+  return nullptr;
 }
 
 int32 local_group() {
@@ -211,30 +246,31 @@ Oid agent_shard_rel(Oid nsp, const char *table, const pg_uuid_t *agent, const ch
                     Oid *index_oid) {
   Oid relid = get_relname_relid(table, nsp);
   int32 hash = DatumGetInt32(DirectFunctionCall1(uuid_hash, UUIDPGetDatum(agent)));
-  int64 shard = shard_for(relid, hash);
-  if (shard == 0)
+  const ShardInfo *si = shard_for(nsp, relid, hash);
+  if (si == nullptr)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("agent_journal.%s has no shard for agent %s", table,
                            DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(agent))))));
-  int32 group = shard_group(shard);
-  if (group != local_group())
+  if (si->group != shard_map.local_group) {
+    char *node = group_node(si->group);
     ereport(ERROR,
             (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
              errmsg("agent %s lives on %s, not on this node",
-                    DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(agent))), group_node(group)),
+                    DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(agent))), node),
              errdetail("On a distributed journal the journal's functions run on the node that holds "
                        "the agent's shards; Citus sends them there when they are called as a statement "
                        "of their own, such as SELECT agent_journal.append(...), but not from inside "
                        "another function or a query over a table."),
-             errhint("Call the function as a statement of its own, or on %s.", group_node(group))));
+             errhint("Call the function as a statement of its own, or on %s.", node)));
+  }
   char name[NAMEDATALEN + 24];
-  snprintf(name, sizeof name, "%s_" INT64_FORMAT, table, shard);
+  snprintf(name, sizeof name, "%s_" INT64_FORMAT, table, si->shard);
   Oid shard_rel = get_relname_relid(name, nsp);
   if (!OidIsValid(shard_rel))
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("shard agent_journal.%s is missing on this node", name)));
   if (index != nullptr) {
-    snprintf(name, sizeof name, "%s_" INT64_FORMAT, index, shard);
+    snprintf(name, sizeof name, "%s_" INT64_FORMAT, index, si->shard);
     *index_oid = get_relname_relid(name, nsp);
     if (!OidIsValid(*index_oid))
       ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -246,8 +282,8 @@ Oid agent_shard_rel(Oid nsp, const char *table, const pg_uuid_t *agent, const ch
 bool agent_is_local(Oid nsp, const pg_uuid_t *agent) {
   Oid relid = get_relname_relid("entries", nsp);
   int32 hash = DatumGetInt32(DirectFunctionCall1(uuid_hash, UUIDPGetDatum(agent)));
-  int64 shard = shard_for(relid, hash);
-  return shard != 0 && shard_group(shard) == local_group();
+  const ShardInfo *si = shard_for(nsp, relid, hash);
+  return si != nullptr && si->group == shard_map.local_group;
 }
 
 void refuse_citus_layout(Oid nsp) {
