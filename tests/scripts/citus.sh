@@ -232,6 +232,29 @@ for call in "SELECT count(*) FROM agent_journal.replay_backward('$B')"; do
 done
 expect_eq "distributed: forget_agent refused, the agent is intact" "$(n "$W1" "SELECT agent_journal.latest_sequence('$B')")" "8"
 
+# tenants: roles and grant_access on the coordinator (Citus creates the
+# roles and copies the function grants to the workers); an agent bound to
+# one writer refuses another on every node; the admin level lives in a
+# per-node table: an admin from the coordinator is no admin on the workers
+# (refused, never more)
+T=00000000-0000-0000-0000-0000000000cb
+n "$C" "CREATE ROLE \"Citus Writer\" LOGIN; CREATE ROLE citus_other LOGIN; CREATE ROLE citus_admin LOGIN" >/dev/null
+n "$C" "SELECT agent_journal.grant_access('Citus Writer', 'writer'), agent_journal.grant_access('citus_other', 'writer'), agent_journal.grant_access('citus_admin', 'admin')" >/dev/null
+as_role() { psql -X -v ON_ERROR_STOP=1 -v VERBOSITY=sqlstate -At -h 127.0.0.1 -p "$1" -U "$2" -d $DB -c "$3" 2>&1 | sed 's/^ERROR: *//' | head -1; }
+expect_eq "tenants: a writer appends through the coordinator" "$(as_role "$C" "Citus Writer" "SELECT agent_journal.append('$T', 1, '$E')")" "1"
+expect_eq "tenants: and through a worker" "$(as_role "$W1" "Citus Writer" "SELECT agent_journal.append('$T', 1, '$E')")" "2"
+n "$C" "SELECT agent_journal.bind_agent('$T', '\"Citus Writer\"'::regrole)" >/dev/null
+for p in "${PORTS[@]}"; do
+  expect_eq "tenants: the bound agent refuses another writer on port $p" \
+    "$(as_role "$p" citus_other "SELECT agent_journal.append('$T', 1, '$E')")" "42501"
+  expect_eq "tenants: and its replay on port $p" \
+    "$(as_role "$p" citus_other "SELECT count(*) FROM agent_journal.replay('$T')")" "42501"
+done
+expect_eq "tenants: the owner replays through a worker" "$(as_role "$W2" "Citus Writer" "SELECT count(*) FROM agent_journal.replay('$T')")" "2"
+expect_eq "tenants: an admin from the coordinator is refused on the agent's worker (per-node admin level)" \
+  "$(as_role "$C" citus_admin "SELECT agent_journal.append('$T', 1, '$E')")" "42501"
+expect_eq "tenants: nothing written by the refused calls" "$(n "$C" "SELECT agent_journal.latest_sequence('$T')")" "2"
+
 # concurrent writers on one agent through the coordinator and both
 # workers: every acknowledged sequence present, gap-free, unique
 CW=00000000-0000-0000-0000-0000000000c9
