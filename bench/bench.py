@@ -11,6 +11,7 @@ unless smoke). Standard library only: runs on Debian's /usr/bin/python3.
 Exit status: 0 when every workload ran or was skipped as n/a, 1 when one
 failed. Goals are reported, never asserted.
 """
+import json
 import datetime
 import math
 import os
@@ -37,6 +38,7 @@ OUT_MD = os.environ["AJ_BENCH_OUT_MD"]
 OUT_PNG = os.environ.get("AJ_BENCH_OUT_PNG", "")
 ONLY = set(filter(None, os.environ.get("AJ_BENCH_ONLY", "").split(",")))
 REPLAY_N = 10_000 if SMOKE else 1_000_000
+CITUS_REPLAY_N = 10_000 if SMOKE else 100_000
 MEMORY_NS = [1_000, 10_000] if SMOKE else [100_000, 1_000_000]
 PROM_SIZES = [10_000] if SMOKE else [10_000, 100_000, 1_000_000]
 PROM_FAMILIES = 20
@@ -128,7 +130,7 @@ def reset():
 # --------------------------------------------------------------- pgbench
 
 def pgbench(script, clients, defines=None, pgoptions=None, seconds=None, transactions=None,
-            user=None, mode="prepared"):
+            user=None, mode="prepared", env_extra=None):
     """One pgbench -M prepared run (as `user`, default the superuser; `mode`
     another -M); returns {'tps':, 'lat_ms':}."""
     seconds = seconds or SECONDS
@@ -138,7 +140,7 @@ def pgbench(script, clients, defines=None, pgoptions=None, seconds=None, transac
            "-f", script if os.path.isabs(script) else os.path.join(WORKLOADS, script)]
     for k, v in (defines or {}).items():
         cmd += ["-D", f"{k}={v}"]
-    env = dict(os.environ)
+    env = dict(os.environ, **(env_extra or {}))
     if user:
         env["PGUSER"] = user
     if pgoptions:
@@ -1262,10 +1264,103 @@ def w15_drain(how):
                  f"{FEED_N / med(s['base']):.2f} s (baseline), {steps:,} steps ({how})")
 
 
+def w16_citus():
+    """16a/16b (issue 11): a coordinator and two workers of their own
+    (ports AJ_PGPORT+101..103), the journal distributed by distribute().
+    16a: append through the coordinator (8 clients, an agent each) vs a
+    plain INSERT into a table distributed by agent_id. 16b: replay of one
+    agent's CITUS_REPLAY_N entries (Citus runs it on the worker holding the
+    agent's shards) vs a distributed SELECT ... ORDER BY of the same rows,
+    both through the coordinator."""
+    titles = [("16a. Citus: append through the coordinator, 8 agents vs INSERT into a distributed table",
+               "appends/s", 8, "≥ 0.80×"),
+              (f"16b. Citus: replay {CITUS_REPLAY_N:,} entries from the agent's worker vs distributed SELECT ORDER BY",
+               "ms", 1, "— (report)")]
+    libdir = subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True).stdout.strip()
+    if not os.path.exists(os.path.join(libdir, "citus.so")):
+        for t, unit, clients, goal in titles:
+            na_row(t, unit, clients, goal, "Citus not installed (not a Debian package)")
+        return
+    if not exists("proc", "agent_journal.distribute(integer)"):
+        for t, unit, clients, goal in titles:
+            na_row(t, unit, clients, goal, "agent_journal.distribute(integer) not in this build")
+        return
+    base = int(os.environ["AJ_PGPORT"]) + 101
+    ports = [base, base + 1, base + 2]
+    conf = ("listen_addresses = '127.0.0.1'\nshared_preload_libraries = 'citus'\n"
+            "citus.enable_statistics_collection = off\nmax_connections = 100\nmax_prepared_transactions = 100\n" + os.environ.get("AJ_PG_CONF", ""))
+    cluster = os.path.join(REPO, "scripts", "cluster")
+
+    def node_env(p):
+        return {"PGHOST": "127.0.0.1", "PGPORT": str(p), "PGUSER": "postgres", "PGDATABASE": "aj_bench_citus"}
+
+    def q(p, sql):
+        return psql(sql, node_env(p))
+
+    try:
+        for p in ports:
+            env = dict(os.environ, AJ_PGPORT=str(p), AJ_CLUSTER_DIR=f"/tmp/aj_bench_citus.{p}", AJ_PG_CONF=conf)
+            r = subprocess.run([cluster, "start"], env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise Failed(f"citus node {p}: {(r.stderr or r.stdout).strip()[-300:]}")
+            psql("CREATE DATABASE aj_bench_citus", dict(node_env(p), PGDATABASE="postgres"))
+            q(p, "CREATE EXTENSION citus")
+        c = ports[0]
+        q(c, f"SELECT citus_set_coordinator_host('127.0.0.1', {c})")
+        for p in ports[1:]:
+            q(c, f"SELECT citus_add_node('127.0.0.1', {p})")
+        q(c, "CREATE EXTENSION agent_journal")
+        q(c, "SELECT agent_journal.distribute()")
+        q(c, "CREATE TABLE bench_dist (agent_id uuid NOT NULL, sequence bigserial, iteration integer NOT NULL, "
+             "kind text NOT NULL, recorded_at timestamptz NOT NULL, event jsonb NOT NULL, "
+             "PRIMARY KEY (agent_id, sequence)); SELECT create_distributed_table('bench_dist', 'agent_id')")
+        d = {"event": EVENT}
+        cenv = node_env(c)
+
+        def reset_citus():
+            q(c, "TRUNCATE bench_dist; TRUNCATE agent_journal.entries, agent_journal.agent_state, "
+                 "agent_journal.idempotency_keys, agent_journal.feed_pending")
+
+        s = alternate([("ours", lambda: pgbench("append_client_agent.sql", 8, d, env_extra=cenv)["tps"]),
+                       ("base", lambda: pgbench("citus_insert_client_agent.sql", 8, d, env_extra=cenv)["tps"])],
+                      before=reset_citus)
+        add_row(titles[0][0], med(s["ours"]), med(s["base"]), "appends/s", 8, goal=0.80,
+                goal_text="≥ 0.80×", samples=s, short="16a Citus append / distributed INSERT")
+        reset_citus()
+        agent = "00000000-0000-0000-0000-0000000000b6"
+        q(c, "CREATE TABLE bench_dist_replay (LIKE bench_dist INCLUDING ALL); "
+             "SELECT create_distributed_table('bench_dist_replay', 'agent_id', colocate_with => 'bench_dist')")
+        # the events as a literal: a call whose arguments hold a subquery is
+        # not delegated by Citus, and a writer then refuses on the coordinator
+        for k in range(CITUS_REPLAY_N // 1000):
+            events = ",".join(quote(json.dumps({"type": "tool_call", "n": k * 1000 + i}))
+                              for i in range(1000))
+            q(c, f"SELECT agent_journal.append_batch('{agent}', 1, ARRAY[{events}]::jsonb[])")
+        q(c, f"INSERT INTO bench_dist_replay (agent_id, sequence, iteration, kind, recorded_at, event) "
+             f"SELECT agent_id, sequence, iteration, kind, recorded_at, event FROM agent_journal.entries "
+             f"WHERE agent_id = '{agent}'")
+        got = q(c, f"SELECT count(*) FROM agent_journal.replay('{agent}')")
+        if int(got) != CITUS_REPLAY_N:
+            raise Failed(f"16b: replay gave {got} entries, expected {CITUS_REPLAY_N}")
+        dr = {"agent": agent}
+        for script in ("replay.sql", "citus_replay_plain.sql"):
+            pgbench(script, 1, dr, transactions=1, env_extra=cenv)
+        s = alternate([("ours", lambda: pgbench("replay.sql", 1, dr, env_extra=cenv)["lat_ms"]),
+                       ("base", lambda: pgbench("citus_replay_plain.sql", 1, dr, env_extra=cenv)["lat_ms"])],
+                      before=None)
+        add_row(titles[1][0], med(s["ours"]), med(s["base"]), "ms", 1, goal_text="— (report)",
+                higher_is_better=False, samples=s, short="16b Citus replay / distributed SELECT")
+    finally:
+        for p in ports:
+            env = dict(os.environ, AJ_PGPORT=str(p), AJ_CLUSTER_DIR=f"/tmp/aj_bench_citus.{p}")
+            subprocess.run([cluster, "stop"], env=env, capture_output=True, text=True)
+
+
 WORKLOAD_FNS = [("1", w1_append_distinct), ("2", w2_append_one_agent), ("3", w3_batch),
                 ("8", w8_peers), ("9", w9_append_leased), ("10", w10_claim_renew),
                 ("4", w4_replay), ("11", w11_resume), ("12", w12_point_reads), ("13", w13_replay_backward),
                 ("5", w5_ingest), ("6", w6_counter), ("7", w7_prometheus), ("14", w14_journal_render),
+                ("16", w16_citus),  # clusters of its own
                 ("15", w15_feed)]   # last: it restarts the cluster (library preloaded) and back
 
 

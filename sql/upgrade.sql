@@ -211,6 +211,23 @@ SELECT agent_journal.append('00000000-0000-0000-0000-0000000000e1', 2, '{"type":
 SELECT agent_journal.counter_add('upgraded_total');
 SELECT line FROM agent_journal.prometheus, regexp_split_to_table(exposition, E'\n') line
 WHERE line LIKE 'agent_journal_appended%' OR line LIKE 'upgraded_total%';
+-- 0.8.0: distribute() for Citus; only the superuser may run it, and
+-- without Citus it says what it needs
+ALTER EXTENSION agent_journal UPDATE TO '0.8.0';
+CREATE ROLE regress_aj_upgrade_late;
+SELECT agent_journal.grant_access('regress_aj_upgrade_late', 'admin');
+SET ROLE regress_aj_upgrade_late;
+\set VERBOSITY sqlstate
+SELECT agent_journal.distribute();
+\set VERBOSITY default
+RESET ROLE;
+SELECT agent_journal.revoke_access('regress_aj_upgrade_late', 'admin');
+DROP ROLE regress_aj_upgrade_late;
+\set VERBOSITY sqlstate
+SELECT agent_journal.distribute();
+SELECT agent_journal.distribute(0);
+\set VERBOSITY default
+SELECT agent_journal.distribute();
 -- every extension object is the same as in a fresh install of the default version
 CREATE TEMP TABLE upgraded AS
 SELECT pg_describe_object(classid, objid, objsubid) AS obj FROM pg_depend

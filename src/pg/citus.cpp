@@ -1,8 +1,7 @@
-// See citus.hpp. No Citus header is used: the check reads Citus's catalog
-// pg_catalog.pg_dist_partition (its first column, logicalrelid, names
-// every table Citus manages on this node, coordinator and workers alike
-// once metadata is synced) by name, so the library needs no Citus to build
-// or load.
+// See citus.hpp. No Citus header is used: the layout and the shards are
+// read from Citus's catalogs (pg_dist_partition, pg_dist_shard,
+// pg_dist_placement, pg_dist_local_group, pg_dist_node) by name and column
+// number, so the library needs no Citus to build or load.
 #include "pg/citus.hpp"
 
 extern "C" {
@@ -10,11 +9,19 @@ extern "C" {
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/pg_namespace.h"
+#include "lib/stringinfo.h"
 #include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/uuid.h"
 }
 
 namespace ajpg {
-namespace {
+
+const char *const DIST_TABLES[] = {"agent_state",  "entries",     "idempotency_keys",
+                                   "saved_states", "lease_graph", "feed_pending"};
+const int N_DIST_TABLES = sizeof DIST_TABLES / sizeof DIST_TABLES[0];
 
 bool citus_preloaded() {
   static int preloaded = -1;  // shared_preload_libraries is fixed at start
@@ -25,45 +32,268 @@ bool citus_preloaded() {
   return preloaded == 1;
 }
 
-// The first relation of `nsp` that Citus manages, or InvalidOid.
-Oid citus_table_in(Oid nsp) {
-  Oid dist = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
-  if (!OidIsValid(dist)) return InvalidOid;  // citus is preloaded, not created here
-  Oid found = InvalidOid;
-  Relation rel = table_open(dist, AccessShareLock);
+namespace {
+
+// One row of a Citus catalog; columns by name (Citus has dropped columns
+// from its catalogs across versions, so positions differ).
+struct CatRow {
+  HeapTuple tup;
+  Relation rel;
+  Datum get(const char *column, bool *isnull) const {
+    AttrNumber att = get_attnum(RelationGetRelid(rel), column);
+    if (att == InvalidAttrNumber)
+      ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                      errmsg("Citus catalog %s has no column \"%s\"", RelationGetRelationName(rel), column),
+                      errhint("agent_journal supports the Citus catalogs of Citus 13.")));
+    return heap_getattr(tup, att, RelationGetDescr(rel), isnull);
+  }
+};
+
+// Calls f(row) for every row of pg_catalog.<name>; false if the catalog
+// does not exist (Citus preloaded, not created here).
+template <typename F>
+bool scan_catalog(const char *name, F &&f) {
+  Oid relid = get_relname_relid(name, PG_CATALOG_NAMESPACE);
+  if (!OidIsValid(relid)) return false;
+  Relation rel = table_open(relid, AccessShareLock);
   SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, nullptr, 0, nullptr);
   HeapTuple tup;
-  while (!OidIsValid(found) && HeapTupleIsValid(tup = systable_getnext(scan))) {
-    bool isnull;
-    Datum d = heap_getattr(tup, 1, RelationGetDescr(rel), &isnull);  // logicalrelid
-    if (!isnull && get_rel_namespace(DatumGetObjectId(d)) == nsp) found = DatumGetObjectId(d);
-  }
+  while (HeapTupleIsValid(tup = systable_getnext(scan))) f(CatRow{tup, rel});
   systable_endscan(scan);
   table_close(rel, AccessShareLock);
-  return found;
+  return true;
+}
+
+enum class Layout { None, Supported, Unsupported };
+struct LayoutInfo {
+  Layout layout = Layout::None;
+  Oid offending = InvalidOid;  // a table Citus manages outside the supported layout
+  const char *why = nullptr;
+};
+
+LayoutInfo read_layout(Oid nsp) {
+  LayoutInfo info;
+  Oid dist[16];
+  for (int i = 0; i < N_DIST_TABLES; i++) dist[i] = get_relname_relid(DIST_TABLES[i], nsp);
+  bool found[16] = {false};
+  int colocation = -1, managed = 0;
+  scan_catalog("pg_dist_partition", [&](const CatRow &row) {
+    bool isnull;
+    Oid relid = DatumGetObjectId(row.get("logicalrelid", &isnull));
+    if (isnull || get_rel_namespace(relid) != nsp) return;
+    managed++;
+    char method = DatumGetChar(row.get("partmethod", &isnull));
+    Datum key = row.get("partkey", &isnull);
+    char *keytext = isnull ? nullptr : TextDatumGetCString(key);
+    int coloc = DatumGetInt32(row.get("colocationid", &isnull));
+    int which = -1;
+    for (int i = 0; i < N_DIST_TABLES; i++)
+      if (relid == dist[i]) which = i;
+    if (which < 0) {
+      info.offending = relid;
+      info.why = "it is not one of the tables distribute() distributes";
+      return;
+    }
+    // partkey is the distribution column as a node string: a Var whose
+    // varattno must be agent_id's
+    AttrNumber agent_att = get_attnum(relid, "agent_id");
+    char want[32];
+    snprintf(want, sizeof want, ":varattno %d ", agent_att);
+    if (method != 'h' || keytext == nullptr || strstr(keytext, want) == nullptr) {
+      info.offending = relid;
+      info.why = "it is not hash-distributed by agent_id";
+      return;
+    }
+    if (colocation >= 0 && coloc != colocation) {
+      info.offending = relid;
+      info.why = "it is not co-located with the journal's other tables";
+      return;
+    }
+    colocation = coloc;
+    found[which] = true;
+  });
+  if (managed == 0) return info;
+  if (!OidIsValid(info.offending)) {
+    for (int i = 0; i < N_DIST_TABLES; i++)
+      if (OidIsValid(dist[i]) && !found[i]) {
+        info.offending = dist[i];
+        info.why = "it is left on this node while the journal's other tables are distributed";
+        break;
+      }
+  }
+  info.layout = OidIsValid(info.offending) ? Layout::Unsupported : Layout::Supported;
+  return info;
+}
+
+LocalTransactionId layout_lxid = InvalidLocalTransactionId;
+Oid layout_nsp = InvalidOid;
+LayoutInfo layout_cache;
+
+const LayoutInfo &layout(Oid nsp) {
+  if (layout_lxid != MyProc->lxid || layout_nsp != nsp) {
+    layout_cache = read_layout(nsp);
+    layout_lxid = MyProc->lxid;
+    layout_nsp = nsp;
+  }
+  return layout_cache;
+}
+
+void refuse(const LayoutInfo &info) {
+  const char *name = get_rel_name(info.offending);
+  ereport(ERROR,
+          (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+           errmsg("agent_journal.%s is managed by Citus in a layout agent_journal does not support",
+                  name ? name : "?"),
+           errdetail("%s. On a Citus node such a table is a shell without the rows, so a direct write "
+                     "would be acknowledged and lost; nothing was written.",
+                     info.why),
+           errhint("Distribute the journal with agent_journal.distribute() on the coordinator; "
+                   "docs/scaling.md says how to move a hand-made layout back.")));
+}
+
+// The distributed tables' shards, read once per transaction (three catalog
+// scans, whatever the number of tables and calls): per shard its table,
+// hash range and the group (node) of its placement.
+struct ShardInfo {
+  Oid relid;
+  int32 min, max;
+  int64 shard;
+  int32 group;
+};
+struct ShardMap {
+  LocalTransactionId lxid = InvalidLocalTransactionId;
+  ShardInfo *shards = nullptr;
+  int n = 0;
+  int32 local_group = -1;
+};
+ShardMap shard_map;
+
+int32 local_group();
+
+const ShardMap &shards(Oid nsp) {
+  if (shard_map.lxid == MyProc->lxid) return shard_map;
+  Oid dist[16];
+  for (int i = 0; i < N_DIST_TABLES; i++) dist[i] = get_relname_relid(DIST_TABLES[i], nsp);
+  MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+  int cap = 64, n = 0;
+  ShardInfo *v = (ShardInfo *)palloc(sizeof(ShardInfo) * cap);
+  scan_catalog("pg_dist_shard", [&](const CatRow &row) {
+    bool isnull, minnull, maxnull;
+    Oid relid = DatumGetObjectId(row.get("logicalrelid", &isnull));
+    bool ours = false;
+    for (int i = 0; i < N_DIST_TABLES; i++) ours = ours || relid == dist[i];
+    if (!ours) return;
+    Datum lo = row.get("shardminvalue", &minnull), hi = row.get("shardmaxvalue", &maxnull);
+    if (minnull || maxnull) return;
+    if (n == cap) v = (ShardInfo *)repalloc(v, sizeof(ShardInfo) * (cap *= 2));
+    v[n++] = ShardInfo{relid, pg_strtoint32(TextDatumGetCString(lo)), pg_strtoint32(TextDatumGetCString(hi)),
+                       DatumGetInt64(row.get("shardid", &isnull)), -1};
+  });
+  scan_catalog("pg_dist_placement", [&](const CatRow &row) {
+    bool isnull;
+    int64 shard = DatumGetInt64(row.get("shardid", &isnull));
+    for (int i = 0; i < n; i++)
+      if (v[i].shard == shard) v[i].group = DatumGetInt32(row.get("groupid", &isnull));
+  });
+  MemoryContextSwitchTo(old);
+  shard_map.shards = v;
+  shard_map.n = n;
+  shard_map.local_group = local_group();
+  shard_map.lxid = MyProc->lxid;
+  return shard_map;
+}
+
+// The shard of `relid` whose hash range holds `hash` (nullptr: none).
+const ShardInfo *shard_for(Oid nsp, Oid relid, int32 hash) {
+  const ShardMap &m = shards(nsp);
+  for (int i = 0; i < m.n; i++)
+    if (m.shards[i].relid == relid && hash >= m.shards[i].min && hash <= m.shards[i].max) return &m.shards[i];
+  return nullptr;
+}
+
+int32 local_group() {
+  int32 group = -1;
+  scan_catalog("pg_dist_local_group", [&](const CatRow &row) {
+    bool isnull;
+    group = DatumGetInt32(row.get("groupid", &isnull));
+  });
+  return group;
+}
+
+// "host:port" of the group's node, for messages.
+char *group_node(int32 group) {
+  char *node = nullptr;
+  scan_catalog("pg_dist_node", [&](const CatRow &row) {
+    bool isnull;
+    if (node || DatumGetInt32(row.get("groupid", &isnull)) != group) return;
+    Datum host = row.get("nodename", &isnull);
+    int32 port = DatumGetInt32(row.get("nodeport", &isnull));
+    node = psprintf("%s:%d", TextDatumGetCString(host), port);
+  });
+  return node ? node : pstrdup("another node");
 }
 
 }  // namespace
 
-void refuse_citus_layout(Oid nsp) {
-  if (!citus_preloaded() || !OidIsValid(nsp)) return;
-  static LocalTransactionId checked = InvalidLocalTransactionId;
-  if (checked == MyProc->lxid) return;
-  Oid relid = citus_table_in(nsp);
-  if (OidIsValid(relid)) {
-    const char *name = get_rel_name(relid);
+bool journal_distributed(Oid nsp) {
+  if (!citus_preloaded() || !OidIsValid(nsp)) return false;
+  const LayoutInfo &info = layout(nsp);
+  if (info.layout == Layout::Unsupported) refuse(info);
+  return info.layout == Layout::Supported;
+}
+
+Oid agent_shard_rel(Oid nsp, const char *table, const pg_uuid_t *agent, const char *index,
+                    Oid *index_oid) {
+  Oid relid = get_relname_relid(table, nsp);
+  int32 hash = DatumGetInt32(DirectFunctionCall1(uuid_hash, UUIDPGetDatum(agent)));
+  const ShardInfo *si = shard_for(nsp, relid, hash);
+  if (si == nullptr)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("agent_journal.%s has no shard for agent %s", table,
+                           DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(agent))))));
+  if (si->group != shard_map.local_group) {
+    char *node = group_node(si->group);
     ereport(ERROR,
             (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-             errmsg("agent_journal.%s is managed by Citus; agent_journal does not support its tables "
-                    "distributed, reference or Citus-local yet",
-                    name ? name : "?"),
-             errdetail("agent_journal reads and writes its tables directly; on a Citus node such a "
-                       "table is a shell without the rows, so a write would be acknowledged and lost."),
-             errhint("Nothing was written. The rows are intact in the shards; docs/scaling.md says how "
-                     "to move the journal back (Citus's undistribute_table refuses a member of an "
-                     "extension).")));
+             errmsg("agent %s lives on %s, not on this node",
+                    DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(agent))), node),
+             errdetail("On a distributed journal the journal's functions run on the node that holds "
+                       "the agent's shards; Citus sends them there when they are called as a statement "
+                       "of their own, such as SELECT agent_journal.append(...), but not from inside "
+                       "another function or a query over a table."),
+             errhint("Call the function as a statement of its own, or on %s.", node)));
   }
-  checked = MyProc->lxid;
+  char name[NAMEDATALEN + 24];
+  snprintf(name, sizeof name, "%s_" INT64_FORMAT, table, si->shard);
+  Oid shard_rel = get_relname_relid(name, nsp);
+  if (!OidIsValid(shard_rel))
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("shard agent_journal.%s is missing on this node", name)));
+  if (index != nullptr) {
+    snprintf(name, sizeof name, "%s_" INT64_FORMAT, index, si->shard);
+    *index_oid = get_relname_relid(name, nsp);
+    if (!OidIsValid(*index_oid))
+      ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                      errmsg("shard index agent_journal.%s is missing on this node", name)));
+  }
+  return shard_rel;
+}
+
+bool agent_is_local(Oid nsp, const pg_uuid_t *agent) {
+  Oid relid = get_relname_relid("entries", nsp);
+  int32 hash = DatumGetInt32(DirectFunctionCall1(uuid_hash, UUIDPGetDatum(agent)));
+  const ShardInfo *si = shard_for(nsp, relid, hash);
+  return si != nullptr && si->group == shard_map.local_group;
+}
+
+void refuse_citus_layout(Oid nsp) {
+  if (!citus_preloaded() || !OidIsValid(nsp)) return;
+  const LayoutInfo &info = layout(nsp);
+  if (info.layout == Layout::Unsupported) refuse(info);
+  if (info.layout == Layout::Supported)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("this agent_journal function does not support a distributed journal yet"),
+                    errhint("docs/scaling.md lists what works on a distributed journal.")));
 }
 
 }  // namespace ajpg

@@ -3,18 +3,44 @@
 // a Citus node a distributed or reference table is a "shell" that holds
 // none of the rows: they live in shards. A direct write there would be
 // acknowledged and then found nowhere; a direct read would find nothing.
+//
+// The one supported distributed layout is the one agent_journal.distribute()
+// makes: the per-agent tables (DIST_TABLES) hash-distributed by agent_id,
+// co-located. There the journal's functions work on the agent's shards,
+// on the node that holds them (Citus delegates the calls there); any other
+// layout is refused before anything is read or written.
 #pragma once
 
 #include "pg/pg.hpp"
 
 namespace ajpg {
 
-// ERROR 0A000 (its hint points to docs/scaling.md) when any table in
-// the extension's schema `nsp` is managed by Citus (distributed,
-// reference or Citus-local), a layout agent_journal does not support yet.
-// Called wherever the extension looks up the relations it accesses
-// directly (once per transaction); costs one branch when Citus is not in
-// shared_preload_libraries (Citus cannot run otherwise).
+// The per-agent tables distribute() distributes, co-located, by agent_id.
+extern const char *const DIST_TABLES[];
+extern const int N_DIST_TABLES;
+
+// false: no table of the extension's schema `nsp` is managed by Citus (or
+// Citus is not preloaded: one branch). true: the supported distributed
+// layout. ERROR 0A000 (hint: distribute(), docs/scaling.md) for any other
+// layout. Checked once per transaction.
+bool journal_distributed(Oid nsp);
+// Citus is in shared_preload_libraries (fixed at start; one branch after
+// the first call): only then can the journal be distributed.
+bool citus_preloaded();
+
+// In the distributed layout: the shard of agent_journal.<table> that holds
+// `agent`, if it is placed on this node (its relation's OID), else ERROR
+// 0A000 naming the node that holds it. The shard is found as Citus finds
+// it: the uuid's hash (uuid_hash) within the shard's hash range.
+// With `index` (a constraint or index of the table): its shard's OID too.
+Oid agent_shard_rel(Oid nsp, const char *table, const pg_uuid_t *agent, const char *index = nullptr,
+                    Oid *index_oid = nullptr);
+
+// In the distributed layout: are the agent's shards placed on this node?
+bool agent_is_local(Oid nsp, const pg_uuid_t *agent);
+
+// Kept for callers that read tables without an agent (renders, the feed):
+// ERROR 0A000 in any Citus layout (also the supported one, for now).
 void refuse_citus_layout(Oid nsp);
 
 }  // namespace ajpg

@@ -1,5 +1,6 @@
 // Shared glue: argument checks, cached SPI plans, the agent lock, identity.
 #include "pg/pg.hpp"
+#include "pg/journal.hpp"
 
 extern "C" {
 #include "common/hashfn.h"
@@ -82,6 +83,7 @@ int32 backend_slot(bool (*busy)(int32 slot, void *arg), void *arg) {
 }
 
 void lock_agent(const pg_uuid_t *agent) {
+  journal_agent(agent);
   uint64 h = hash_bytes_extended(agent->data, UUID_LEN, 0x414A);
   LOCKTAG tag;
   SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32)(h >> 32), (uint32)h, AJ_LOCK_SPACE);

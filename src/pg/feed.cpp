@@ -399,7 +399,15 @@ struct AgentView {
 // like the entry's own, or an SPI INSERT if an operator changed the
 // table). Nothing before schema 0.7.0.
 void feed_note(Datum agent, int64 first, int64 last) {
-  Oid pending = feed_rels().pending;
+  Oid pending = InvalidOid;
+  Oid nsp = citus_preloaded() ? get_namespace_oid("agent_journal", true) : InvalidOid;
+  if (OidIsValid(nsp) && journal_distributed(nsp)) {
+    // the agent's shard of feed_pending, on this node (as its entries)
+    if (OidIsValid(get_relname_relid("feed_pending", nsp)))
+      pending = agent_shard_rel(nsp, "feed_pending", DatumGetUUIDP(agent));
+  } else {
+    pending = feed_rels().pending;
+  }
   if (!OidIsValid(pending) || last < first) return;
   static const ColumnSpec cols[] = {{"agent_id", UUIDOID, InvalidOid, false},
                                     {"first_sequence", INT8OID, InvalidOid, false},

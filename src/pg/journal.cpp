@@ -77,12 +77,28 @@ const Oid T_KEY[] = {UUIDOID, TEXTOID};
 namespace {
 Rels rels_cache;
 LocalTransactionId rels_lxid = InvalidLocalTransactionId;
+// The distributed layout: rels() answers with the shards of the agent
+// named by journal_agent() (the writers' lock_agent, the readers' first
+// read), which must be placed on this node.
+bool rels_dist = false;
+bool cache_agent_set = false;
+LocalTransactionId agent_lxid = InvalidLocalTransactionId;  // current_agent's transaction
+pg_uuid_t current_agent, cache_agent;
 }  // namespace
 
+void journal_agent(const pg_uuid_t *agent) {
+  current_agent = *agent;
+  agent_lxid = MyProc->lxid;
+}
+
 const Rels &rels() {
-  if (rels_lxid == MyProc->lxid) return rels_cache;
+  const bool agent_set = agent_lxid == MyProc->lxid;
+  if (rels_lxid == MyProc->lxid &&
+      (!rels_dist || (agent_set && cache_agent_set &&
+                      memcmp(cache_agent.data, current_agent.data, UUID_LEN) == 0)))
+    return rels_cache;
   Oid nsp = get_namespace_oid("agent_journal", false);
-  refuse_citus_layout(nsp);
+  bool dist = journal_distributed(nsp);
   Rels r{get_relname_relid("entries", nsp), get_relname_relid("entries_pkey", nsp),
          get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp),
          get_relname_relid("lease_graph", nsp), get_relname_relid("saved_states", nsp),
@@ -93,6 +109,21 @@ const Rels &rels() {
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("agent_journal's tables or their primary keys are missing"),
                     errhint("Reinstall the extension.")));
+  if (dist) {
+    // Only functions that name an agent work on a distributed journal:
+    // the rest refuse (renders, the feed, the agents view for now).
+    if (!agent_set) refuse_citus_layout(nsp);
+    r.entries = agent_shard_rel(nsp, "entries", &current_agent, "entries_pkey", &r.entries_pkey);
+    r.state = agent_shard_rel(nsp, "agent_state", &current_agent, "agent_state_pkey", &r.state_pkey);
+    if (OidIsValid(r.lease_graph))
+      r.lease_graph = agent_shard_rel(nsp, "lease_graph", &current_agent);
+    if (OidIsValid(r.saved_states))
+      r.saved_states = agent_shard_rel(nsp, "saved_states", &current_agent, "saved_states_pkey",
+                                       &r.saved_states_pkey);
+    cache_agent = current_agent;
+    cache_agent_set = true;
+  }
+  rels_dist = dist;
   rels_cache = r;
   rels_lxid = MyProc->lxid;
   return rels_cache;
@@ -193,8 +224,69 @@ void probe(Oid heap_oid, Oid index_oid, Datum agent, Snapshot snap, ScanDirectio
 
 // Reads the agent's latest sequence, compaction point and owner: a
 // backward probe of the entries' primary key and a probe of agent_state.
-Latest read_latest(Datum agent, View view) {
+// A reader on a distributed journal whose agent lives on another node:
+// the same facts through Citus (routed by agent_id to the agent's shards),
+// as the extension's owner, in the statement's snapshot.
+Latest read_latest_routed(Datum agent) {
   Latest l;
+  static SPIPlanPtr p_state, p_last;
+  MemoryContext caller = CurrentMemoryContext;  // SPI's memory goes at spi_end
+  OwnerSwitch who = spi_begin();
+  Datum a[1] = {agent};
+  run_plan(&p_state,
+           "SELECT compacted_through, compacted_iteration::pg_catalog.int4, owner::pg_catalog.text, "
+           "lease, lease_worker, lease_claimed_at, lease_expires_at, lease_attempts "
+           "FROM agent_journal.agent_state WHERE agent_id OPERATOR(pg_catalog.=) $1",
+           1, T_UUID, a, nullptr, SPI_OK_SELECT, true);
+  if (SPI_processed == 1) {
+    HeapTuple t = SPI_tuptable->vals[0];
+    TupleDesc d = SPI_tuptable->tupdesc;
+    bool isnull;
+    l.known = true;
+    l.sequence = l.compacted = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+    l.compacted_iteration = DatumGetInt32(SPI_getbinval(t, d, 2, &isnull));
+    char *owner = SPI_getvalue(t, d, 3);
+    if (owner != nullptr) {
+      l.bound = true;
+      l.owner = get_role_oid(owner, true);
+    }
+    l.lease_cols = true;
+    Datum token = SPI_getbinval(t, d, 4, &isnull);
+    if (!isnull) {
+      l.lease = DatumGetInt64(token);
+      char *w = SPI_getvalue(t, d, 5);
+      l.lease_worker = MemoryContextStrdup(caller, w ? w : "");
+      Datum c = SPI_getbinval(t, d, 6, &isnull);
+      l.lease_claimed = isnull ? 0 : DatumGetTimestampTz(c);
+      c = SPI_getbinval(t, d, 7, &isnull);
+      l.lease_expires = isnull ? 0 : DatumGetTimestampTz(c);
+    }
+    Datum at = SPI_getbinval(t, d, 8, &isnull);
+    l.lease_attempts = isnull ? 0 : DatumGetInt32(at);
+  }
+  run_plan(&p_last,
+           "SELECT sequence, recorded_at FROM agent_journal.entries "
+           "WHERE agent_id OPERATOR(pg_catalog.=) $1 ORDER BY sequence DESC LIMIT 1",
+           1, T_UUID, a, nullptr, SPI_OK_SELECT, true);
+  if (SPI_processed == 1) {
+    bool isnull;
+    l.has_entry = true;
+    l.sequence = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    l.last_recorded_at =
+        DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+  }
+  spi_end(who);
+  return l;
+}
+
+Latest read_latest(Datum agent, View view) {
+  if (view == View::Statement && citus_preloaded()) {
+    Oid nsp = get_namespace_oid("agent_journal", false);
+    if (journal_distributed(nsp) && !agent_is_local(nsp, DatumGetUUIDP(agent)))
+      return read_latest_routed(agent);
+  }
+  Latest l;
+  journal_agent(DatumGetUUIDP(agent));
   const Rels &r = rels();
   // Writers: make this transaction's earlier inserts (even from the same
   // statement) visible, as SPI does before each statement.
@@ -639,10 +731,56 @@ void entry_scan_end(EntryScan *s) {
   pfree(s);
 }
 
+// entries_into for an agent that lives on another node of a distributed
+// journal: the rows through Citus (routed by agent_id), read with a cursor
+// a page at a time (a coordinator buffers a distributed result: pages keep
+// that bounded), as the extension's owner.
+static void entries_into_routed(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to,
+                                int64 max_entries) {
+  static SPIPlanPtr plan;
+  static const Oid types[] = {UUIDOID, INT8OID, INT8OID};
+  OwnerSwitch who = spi_begin();
+  if (plan == nullptr) {
+    SPIPlanPtr p = SPI_prepare("SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries "
+                               "WHERE agent_id OPERATOR(pg_catalog.=) $1 AND sequence OPERATOR(pg_catalog.>=) $2 "
+                               "AND sequence OPERATOR(pg_catalog.<=) $3 ORDER BY sequence",
+                               3, const_cast<Oid *>(types));
+    if (p == nullptr || SPI_keepplan(p) != 0) elog(ERROR, "agent_journal: SPI_prepare failed");
+    plan = p;
+  }
+  Datum args[3] = {agent, Int64GetDatum(from), Int64GetDatum(to)};
+  Portal portal = SPI_cursor_open(nullptr, plan, args, nullptr, true);
+  int64 n = 0;
+  while (n < max_entries) {
+    long page = (long)Min(max_entries - n, (int64)1000);
+    SPI_cursor_fetch(portal, true, page);
+    if (SPI_processed == 0) break;
+    for (uint64 i = 0; i < SPI_processed; i++) {
+      Datum values[5];
+      bool isnull[5];
+      heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, isnull);
+      tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+    }
+    n += (int64)SPI_processed;
+    SPI_freetuptable(SPI_tuptable);
+    CHECK_FOR_INTERRUPTS();
+  }
+  SPI_cursor_close(portal);
+  spi_end(who);
+}
+
 void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max_entries) {
+  if (citus_preloaded()) {
+    Oid nsp = get_namespace_oid("agent_journal", false);
+    if (journal_distributed(nsp) && !agent_is_local(nsp, DatumGetUUIDP(agent))) {
+      entries_into_routed(rsinfo, agent, from, to, max_entries);
+      return;
+    }
+  }
   // A forward scan of the primary key (agent_id, sequence >= from) straight
   // into the tuplestore, which spills to disk beyond work_mem: one copy per
   // row, no executor, no SPI result set.
+  journal_agent(DatumGetUUIDP(agent));
   EntryScan *s = entry_scan_begin(GetActiveSnapshot());
   entry_scan_range(s, agent, from, to);
   // replay's columns: sequence, iteration, kind, recorded_at, event

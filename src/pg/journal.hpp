@@ -48,6 +48,15 @@ struct Rels {
   Oid lease_graph, saved_states, retention, tallies, tallies_pkey, saved_states_pkey;  // 0.5.0
 };
 const Rels &rels();
+// The agent whose shards rels() names on a distributed journal (Citus):
+// set by lock_agent and by the readers before their first read.
+void journal_agent(const pg_uuid_t *agent);
+// journal_agent for a SQL function whose first argument is the agent (if
+// it is not NULL): called first, so the schema checks before the agent's
+// lock already look at the agent's shards.
+inline void journal_agent_arg(FunctionCallInfo fcinfo) {
+  if (PG_NARGS() > 0 && !PG_ARGISNULL(0)) journal_agent(DatumGetUUIDP(PG_GETARG_DATUM(0)));
+}
 
 // Reads the agent's latest sequence, compaction point, owner and lease.
 Latest read_latest(Datum agent, View view);

@@ -1669,6 +1669,7 @@ Datum aj_metric_samples(PG_FUNCTION_ARGS) {
 Datum aj_observability(PG_FUNCTION_ARGS) {
   require_arg(fcinfo, 0, "agent_id");
   require_arg(fcinfo, 1, "timeline_limit");
+  journal_agent_arg(fcinfo);  // a distributed journal: this agent's shards
   int32 limit = PG_GETARG_INT32(1);
   if (limit < 0) AJ_INVALID("timeline_limit must be >= 0, got %d", limit);
   static const Oid t2[] = {UUIDOID, INT4OID};

@@ -182,6 +182,7 @@ using namespace ajpg;
 
 // set_retention(agent_id, keep_last, max_age, require_state).
 Datum aj_set_retention(PG_FUNCTION_ARGS) {
+  journal_agent_arg(fcinfo);
   require_writable("agent_journal.set_retention()");
   require_arg(fcinfo, 3, "require_state");
   if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) < 0)

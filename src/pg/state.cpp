@@ -158,6 +158,7 @@ using namespace ajpg;
 // fenced writer (tenant, lease), then the range: 1 <= through <= latest,
 // not below the compaction point.
 Datum aj_save_state(PG_FUNCTION_ARGS) {
+  journal_agent_arg(fcinfo);
   require_writable("agent_journal.save_state()");
   require_arg(fcinfo, 0, "agent_id");
   require_arg(fcinfo, 1, "state");
@@ -188,11 +189,13 @@ Datum aj_save_state(PG_FUNCTION_ARGS) {
   static SPIPlanPtr plan;
   static const Oid types[] = {UUIDOID, INT8OID, INT4OID, JSONBOID};
   Datum args[4] = {agent, Int64GetDatum(through), Int32GetDatum(iteration), state};
+  // saved_at: the proposed row's default (clock_timestamp()), as EXCLUDED (Citus
+  // refuses a volatile function in DO UPDATE on a distributed table)
   run_plan(&plan,
            "INSERT INTO agent_journal.saved_states AS s (agent_id, through_sequence, iteration, state) "
            "VALUES ($1, $2, $3, $4) ON CONFLICT (agent_id, through_sequence) DO UPDATE SET "
            "state = EXCLUDED.state, iteration = EXCLUDED.iteration, "
-           "saved_at = pg_catalog.clock_timestamp() "
+           "saved_at = EXCLUDED.saved_at "
            "RETURNING (s.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid)",
            4, types, args, nullptr, SPI_OK_INSERT_RETURNING);
   bool isnull;
@@ -207,6 +210,7 @@ Datum aj_save_state(PG_FUNCTION_ARGS) {
 // caller's access to the agent, and no hole between the latest state and
 // the live entries. Returns max_entries plus the state row (NULL: none).
 Datum aj_resume_guard(PG_FUNCTION_ARGS) {
+  journal_agent_arg(fcinfo);
   static const Oid args_t[] = {UUIDOID, INT8OID};
   require_execute("resume", 2, args_t);
   require_arg(fcinfo, 0, "agent_id");
@@ -228,6 +232,7 @@ Datum aj_resume_guard(PG_FUNCTION_ARGS) {
 // The bound of resume's index scan: the latest state's through_sequence
 // (0: none), for callers who may execute resume and see the agent.
 Datum aj_resume_from(PG_FUNCTION_ARGS) {
+  journal_agent_arg(fcinfo);
   static const Oid args_t[] = {UUIDOID, INT8OID};
   require_execute("resume", 2, args_t);
   require_arg(fcinfo, 0, "agent_id");
@@ -237,6 +242,7 @@ Datum aj_resume_from(PG_FUNCTION_ARGS) {
 // replay_backward's guard: EXECUTE on replay_backward, before_sequence,
 // max_entries, the caller's access. Returns max_entries (NULL: no limit).
 Datum aj_backward_guard(PG_FUNCTION_ARGS) {
+  journal_agent_arg(fcinfo);
   static const Oid args_t[] = {UUIDOID, INT8OID, INT8OID, TEXTARRAYOID};
   require_execute("replay_backward", 4, args_t);
   require_arg(fcinfo, 0, "agent_id");
@@ -253,6 +259,7 @@ Datum aj_backward_guard(PG_FUNCTION_ARGS) {
 // wrote (a probe of idempotency_keys, then of entries_pkey); none if the
 // key is unknown or they were compacted.
 Datum aj_entry_by_key(PG_FUNCTION_ARGS) {
+  journal_agent_arg(fcinfo);
   require_arg(fcinfo, 0, "agent_id");
   require_arg(fcinfo, 1, "idempotency_key");
   check_key(PG_GETARG_TEXT_PP(1));

@@ -246,7 +246,8 @@ SELECT agent_journal.append('$A', 0, '{"type": "Before"}');
 ALTER EXTENSION agent_journal UPDATE;
 SQL
 expect_eq "0.4.0 updated: extension version" \
-  "$(q $SRC "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "0.7.0"
+  "$(q $SRC "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" \
+  "$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$AJ_ROOT/agent_journal.control")"
 # Who holds what on the extension's functions and relations, one line per
 # privilege (order-free: a restore may list an ACL's items differently).
 privileges() {
