@@ -11,6 +11,7 @@
 //  - OTLP: parses with nlohmann, one data point per prepared series (when
 //    not filtered by service), resources sorted and unique;
 //  - format_double round-trips through strtod.
+#include <new>
 #include <algorithm>
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -123,10 +124,12 @@ std::vector<Family> build_model(FuzzedDataProvider &fdp) {
     for (int si = 0; si < ns; ++si) {
       Series s;
       const int nl = fdp.ConsumeIntegralInRange<int>(0, 4);
+      aj::Labels labels;  // copied into the family's arena, as the loaders do
       for (int li = 0; li < nl; ++li) {
-        s.labels.emplace_back(pick_or_random(fdp, kLabelNames, 24),
-                              pick_or_random(fdp, kLabelValues, 40));
+        labels.emplace_back(pick_or_random(fdp, kLabelNames, 24),
+                            pick_or_random(fdp, kLabelValues, 40));
       }
+      s.labels = f.store().labels(labels);
       s.value = any_double(fdp);
       if (f.type == MetricType::Histogram || fdp.ConsumeIntegralInRange<int>(0, 7) == 0) {
         std::size_t nbc = f.bounds.size() + 1;
@@ -144,16 +147,20 @@ std::vector<Family> build_model(FuzzedDataProvider &fdp) {
       // 0.6.0: _created and exemplars (any times, buckets, labels)
       if (fdp.ConsumeBool()) s.created = any_double(fdp);
       const int ne = fdp.ConsumeIntegralInRange<int>(0, 3);
+      Exemplar *ex = f.store().array<Exemplar>(ne);
       for (int ei = 0; ei < ne; ++ei) {
         Exemplar e;
         e.bucket = fdp.ConsumeIntegralInRange<std::size_t>(0, 13);
         const int nel = fdp.ConsumeIntegralInRange<int>(0, 3);
+        aj::Labels el;
         for (int li = 0; li < nel; ++li)
-          e.labels.emplace_back(pick_or_random(fdp, kLabelNames, 24), pick_or_random(fdp, kLabelValues, 40));
+          el.emplace_back(pick_or_random(fdp, kLabelNames, 24), pick_or_random(fdp, kLabelValues, 40));
+        e.labels = f.store().labels(el);
         e.value = any_double(fdp);
         e.timestamp = any_double(fdp);
-        s.exemplars.push_back(std::move(e));
+        new (&ex[ei]) Exemplar(e);
       }
+      s.exemplars = aj::Span<Exemplar>{ex, static_cast<uint32_t>(ne)};
       f.series.push_back(std::move(s));
     }
     families.push_back(std::move(f));
@@ -180,7 +187,7 @@ void check_prepared(const std::vector<Family> &fams, const aj::RenderOptions &op
     AJ_FUZZ_CHECK(!f.help.empty() && aj::is_valid_utf8(f.help), "prepare_families", "bad help");
     for (std::size_t j = 0; j < f.series.size(); ++j) {
       const Series &s = f.series[j];
-      AJ_FUZZ_CHECK(j == 0 || f.series[j - 1].labels < s.labels, "prepare_families",
+      AJ_FUZZ_CHECK(j == 0 || aj::to_labels(f.series[j - 1].labels) < aj::to_labels(s.labels), "prepare_families",
                     "series not sorted/unique in " + f.name);
       if (f.type == MetricType::Histogram) {
         AJ_FUZZ_CHECK(s.bucket_counts.size() == f.bounds.size() + 1, "prepare_families",
