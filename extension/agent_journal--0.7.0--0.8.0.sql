@@ -63,7 +63,8 @@ BEGIN
   END $do$$swap$;
   EXECUTE swap;
   FOR node IN EXECUTE 'SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers($1)'
-      USING 'SET citus.enable_ddl_propagation TO off; ' OPERATOR(pg_catalog.||) swap LOOP
+      USING 'SET citus.enable_ddl_propagation TO off; SET search_path = pg_catalog, pg_temp; '
+            OPERATOR(pg_catalog.||) swap LOOP
     IF NOT node.success THEN
       RAISE EXCEPTION 'agent_journal.distribute(): worker %:% failed: %', node.nodename, node.nodeport, node.result
         USING ERRCODE = '55000';

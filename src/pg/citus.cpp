@@ -286,6 +286,12 @@ bool agent_is_local(Oid nsp, const pg_uuid_t *agent) {
   return si != nullptr && si->group == shard_map.local_group;
 }
 
+bool agent_elsewhere(const pg_uuid_t *agent) {
+  if (!citus_preloaded()) return false;
+  Oid nsp = get_namespace_oid("agent_journal", false);
+  return journal_distributed(nsp) && !agent_is_local(nsp, agent);
+}
+
 void refuse_citus_layout(Oid nsp) {
   if (!citus_preloaded() || !OidIsValid(nsp)) return;
   const LayoutInfo &info = layout(nsp);

@@ -38,6 +38,9 @@ Oid agent_shard_rel(Oid nsp, const char *table, const pg_uuid_t *agent, const ch
 
 // In the distributed layout: are the agent's shards placed on this node?
 bool agent_is_local(Oid nsp, const pg_uuid_t *agent);
+// Does the agent live on another node of a distributed journal (so a
+// reader goes through Citus)? One branch without Citus.
+bool agent_elsewhere(const pg_uuid_t *agent);
 
 // Kept for callers that read tables without an agent (renders, the feed):
 // ERROR 0A000 in any Citus layout (also the supported one, for now).

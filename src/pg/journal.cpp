@@ -280,11 +280,7 @@ Latest read_latest_routed(Datum agent) {
 }
 
 Latest read_latest(Datum agent, View view) {
-  if (view == View::Statement && citus_preloaded()) {
-    Oid nsp = get_namespace_oid("agent_journal", false);
-    if (journal_distributed(nsp) && !agent_is_local(nsp, DatumGetUUIDP(agent)))
-      return read_latest_routed(agent);
-  }
+  if (view == View::Statement && agent_elsewhere(DatumGetUUIDP(agent))) return read_latest_routed(agent);
   Latest l;
   journal_agent(DatumGetUUIDP(agent));
   const Rels &r = rels();
@@ -770,12 +766,9 @@ static void entries_into_routed(ReturnSetInfo *rsinfo, Datum agent, int64 from, 
 }
 
 void entries_into(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to, int64 max_entries) {
-  if (citus_preloaded()) {
-    Oid nsp = get_namespace_oid("agent_journal", false);
-    if (journal_distributed(nsp) && !agent_is_local(nsp, DatumGetUUIDP(agent))) {
-      entries_into_routed(rsinfo, agent, from, to, max_entries);
-      return;
-    }
+  if (agent_elsewhere(DatumGetUUIDP(agent))) {
+    entries_into_routed(rsinfo, agent, from, to, max_entries);
+    return;
   }
   // A forward scan of the primary key (agent_id, sequence >= from) straight
   // into the tuplestore, which spills to disk beyond work_mem: one copy per
