@@ -228,6 +228,15 @@ SELECT agent_journal.distribute();
 SELECT agent_journal.distribute(0);
 \set VERBOSITY default
 SELECT agent_journal.distribute();
+-- 0.9.0: distribute() also makes access_grants a reference table and
+-- refuses while the feed has consumers; without Citus it still says what
+-- it needs, before anything else
+ALTER EXTENSION agent_journal UPDATE TO '0.9.0';
+SELECT agent_journal.subscribe('regress_upgrade_consumer');
+\set VERBOSITY sqlstate
+SELECT agent_journal.distribute();
+\set VERBOSITY default
+SELECT agent_journal.unsubscribe('regress_upgrade_consumer');
 -- every extension object is the same as in a fresh install of the default version
 CREATE TEMP TABLE upgraded AS
 SELECT pg_describe_object(classid, objid, objsubid) AS obj FROM pg_depend

@@ -29,7 +29,7 @@ void append_lease_families(const LeaseTotals &t, std::vector<Family> &out) {
   add(out, "agent_journal_leases_active", MetricType::Gauge, "Agents with a live lease",
       static_cast<double>(t.active));
   if (!t.takeovers_rendered)
-    add(out, kLeaseTakeoversFamily, MetricType::Counter, kLeaseTakeoversHelp, 0, t.since);
+    add(out, kLeaseTakeoversFamily, MetricType::Counter, kLeaseTakeoversHelp, t.takeovers, t.since);
   if (t.has_fenced)
     add(out, "agent_journal_fenced_writes_total", MetricType::Counter,
         "Writes refused because they did not carry the agent's live lease (since server start)",

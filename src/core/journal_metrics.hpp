@@ -24,6 +24,7 @@ struct LeaseTotals {
   uint64_t fenced = 0;             // writes refused by 55006 since server start
   double fenced_since = 0;         // server start, Unix epoch seconds
   double since = 0;                // the journal counters' start (the takeovers placeholder's)
+  double takeovers = 0;            // the placeholder's value (a distributed journal's tally)
 };
 
 constexpr const char *kLeaseTakeoversFamily = "agent_journal_lease_takeovers_total";

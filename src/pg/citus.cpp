@@ -22,6 +22,8 @@ namespace ajpg {
 const char *const DIST_TABLES[] = {"agent_state",  "entries",     "idempotency_keys",
                                    "saved_states", "lease_graph", "feed_pending"};
 const int N_DIST_TABLES = sizeof DIST_TABLES / sizeof DIST_TABLES[0];
+const char *const REF_TABLES[] = {"access_grants"};
+const int N_REF_TABLES = sizeof REF_TABLES / sizeof REF_TABLES[0];
 
 bool citus_preloaded() {
   static int preloaded = -1;  // shared_preload_libraries is fixed at start
@@ -89,6 +91,14 @@ LayoutInfo read_layout(Oid nsp) {
     int which = -1;
     for (int i = 0; i < N_DIST_TABLES; i++)
       if (relid == dist[i]) which = i;
+    if (which < 0) {
+      // a reference table of REF_TABLES (0.9.0: the same rows on every
+      // node), or a table of the journal's own tables left local (0.8.0)
+      const char *name = get_rel_name(relid);
+      bool ref = false;
+      for (int i = 0; name && i < N_REF_TABLES; i++) ref = ref || strcmp(name, REF_TABLES[i]) == 0;
+      if (ref && method == 'n' && DatumGetChar(row.get("repmodel", &isnull)) == 't') return;
+    }
     if (which < 0) {
       info.offending = relid;
       info.why = "it is not one of the tables distribute() distributes";
@@ -286,10 +296,32 @@ bool agent_is_local(Oid nsp, const pg_uuid_t *agent) {
   return si != nullptr && si->group == shard_map.local_group;
 }
 
+bool agent_journal_distributed() {
+  if (!citus_preloaded()) return false;
+  Oid nsp = get_namespace_oid("agent_journal", true);
+  return OidIsValid(nsp) && journal_distributed(nsp);
+}
+
 bool agent_elsewhere(const pg_uuid_t *agent) {
   if (!citus_preloaded()) return false;
   Oid nsp = get_namespace_oid("agent_journal", false);
   return journal_distributed(nsp) && !agent_is_local(nsp, agent);
+}
+
+bool on_coordinator() {
+  // the coordinator's group is 0 (Citus's COORDINATOR_GROUP_ID)
+  return shard_map.lxid == MyProc->lxid ? shard_map.local_group == 0 : local_group() == 0;
+}
+
+void require_coordinator(Oid nsp, const char *what) {
+  if (!journal_distributed(nsp) || on_coordinator()) return;
+  char *node = group_node(0);
+  ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                  errmsg("on a distributed journal %s run on the coordinator (%s), not on a worker", what,
+                         strcmp(node, "another node") == 0 ? "its node" : node),
+                  errdetail("The metric tables stay on the coordinator; the journal's own counts are "
+                            "summed there across the nodes."),
+                  errhint("Connect to the coordinator.")));
 }
 
 void refuse_citus_layout(Oid nsp) {

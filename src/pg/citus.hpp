@@ -18,6 +18,10 @@ namespace ajpg {
 // The per-agent tables distribute() distributes, co-located, by agent_id.
 extern const char *const DIST_TABLES[];
 extern const int N_DIST_TABLES;
+// The tables distribute() makes reference tables (from 0.9.0): the same
+// rows on every node (access_grants: the admin level holds everywhere).
+extern const char *const REF_TABLES[];
+extern const int N_REF_TABLES;
 
 // false: no table of the extension's schema `nsp` is managed by Citus (or
 // Citus is not preloaded: one branch). true: the supported distributed
@@ -41,6 +45,16 @@ bool agent_is_local(Oid nsp, const pg_uuid_t *agent);
 // Does the agent live on another node of a distributed journal (so a
 // reader goes through Citus)? One branch without Citus.
 bool agent_elsewhere(const pg_uuid_t *agent);
+
+// journal_distributed() of the installed schema (false without one; one
+// branch without Citus).
+bool agent_journal_distributed();
+// This node is the Citus coordinator (its group is 0).
+bool on_coordinator();
+// In the distributed layout, on a worker: ERROR 0A000 "<what> run on the
+// coordinator", naming it. The metric tables (counter_add, the renders)
+// live on the coordinator only.
+void require_coordinator(Oid nsp, const char *what);
 
 // Kept for callers that read tables without an agent (renders, the feed):
 // ERROR 0A000 in any Citus layout (also the supported one, for now).

@@ -85,6 +85,10 @@ FeedRels feed_rels() {
   return cache;
 }
 
+// The journal is distributed by Citus (one branch without Citus): there
+// is no feed, and the writers note nothing for it.
+bool feed_unavailable() { return agent_journal_distributed(); }
+
 // May the role of a consumer (`role`; InvalidOid: its role is gone) see
 // an agent with this owner? As for a direct read: unbound agents are
 // everyone's, bound ones their owner's (and admins').
@@ -399,15 +403,11 @@ struct AgentView {
 // like the entry's own, or an SPI INSERT if an operator changed the
 // table). Nothing before schema 0.7.0.
 void feed_note(Datum agent, int64 first, int64 last) {
-  Oid pending = InvalidOid;
-  Oid nsp = citus_preloaded() ? get_namespace_oid("agent_journal", true) : InvalidOid;
-  if (OidIsValid(nsp) && journal_distributed(nsp)) {
-    // the agent's shard of feed_pending, on this node (as its entries)
-    if (OidIsValid(get_relname_relid("feed_pending", nsp)))
-      pending = agent_shard_rel(nsp, "feed_pending", DatumGetUUIDP(agent));
-  } else {
-    pending = feed_rels().pending;
-  }
+  // A distributed journal has no feed (its functions refuse, and no tick
+  // could order commits of several nodes): nothing is noted, so nothing
+  // piles up in feed_pending's shards.
+  if (feed_unavailable()) return;
+  Oid pending = feed_rels().pending;
   if (!OidIsValid(pending) || last < first) return;
   static const ColumnSpec cols[] = {{"agent_id", UUIDOID, InvalidOid, false},
                                     {"first_sequence", INT8OID, InvalidOid, false},
@@ -448,7 +448,7 @@ void feed_note(Datum agent, int64 first, int64 last) {
 // feed and pending row of the agent becomes a 'forgotten' gap, so its
 // sequences (which restart) never match the rows again.
 void feed_forget(Datum agent, const Latest &l) {
-  if (!OidIsValid(feed_rels().feed)) return;
+  if (feed_unavailable() || !OidIsValid(feed_rels().feed)) return;
   static SPIPlanPtr p_pending, p_feed;
   static const Oid t[] = {UUIDOID, TEXTOID};
   const char *owner = nullptr;

@@ -151,6 +151,9 @@ constexpr const char *TALLY_APPENDED = "journal_appended";
 constexpr const char *TALLY_COMPACTED = "journal_compacted";
 constexpr const char *TALLY_FORGOTTEN_LIVE = "journal_forgotten_live";
 constexpr const char *TALLY_SINCE = "journal_since";
+// 0.9.0: lease takeovers on a distributed journal (on one server they are
+// the series of agent_journal_lease_takeovers_total in metric_series).
+constexpr const char *TALLY_LEASE_TAKEOVERS = "lease_takeovers";
 
 // feed.cpp (0.7.0; each does nothing on older schemas). Inside SPI as the
 // owner: records that this transaction wrote first..last of `agent`;

@@ -12,6 +12,7 @@
 // agent has to survive forget_agent for fencing. Time is the server's
 // clock (GetCurrentTimestamp, as clock_timestamp()).
 #include "pg/journal.hpp"
+#include "pg/citus.hpp"
 
 extern "C" {
 #include "datatype/timestamp.h"
@@ -194,8 +195,15 @@ Datum aj_claim_agent(PG_FUNCTION_ARGS) {
                2, t_trim, a_trim, nullptr, SPI_OK_DELETE);
     }
   }
-  if (takeover)
-    count_internal(TAKEOVERS, "Claims that took an agent over after another worker's lease expired");
+  if (takeover) {
+    // On a distributed journal this runs on the agent's node, whose
+    // metric tables no render reads: a tally there, summed by the
+    // coordinator's render (metrics.cpp).
+    if (agent_journal_distributed())
+      tally_add(TALLY_LEASE_TAKEOVERS, 1);
+    else
+      count_internal(TAKEOVERS, "Claims that took an agent over after another worker's lease expired");
+  }
   spi_end(who);
   PG_RETURN_INT64(token);
 }

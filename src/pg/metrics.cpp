@@ -64,7 +64,7 @@ constexpr uint32 FAMILY_CREATE_LOCK = 1;
 constexpr int MAX_LABELS_BYTES = 2048;  // a series' labels as stored (jsonb); README  // advisory key in AJ_LOCK_SPACE + 1
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
-SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals, r_tallies, r_slots_060,
+SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals, r_tallies, r_node_tallies, r_slots_060,
     p_observability, p_observability_leases, p_observability_fork, r_leases, r_version;
 
 #define AJ_INVALID(...) \
@@ -402,7 +402,7 @@ LocalTransactionId slot_rels_lxid = InvalidLocalTransactionId;
 bool slot_rels(SlotRels *out) {
   if (slot_rels_lxid != MyProc->lxid) {
     Oid nsp = get_namespace_oid("agent_journal", false);
-    refuse_citus_layout(nsp);
+    (void)journal_distributed(nsp);  // refuses a layout it does not support
     slot_rels_cache = SlotRels{get_relname_relid("metric_series", nsp),
                                get_relname_relid("metric_series_pkey", nsp),
                                get_relname_relid("counter_slots", nsp),
@@ -612,6 +612,15 @@ int64 expire_series() {
   return (int64)SPI_processed;
 }
 
+// The metric tables stay on a distributed journal's coordinator: every
+// metric function and render refuses on a worker (0A000, naming the
+// coordinator) rather than write or show a worker's local copy.
+static void metrics_here() {
+  if (!citus_preloaded()) return;
+  Oid nsp = get_namespace_oid("agent_journal", true);
+  if (OidIsValid(nsp)) require_coordinator(nsp, "the metric functions and the renders");
+}
+
 void count_internal(const char *name, const char *help) {
   Jsonb *none = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
   (void)counter_add_internal(name, none, 1, help, true);
@@ -627,6 +636,7 @@ using namespace ajpg;
 static double record_from_sql(FunctionCallInfo fcinfo, Update u, const char *fn,
                               const char *value_name) {
   require_writable(fn);
+  metrics_here();
   const char *name = name_arg(fcinfo);
   double v = value_arg(fcinfo, 1, value_name, u == Update::CounterAdd);
   Jsonb *labels = labels_arg(fcinfo, 2);
@@ -657,6 +667,7 @@ Datum aj_gauge_add(PG_FUNCTION_ARGS) {
 
 Datum aj_histogram_observe(PG_FUNCTION_ARGS) {
   require_writable("agent_journal.histogram_observe()");
+  metrics_here();
   const char *name = name_arg(fcinfo);
   double v = value_arg(fcinfo, 1, "value", true);
   Jsonb *labels = labels_arg(fcinfo, 2);
@@ -716,6 +727,7 @@ Datum aj_histogram_observe(PG_FUNCTION_ARGS) {
 // written again starts anew (a new _created): it renders as a reset.
 Datum aj_delete_series(PG_FUNCTION_ARGS) {
   require_writable("agent_journal.delete_series()");
+  metrics_here();
   const char *name = name_arg(fcinfo);
   Jsonb *labels = PG_ARGISNULL(1) ? nullptr : labels_arg(fcinfo, 1);
   if (reserved_name(name))
@@ -744,6 +756,7 @@ Datum aj_delete_series(PG_FUNCTION_ARGS) {
 
 Datum aj_record_rejection(PG_FUNCTION_ARGS) {
   require_writable("agent_journal.record_rejection()");
+  metrics_here();
   require_arg(fcinfo, 0, "reason");
   char *reason = text_to_cstring(PG_GETARG_TEXT_PP(0));
   if (strcmp(reason, "tenant_limit") != 0 && strcmp(reason, "capacity_limit") != 0 &&
@@ -783,6 +796,7 @@ Datum aj_record_rejection(PG_FUNCTION_ARGS) {
 
 Datum aj_ingest_snapshot(PG_FUNCTION_ARGS) {
   require_writable("agent_journal.ingest_snapshot()");
+  metrics_here();
   require_arg(fcinfo, 0, "snapshot");
   require_arg(fcinfo, 1, "service");
   Size raw = toast_raw_datum_size(PG_GETARG_DATUM(0));
@@ -815,6 +829,7 @@ Datum aj_ingest_snapshot(PG_FUNCTION_ARGS) {
 
 Datum aj_prune_snapshots(PG_FUNCTION_ARGS) {
   require_writable("agent_journal.prune_snapshots()");
+  metrics_here();
   require_arg(fcinfo, 0, "older_than");
   static const Oid t1[] = {INTERVALOID};
   Datum a1[1] = {PG_GETARG_DATUM(0)};
@@ -1164,6 +1179,29 @@ aj::Exemplar exemplar_from(const ExemplarRefs &refs, const ExemplarRef &r, aj::A
   return e;
 }
 
+// The journal's tallies (tally.cpp), summed by name: on one server or
+// over the nodes of a distributed journal (`across`: journal_since is then
+// the earliest node's).
+struct TallySums {
+  int64 since = 0, agents = 0, appended = 0, compacted = 0, forgotten_live = 0;
+  int64 states = 0, retained = 0, f_appended = 0, f_compacted = 0, takeovers = 0;
+  bool tallied = false;
+  void add(const char *name, int64 v, bool across) {
+    if (strcmp(name, TALLY_SINCE) == 0) {
+      since = tallied && across ? Min(since, v) : since + v;
+      tallied = true;
+    } else if (strcmp(name, TALLY_AGENTS) == 0) agents += v;
+    else if (strcmp(name, TALLY_APPENDED) == 0) appended += v;
+    else if (strcmp(name, TALLY_COMPACTED) == 0) compacted += v;
+    else if (strcmp(name, TALLY_FORGOTTEN_LIVE) == 0) forgotten_live += v;
+    else if (strcmp(name, TALLY_SAVED_STATES) == 0) states += v;
+    else if (strcmp(name, TALLY_RETENTION_REMOVED) == 0) retained += v;
+    else if (strcmp(name, TALLY_FORGOTTEN_APPENDED) == 0) f_appended += v;
+    else if (strcmp(name, TALLY_FORGOTTEN_COMPACTED) == 0) f_compacted += v;
+    else if (strcmp(name, TALLY_LEASE_TAKEOVERS) == 0) takeovers += v;
+  }
+};
+
 // Loads everything the exposition shows into `m`, in one snapshot.
 // Without `want_exemplars` (renders that show none: Prometheus 0.0.4, the
 // samples) the series' and slots' exemplars are left unread.
@@ -1439,7 +1477,45 @@ void load_model(Model *m, bool want_exemplars) {
   aj::JournalTotals t;
   int64 states = 0, retained = 0;
   bool tallied = false;
-  if (OidIsValid(rels().tallies)) {
+  // Not rels(): on a distributed journal it names an agent's shards, and
+  // the render reads no agent's rows directly.
+  Oid nsp = get_namespace_oid("agent_journal", false);
+  Oid tallies_rel = get_relname_relid("tallies", nsp);
+  bool dist = journal_distributed(nsp);
+  TallySums ts;
+  if (OidIsValid(tallies_rel) && dist) {
+    // Distributed (issue 11): each node counts what the calls it ran
+    // wrote (a call runs where its agent's shards are); the counts are
+    // the sums of every node's tallies, read as the extension's owner
+    // over Citus's connections (what each node has committed).
+    static const Oid tt[] = {TEXTOID};
+    Datum ta[1] = {CStringGetTextDatum(
+        "SELECT pg_catalog.string_agg(x.name OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) x.s, ',') "
+        "FROM (SELECT name, pg_catalog.sum(value)::pg_catalog.int8 AS s FROM agent_journal.tallies "
+        "GROUP BY name) x")};
+    rc = SPI_execute_plan(
+        cached_plan(&r_node_tallies,
+                    "SELECT n.success, n.result, n.nodeid FROM pg_catalog.run_command_on_all_nodes($1) n",
+                    1, tt),
+        ta, nullptr, true, 0);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: tally read across the nodes failed");
+    for (uint64 i = 0; i < SPI_processed; i++) {
+      HeapTuple row = SPI_tuptable->vals[i];
+      bool ok = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+      char *result = SPI_getvalue(row, SPI_tuptable->tupdesc, 2);
+      if (!ok)
+        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                        errmsg("agent_journal: the journal's counts of Citus node %s could not be read: %s",
+                               SPI_getvalue(row, SPI_tuptable->tupdesc, 3), result ? result : "?")));
+      for (char *item = result ? strtok(result, ",") : nullptr; item; item = strtok(nullptr, ",")) {
+        char *space = strchr(item, ' ');
+        if (space == nullptr) continue;
+        *space = '\0';
+        ts.add(item, pg_strtoint64(space + 1), true);
+      }
+    }
+    SPI_freetuptable(SPI_tuptable);
+  } else if (OidIsValid(tallies_rel)) {
     rc = SPI_execute_plan(
         cached_plan(&r_tallies,
                     "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM agent_journal.tallies "
@@ -1450,31 +1526,26 @@ void load_model(Model *m, bool want_exemplars) {
                     0, nullptr),
         nullptr, nullptr, true, 0);
     if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: tally read failed");
-    int64 since = 0, agents = 0, appended = 0, compacted = 0, forgotten_live = 0;
-    int64 f_appended = 0, f_compacted = 0;
     for (uint64 i = 0; i < SPI_processed; i++) {
       char *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
       int64 v = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
-      if (strcmp(name, TALLY_SINCE) == 0) since = v, tallied = true;
-      else if (strcmp(name, TALLY_AGENTS) == 0) agents = v;
-      else if (strcmp(name, TALLY_APPENDED) == 0) appended = v;
-      else if (strcmp(name, TALLY_COMPACTED) == 0) compacted = v;
-      else if (strcmp(name, TALLY_FORGOTTEN_LIVE) == 0) forgotten_live = v;
-      else if (strcmp(name, TALLY_SAVED_STATES) == 0) states = v;
-      else if (strcmp(name, TALLY_RETENTION_REMOVED) == 0) retained = v;
-      else if (strcmp(name, TALLY_FORGOTTEN_APPENDED) == 0) f_appended = v;
-      else if (strcmp(name, TALLY_FORGOTTEN_COMPACTED) == 0) f_compacted = v;
+      ts.add(name, v, false);
     }
     SPI_freetuptable(SPI_tuptable);
+  }
+  if (OidIsValid(tallies_rel)) {
+    states = ts.states;
+    retained = ts.retained;
+    tallied = ts.tallied;
     if (tallied) {
-      t.agents = agents;
-      t.appended_entries = appended;
-      t.compacted_entries = compacted;
-      t.live_entries = appended - compacted - forgotten_live;
-      t.since = (double)since / 1e6;
+      t.agents = ts.agents;
+      t.appended_entries = ts.appended;
+      t.compacted_entries = ts.compacted;
+      t.live_entries = ts.appended - ts.compacted - ts.forgotten_live;
+      t.since = (double)ts.since / 1e6;
     } else {
-      t.appended_entries = f_appended;  // what forgotten agents counted (0.5.0)
-      t.compacted_entries = f_compacted;
+      t.appended_entries = ts.f_appended;  // what forgotten agents counted (0.5.0)
+      t.compacted_entries = ts.f_compacted;
     }
   }
   if (!tallied) {
@@ -1493,13 +1564,13 @@ void load_model(Model *m, bool want_exemplars) {
   }
   cpp_or_error(run_cpp([&] { aj::append_journal_families(t, m->families); }, err, sizeof err), err);
   // Saved states and retention (0.5.0): sums of per-backend tallies.
-  if (OidIsValid(rels().tallies)) {
+  if (OidIsValid(tallies_rel)) {
     double since = t.since;
     cpp_or_error(run_cpp([&] { aj::append_state_families(states, retained, m->families, since); },
                          err, sizeof err), err);
   }
   // Leases (0.5.0): live ones through the partial index on their expiry.
-  if (get_attnum(rels().state, "lease_expires_at") != InvalidAttrNumber) {
+  if (get_attnum(get_relname_relid("agent_state", nsp), "lease_expires_at") != InvalidAttrNumber) {
     rc = SPI_execute_plan(
         cached_plan(&r_leases,
                     "SELECT pg_catalog.count(*) FROM agent_journal.agent_state "
@@ -1512,7 +1583,12 @@ void load_model(Model *m, bool want_exemplars) {
     lt.active = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
     uint64 fenced = 0;
     TimestampTz since = 0;
-    lt.has_fenced = fenced_writes(&fenced, &since);
+    // (per server: on a distributed journal the fenced writes happen on
+    // the workers, and this node's count would be a part shown as all)
+    lt.has_fenced = !dist && fenced_writes(&fenced, &since);
+    if (dist) {
+      lt.takeovers = (double)ts.takeovers;  // counted as a tally there (lease.cpp)
+    }
     lt.fenced = fenced;
     lt.since = t.since;
     lt.fenced_since = (double)since / USECS_PER_SEC +
@@ -1560,6 +1636,7 @@ text *result_text(aj::RenderedText *out) {
 
 // Loads and renders; the result is in m->out (or m->samples).
 Model *render(Format fmt, const char *only_service) {
+  metrics_here();
   Model *m = make_owned<Model>(CurrentMemoryContext);
   text_cxt = CurrentMemoryContext;
   OwnerSwitch who = spi_begin();

@@ -62,7 +62,12 @@ n "$C" "SELECT citus_set_coordinator_host('127.0.0.1', $C)" >/dev/null
 n "$C" "SELECT citus_add_node('127.0.0.1', ${PORTS[1]})" >/dev/null
 n "$C" "SELECT citus_add_node('127.0.0.1', ${PORTS[2]})" >/dev/null
 expect_eq "workers registered" "$(n "$C" "SELECT count(*) FROM citus_get_active_worker_nodes()")" "2"
-n "$C" "CREATE EXTENSION agent_journal" >/dev/null
+# the version before the current one: ALTER EXTENSION ... UPDATE is run
+# on the distributed journal below (the upgrade scripts must cope with
+# distributed tables)
+PREV=0.8.0
+CUR=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$AJ_ROOT/agent_journal.control")
+n "$C" "CREATE EXTENSION agent_journal VERSION '$PREV'" >/dev/null
 for p in "${PORTS[1]}" "${PORTS[2]}"; do
   expect_eq "CREATE EXTENSION reached the worker on port $p" \
     "$(n "$p" "SELECT count(*) FROM pg_extension WHERE extname = 'agent_journal'")" "1"
@@ -167,6 +172,19 @@ expect_eq "distributed: a stale expected_sequence is refused (40001)" \
   "$(sqlstate "$C" "SELECT agent_journal.append('$B', 1, '$E', 3)")" "40001"
 expect_eq "distributed: the entries are in the shards (plain SELECT through the coordinator)" \
   "$(n "$C" "SELECT count(*) || ',' || max(sequence) FROM agent_journal.entries WHERE agent_id = '$B'")" "6,6"
+# ALTER EXTENSION ... UPDATE on the distributed journal (Citus runs it on
+# every node), then distribute() again, as the README says
+U=00000000-0000-0000-0000-0000000000d1
+expect_eq "upgrade: an agent written at $PREV" "$(n "$C" "SELECT agent_journal.append('$U', 1, '$E')")" "1"
+n "$C" "ALTER EXTENSION agent_journal UPDATE" >/dev/null
+for p in "${PORTS[@]}"; do
+  expect_eq "upgrade: port $p runs $CUR" "$(n "$p" "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "$CUR"
+done
+expect_eq "upgrade: the journal written at $PREV carries on" "$(n "$W1" "SELECT agent_journal.append('$U', 1, '$E', 1)")" "2"
+n "$C" "SELECT agent_journal.distribute()" >/dev/null
+expect_eq "upgrade: distribute() again makes access_grants a reference table" \
+  "$(n "$C" "SELECT partmethod::text || repmodel::text FROM pg_dist_partition WHERE logicalrelid = 'agent_journal.access_grants'::regclass")" "nt"
+expect_eq "upgrade: and replays after it" "$(n "$W2" "SELECT count(*) || ',' || max(sequence) FROM agent_journal.replay('$U')")" "2,2"
 # replay: with literals, prepared parameters, in a select list, from
 # plpgsql (not delegated: it pages through Citus), paged, on every node
 for p in "${PORTS[@]}"; do
@@ -217,8 +235,7 @@ expect_eq "distributed: the agents view through the coordinator" \
   "$(n "$C" "SELECT live_entries FROM agent_journal.agents WHERE agent_id = '$B'")" "6"
 # not supported on a distributed journal yet: refused before anything is
 # written (README, "Scaling out with Citus")
-for call in "SELECT agent_journal.forget_agent('$B')" "SELECT length(exposition) FROM agent_journal.prometheus" \
-            "SELECT agent_journal.counter_add('citus_total')" "SELECT agent_journal.subscribe('citus_later')" \
+for call in "SELECT agent_journal.subscribe('citus_later')" "SELECT count(*) FROM agent_journal.read_feed('citus_later')" \
             "SELECT agent_journal.apply_retention()" "SELECT count(*) FROM agent_journal.resume('$B')" \
             "SELECT agent_journal.fork_agent('$B', 5, '00000000-0000-0000-0000-0000000000cf')"; do
   expect_eq "distributed, not yet: $call refuses (0A000)" "$(sqlstate "$C" "$call")" "0A000"
@@ -230,13 +247,75 @@ for call in "SELECT count(*) FROM agent_journal.replay_backward('$B')"; do
     *) fail "distributed: $call: $out (update the README's Citus section)" ;;
   esac
 done
-expect_eq "distributed: forget_agent refused, the agent is intact" "$(n "$W1" "SELECT agent_journal.latest_sequence('$B')")" "8"
+expect_eq "distributed: the refused calls left the agent intact" "$(n "$W1" "SELECT agent_journal.latest_sequence('$B')")" "8"
+expect_eq "distributed: the writers note nothing for a feed (feed_pending stays empty)" \
+  "$(n "$C" "SELECT count(*) FROM agent_journal.feed_pending")" "0"
+
+# the renders, on the coordinator: the journal's own families are the sums
+# of every node's counts (each call counts where it ran: on the agent's
+# node); the metric tables are the coordinator's
+metric() {  # metric PORT NAME: its value in the Prometheus render
+  n "$1" "SELECT exposition FROM agent_journal.prometheus" | awk -v m="$2" '$1 == m {print $2}'
+}
+n "$C" "SELECT agent_journal.counter_add('citus_jobs_total', 2)" >/dev/null
+expect_eq "renders: a counter_add on the coordinator is rendered" "$(metric "$C" citus_jobs_total)" "2"
+expect_eq "renders: agent_journal_agents counts the agents of every node" \
+  "$(metric "$C" agent_journal_agents)" "$(n "$C" "SELECT count(*) FROM agent_journal.agents")"
+expect_eq "renders: agent_journal_live_entries counts every node's live entries" \
+  "$(metric "$C" agent_journal_live_entries)" "$(n "$C" "SELECT sum(live_entries) FROM agent_journal.agents")"
+# (every append since the start, on any node: the live agents' and the 7
+# of agent A, forgotten in section 1)
+expect_eq "renders: agent_journal_appended_entries_total counts every node's appends" \
+  "$(metric "$C" agent_journal_appended_entries_total)" "$(n "$C" "SELECT sum(latest_sequence) + 7 FROM agent_journal.agents")"
+expect_eq "renders: agent_journal_saved_states" "$(metric "$C" agent_journal_saved_states)" "1"
+expect_eq "renders: the OpenMetrics render agrees" \
+  "$(n "$C" "SELECT exposition FROM agent_journal.openmetrics" | awk '$1 == "agent_journal_agents" {print $2 + 0}')" \
+  "$(metric "$C" agent_journal_agents)"
+for p in "$W1" "$W2"; do
+  expect_eq "renders: on a worker the render refuses, naming the coordinator (0A000)" \
+    "$(sqlstate "$p" "SELECT length(exposition) FROM agent_journal.prometheus")" "0A000"
+  expect_eq "renders: and counter_add refuses there rather than count on the side (0A000)" \
+    "$(sqlstate "$p" "SELECT agent_journal.counter_add('citus_jobs_total')")" "0A000"
+done
+out=$(psql -X -At -h 127.0.0.1 -p "$W1" -U postgres -d $DB -c "SELECT agent_journal.counter_add('citus_jobs_total')" 2>&1 || true)
+case "$out" in
+  *"run on the coordinator (127.0.0.1:$C)"*) ok "the worker's refusal names the coordinator" ;;
+  *) fail "the worker's refusal does not name the coordinator: $out" ;;
+esac
+# a lease taken over after it expired is counted on the agent's node
+LT=00000000-0000-0000-0000-0000000000d2
+n "$W1" "SELECT agent_journal.claim_agent('$LT', 'first', '50 milliseconds')" >/dev/null
+sleep 0.3
+n "$W2" "SELECT agent_journal.claim_agent('$LT', 'second', '1 minute')" >/dev/null
+expect_eq "renders: a lease takeover on a worker is in the coordinator's render" \
+  "$(metric "$C" agent_journal_lease_takeovers_total)" "1"
+
+# forget_agent, through a worker and through the coordinator: the agent's
+# entries, keys, saved states, lease graph and state go from its shards;
+# the counters do not go down
+appended=$(metric "$C" agent_journal_appended_entries_total)
+agents=$(metric "$C" agent_journal_agents)
+forgotten=$(n "$W2" "SELECT agent_journal.forget_agent('$B')")
+expect_eq "forget_agent through a worker: the live entries it removed" "$forgotten" "6"
+for t in entries idempotency_keys saved_states lease_graph agent_state; do
+  expect_eq "forget_agent: nothing of the agent left in $t (read through the coordinator)" \
+    "$(n "$C" "SELECT count(*) FROM agent_journal.$t WHERE agent_id = '$B'")" "0"
+done
+expect_eq "forget_agent: the agent replays nothing on any node" "$(n "$W1" "SELECT count(*) FROM agent_journal.replay('$B')")" "0"
+expect_eq "forget_agent: agent_journal_appended_entries_total does not go down" \
+  "$(metric "$C" agent_journal_appended_entries_total)" "$appended"
+expect_eq "forget_agent: agent_journal_agents counts one agent less" "$(metric "$C" agent_journal_agents)" "$((agents - 1))"
+expect_eq "forget_agent: agent_journal_saved_states counts its saved state off" "$(metric "$C" agent_journal_saved_states)" "0"
+expect_eq "forget_agent through the coordinator" "$(n "$C" "SELECT agent_journal.forget_agent('$U')")" "2"
+expect_eq "forget_agent: the forgotten agent starts again at 1" "$(n "$W1" "SELECT agent_journal.append('$U', 1, '$E')")" "1"
+expect_eq "forget_agent: a forget Citus cannot delegate, on a node without the agent, refuses (0A000)" \
+  "$(sqlstate "$C" "DO \$\$ BEGIN PERFORM agent_journal.forget_agent('$U'); END \$\$")" "0A000"
+expect_eq "forget_agent: and removed nothing" "$(n "$C" "SELECT agent_journal.latest_sequence('$U')")" "1"
 
 # tenants: roles and grant_access on the coordinator (Citus creates the
 # roles and copies the function grants to the workers); an agent bound to
-# one writer refuses another on every node; the admin level lives in a
-# per-node table: an admin from the coordinator is no admin on the workers
-# (refused, never more)
+# one writer refuses another on every node; the admin level (access_grants,
+# a reference table from 0.9.0) holds on every node
 T=00000000-0000-0000-0000-0000000000cb
 n "$C" "CREATE ROLE \"Citus Writer\" LOGIN; CREATE ROLE citus_other LOGIN; CREATE ROLE citus_admin LOGIN" >/dev/null
 n "$C" "SELECT agent_journal.grant_access('Citus Writer', 'writer'), agent_journal.grant_access('citus_other', 'writer'), agent_journal.grant_access('citus_admin', 'admin')" >/dev/null
@@ -251,9 +330,17 @@ for p in "${PORTS[@]}"; do
     "$(as_role "$p" citus_other "SELECT count(*) FROM agent_journal.replay('$T')")" "42501"
 done
 expect_eq "tenants: the owner replays through a worker" "$(as_role "$W2" "Citus Writer" "SELECT count(*) FROM agent_journal.replay('$T')")" "2"
-expect_eq "tenants: an admin from the coordinator is refused on the agent's worker (per-node admin level)" \
-  "$(as_role "$C" citus_admin "SELECT agent_journal.append('$T', 1, '$E')")" "42501"
 expect_eq "tenants: nothing written by the refused calls" "$(n "$C" "SELECT agent_journal.latest_sequence('$T')")" "2"
+for p in "${PORTS[@]}"; do
+  expect_eq "tenants: the admin level granted on the coordinator holds on port $p (access_grants is a reference table)" \
+    "$(as_role "$p" citus_admin "SELECT count(*) FROM agent_journal.replay('$T')")" "2"
+done
+expect_eq "tenants: an admin appends to the bound agent on its node" "$(as_role "$C" citus_admin "SELECT agent_journal.append('$T', 1, '$E')")" "3"
+n "$C" "SELECT agent_journal.revoke_access('citus_admin', 'admin')" >/dev/null
+for p in "${PORTS[@]}"; do
+  expect_eq "tenants: revoked on the coordinator, the admin level is gone on port $p" \
+    "$(as_role "$p" citus_admin "SELECT count(*) FROM agent_journal.replay('$T')")" "42501"
+done
 
 # concurrent writers on one agent through the coordinator and both
 # workers: every acknowledged sequence present, gap-free, unique
@@ -304,6 +391,6 @@ expect_eq "distributed: and the agent's sequences are gap-free" \
 # every node
 for p in "${PORTS[@]}"; do
   expect_eq "distributed: the shells on port $p are empty (pg_relation_size)" \
-    "$(n "$p" "SELECT sum(pg_relation_size(('agent_journal.' || t)::regclass)) FROM unnest(ARRAY['agent_state', 'entries', 'idempotency_keys', 'saved_states', 'lease_graph', 'feed_pending']) t")" "0"
+    "$(n "$p" "SELECT sum(pg_relation_size(('agent_journal.' || t)::regclass)) FROM unnest(ARRAY['agent_state', 'entries', 'idempotency_keys', 'saved_states', 'lease_graph', 'feed_pending', 'access_grants']) t")" "0"
 done
 echo "citus: ok"

@@ -1,0 +1,140 @@
+-- agent_journal 0.8.0 -> 0.9.0: a distributed journal (Citus) forgets
+-- agents, renders its own counts across the nodes and keeps the access
+-- levels on every node.
+-- Upgrade script (not a test): lives in extension/, installed by `make install`.
+\echo Use "ALTER EXTENSION agent_journal UPDATE TO '0.9.0'" to load this file. \quit
+
+-- distribute(), as in 0.8.0, and also (re-run it after this update on a
+-- journal distributed by 0.8.0):
+--  * access_grants becomes a reference table (grant_access on the
+--    coordinator makes an admin on every node);
+--  * it refuses while the change feed has consumers, and empties the
+--    feed's tables: a distributed journal has no feed.
+-- Nothing in this script touches a table: it runs alike on a journal
+-- that is distributed and on one that is not (Citus runs ALTER EXTENSION
+-- ... UPDATE on every node).
+CREATE OR REPLACE FUNCTION agent_journal.distribute(shard_count integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  t text;
+  anchor text := NULL;
+  had_rows boolean;
+  on_coordinator boolean;
+  f pg_catalog.regprocedure;
+  swap text;
+  node record;
+BEGIN
+  -- Citus moves the tables only for their owner; an agent_journal admin
+  -- (who may execute every function) gets this error rather than Citus's
+  IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+          WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+    RAISE EXCEPTION 'agent_journal.distribute() must be run by a superuser'
+      USING ERRCODE = '42501';
+  END IF;
+  IF shard_count IS NOT NULL AND shard_count OPERATOR(pg_catalog.<) 1 THEN
+    RAISE EXCEPTION 'shard_count must be at least 1, not %', shard_count USING ERRCODE = '22023';
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+    RAISE EXCEPTION 'agent_journal.distribute() needs the citus extension in this database'
+      USING ERRCODE = '55000', HINT = 'CREATE EXTENSION citus, add the workers, then call it again.';
+  END IF;
+  EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO on_coordinator;
+  IF NOT on_coordinator THEN
+    RAISE EXCEPTION 'agent_journal.distribute() runs on the Citus coordinator'
+      USING ERRCODE = '55000';
+  END IF;
+  -- A distributed journal has no change feed (its functions refuse, and
+  -- the writers note nothing for it): a consumer would silently stop
+  -- getting entries, so distribute() refuses while there is one. The
+  -- feed's rows name agents that forget_agent, run on their nodes, could
+  -- no longer reach: they go.
+  IF EXISTS (SELECT FROM agent_journal.feed_subscriptions) THEN
+    RAISE EXCEPTION 'agent_journal.distribute(): the change feed has consumers, and a distributed journal has no feed'
+      USING ERRCODE = '55000',
+            HINT = 'Drain them and call agent_journal.unsubscribe() for each (see the feed_consumers view), then call distribute() again.';
+  END IF;
+  DELETE FROM agent_journal.feed_pending;
+  DELETE FROM agent_journal.feed;
+  -- replay reads through Citus as a C function (the inlined SQL one is a
+  -- parameterized query Citus cannot plan); on the agent's node it scans
+  -- the shard, elsewhere it pages through Citus. On every node: Citus does
+  -- not propagate changes to an extension's functions.
+  swap := $swap$DO $do$ BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p
+               WHERE p.oid OPERATOR(pg_catalog.=)
+                     'agent_journal.replay(pg_catalog.uuid, pg_catalog.int8, pg_catalog.int8)'::pg_catalog.regprocedure
+                 AND p.prolang OPERATOR(pg_catalog.<>) (SELECT l.oid FROM pg_catalog.pg_language l
+                                                         WHERE l.lanname OPERATOR(pg_catalog.=) 'c')) THEN
+      CREATE OR REPLACE FUNCTION agent_journal.replay(
+          agent_id uuid, from_sequence bigint DEFAULT 1, max_entries bigint DEFAULT NULL)
+      RETURNS TABLE (sequence bigint, iteration integer, kind text,
+                     recorded_at timestamptz, event jsonb)
+      AS '$libdir/agent_journal', 'aj_replay'
+      LANGUAGE C STABLE PARALLEL UNSAFE ROWS 1000;
+    END IF;
+  END $do$$swap$;
+  EXECUTE swap;
+  FOR node IN EXECUTE 'SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers($1)'
+      USING 'SET citus.enable_ddl_propagation TO off; SET search_path = pg_catalog, pg_temp; '
+            OPERATOR(pg_catalog.||) swap LOOP
+    IF NOT node.success THEN
+      RAISE EXCEPTION 'agent_journal.distribute(): worker %:% failed: %', node.nodename, node.nodeport, node.result
+        USING ERRCODE = '55000';
+    END IF;
+  END LOOP;
+  FOREACH t IN ARRAY ARRAY['agent_state', 'entries', 'idempotency_keys', 'saved_states',
+                           'lease_graph', 'feed_pending'] LOOP
+    IF pg_catalog.to_regclass('agent_journal.' OPERATOR(pg_catalog.||) t) IS NULL THEN
+      CONTINUE;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                   WHERE p.logicalrelid OPERATOR(pg_catalog.=)
+                         ('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass) THEN
+      EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM agent_journal.%I)', t) INTO had_rows;
+      IF anchor IS NULL THEN
+        PERFORM pg_catalog.create_distributed_table(
+          ('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass, 'agent_id',
+          shard_count => shard_count);
+      ELSE
+        PERFORM pg_catalog.create_distributed_table(
+          ('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass, 'agent_id',
+          colocate_with => anchor);
+      END IF;
+      IF had_rows THEN
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table(
+          ('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass);
+      END IF;
+    END IF;
+    IF anchor IS NULL THEN anchor := 'agent_journal.' OPERATOR(pg_catalog.||) t; END IF;
+  END LOOP;
+  -- 0.9.0: the access levels hold on every node (an admin is one
+  -- wherever the call runs): access_grants becomes a reference table,
+  -- written through the coordinator and read locally everywhere.
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                 WHERE p.logicalrelid OPERATOR(pg_catalog.=) 'agent_journal.access_grants'::pg_catalog.regclass) THEN
+    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s)', 'agent_journal.access_grants') INTO had_rows;
+    PERFORM pg_catalog.create_reference_table('agent_journal.access_grants'::pg_catalog.regclass);
+    IF had_rows THEN
+      PERFORM pg_catalog.truncate_local_data_after_distributing_table('agent_journal.access_grants'::pg_catalog.regclass);
+    END IF;
+  END IF;
+  -- Every C function whose first argument is the agent runs where the
+  -- agent's shards are (force_delegation: also inside transaction blocks).
+  FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
+            WHERE p.pronamespace OPERATOR(pg_catalog.=) 'agent_journal'::pg_catalog.regnamespace
+              AND p.prolang OPERATOR(pg_catalog.=) (SELECT l.oid FROM pg_catalog.pg_language l
+                                                     WHERE l.lanname OPERATOR(pg_catalog.=) 'c')
+              AND p.pronargs OPERATOR(pg_catalog.>) 0
+              AND p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.uuid'::pg_catalog.regtype
+              AND p.proargnames[1] OPERATOR(pg_catalog.=) 'agent_id'
+              AND p.prosrc OPERATOR(pg_catalog.<>) 'aj_replay_guard' LOOP
+    PERFORM pg_catalog.create_distributed_function(f, '$1', colocate_with => anchor,
+                                                   force_delegation => true);
+  END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION agent_journal.distribute(integer) IS
+  'on a Citus coordinator: distribute the journal''s per-agent tables by agent_id, co-located, make access_grants a reference table, and run the per-agent functions where the agent''s shards are (idempotent)';
