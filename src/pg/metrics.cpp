@@ -1698,18 +1698,60 @@ Model *render(Format fmt, const char *only_service) {
 }  // namespace
 }  // namespace ajpg
 
+namespace ajpg {
+namespace {
+// On a worker of a distributed journal the text renders are the
+// coordinator's (where the metric tables are and the nodes' counts are
+// summed): `sql` (a render call, schema-qualified) runs there over Citus's
+// connection as the calling role, so the coordinator checks its
+// privileges as for a direct call. Returns nullptr where the render is
+// local (no Citus, not distributed, or this is the coordinator).
+text *render_on_coordinator(const char *sql) {
+  if (!agent_journal_distributed() || on_coordinator()) return nullptr;
+  MemoryContext caller = CurrentMemoryContext;
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "agent_journal: SPI_connect failed");
+  static const Oid t[] = {TEXTOID};
+  Datum a[1] = {CStringGetTextDatum(sql)};
+  int rc = SPI_execute_with_args(
+      "SELECT n.success, n.result FROM pg_catalog.run_command_on_coordinator($1) n", 1,
+      const_cast<Oid *>(t), a, nullptr, true, 1);
+  if (rc != SPI_OK_SELECT || SPI_processed != 1)
+    ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                    errmsg("agent_journal: the render could not be run on the coordinator")));
+  bool isnull;
+  bool ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  Datum result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+  if (!ok || isnull)
+    ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                    errmsg("agent_journal: the render on the coordinator failed: %s",
+                           isnull ? "no result" : TextDatumGetCString(result))));
+  MemoryContext spi = MemoryContextSwitchTo(caller);
+  text *out = DatumGetTextPCopy(result);
+  MemoryContextSwitchTo(spi);
+  SPI_finish();
+  return out;
+}
+}  // namespace
+}  // namespace ajpg
+
 Datum aj_prometheus_text(PG_FUNCTION_ARGS) {
+  if (text *t = render_on_coordinator("SELECT agent_journal.prometheus_text()")) PG_RETURN_TEXT_P(t);
   Model *m = render(Format::Prometheus, nullptr);
   PG_RETURN_TEXT_P(result_text(&m->out));
 }
 
 Datum aj_openmetrics_text(PG_FUNCTION_ARGS) {
+  if (text *t = render_on_coordinator("SELECT agent_journal.openmetrics_text()")) PG_RETURN_TEXT_P(t);
   Model *m = render(Format::OpenMetrics, nullptr);
   PG_RETURN_TEXT_P(result_text(&m->out));
 }
 
 Datum aj_otlp_json(PG_FUNCTION_ARGS) {
   char *service = PG_ARGISNULL(0) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(0));
+  if (text *t = render_on_coordinator(
+          psprintf("SELECT agent_journal.otlp_json(%s)::pg_catalog.text",
+                   service ? quote_literal_cstr(service) : "NULL")))
+    return DirectFunctionCall1(jsonb_in, CStringGetDatum(text_to_cstring(t)));
   Model *m = render(Format::Otlp, service);
   Datum d = DirectFunctionCall1(jsonb_in, CStringGetDatum(m->out.c_str()));
   text_release(m->out.bytes.release());  // parsed: the text is not needed any more

@@ -272,9 +272,15 @@ expect_eq "renders: the OpenMetrics render agrees" \
   "$(n "$C" "SELECT exposition FROM agent_journal.openmetrics" | awk '$1 == "agent_journal_agents" {print $2 + 0}')" \
   "$(metric "$C" agent_journal_agents)"
 for p in "$W1" "$W2"; do
-  expect_eq "renders: on a worker the render refuses, naming the coordinator (0A000)" \
-    "$(sqlstate "$p" "SELECT length(exposition) FROM agent_journal.prometheus")" "0A000"
-  expect_eq "renders: and counter_add refuses there rather than count on the side (0A000)" \
+  expect_eq "renders: through worker $p the text renders are the coordinator's (Prometheus)" \
+    "$(metric "$p" citus_jobs_total),$(metric "$p" agent_journal_agents)" "2,$(metric "$C" agent_journal_agents)"
+  expect_eq "renders: through worker $p (OpenMetrics)" \
+    "$(n "$p" "SELECT exposition FROM agent_journal.openmetrics" | awk '$1 == "citus_jobs_total" {print $2 + 0}')" "2"
+  expect_eq "renders: through worker $p (OTLP JSON)" \
+    "$(n "$p" "SELECT count(*) FROM jsonb_path_query(agent_journal.otlp_json(), '\$.resourceMetrics[*].scopeMetrics[*].metrics[*] ? (@.name == \"citus_jobs\")')")" "1"
+  expect_eq "renders: the metric_samples view refuses on a worker (0A000)" \
+    "$(sqlstate "$p" "SELECT count(*) FROM agent_journal.metric_samples")" "0A000"
+  expect_eq "renders: counter_add refuses on a worker rather than count on the side (0A000)" \
     "$(sqlstate "$p" "SELECT agent_journal.counter_add('citus_jobs_total')")" "0A000"
 done
 out=$(psql -X -At -h 127.0.0.1 -p "$W1" -U postgres -d $DB -c "SELECT agent_journal.counter_add('citus_jobs_total')" 2>&1 || true)
