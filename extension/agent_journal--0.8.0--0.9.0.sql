@@ -9,7 +9,9 @@
 --  * access_grants becomes a reference table (grant_access on the
 --    coordinator makes an admin on every node);
 --  * it refuses while the change feed has consumers, and empties the
---    feed's tables: a distributed journal has no feed.
+--    feed's tables: a distributed journal has no feed;
+--  * replay_backward becomes a C function on every node, as replay did
+--    (Citus cannot plan the inlined SQL function).
 -- Nothing in this script touches a table: it runs alike on a journal
 -- that is distributed and on one that is not (Citus runs ALTER EXTENSION
 -- ... UPDATE on every node).
@@ -51,6 +53,10 @@ BEGIN
   -- getting entries, so distribute() refuses while there is one. The
   -- feed's rows name agents that forget_agent, run on their nodes, could
   -- no longer reach: they go.
+  -- one connection per node for the rest of the transaction: Citus refuses function
+  -- and table commands after a parallel multi-shard change (the feed's
+  -- DELETE below, on a journal distributed before)
+  PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
   IF EXISTS (SELECT FROM agent_journal.feed_subscriptions) THEN
     RAISE EXCEPTION 'agent_journal.distribute(): the change feed has consumers, and a distributed journal has no feed'
       USING ERRCODE = '55000',
@@ -73,6 +79,20 @@ BEGIN
       RETURNS TABLE (sequence bigint, iteration integer, kind text,
                      recorded_at timestamptz, event jsonb)
       AS '$libdir/agent_journal', 'aj_replay'
+      LANGUAGE C STABLE PARALLEL UNSAFE ROWS 1000;
+    END IF;
+    -- 0.9.0: replay_backward too
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p
+               WHERE p.oid OPERATOR(pg_catalog.=)
+                     'agent_journal.replay_backward(pg_catalog.uuid, pg_catalog.int8, pg_catalog.int8, pg_catalog.text[])'::pg_catalog.regprocedure
+                 AND p.prolang OPERATOR(pg_catalog.<>) (SELECT l.oid FROM pg_catalog.pg_language l
+                                                         WHERE l.lanname OPERATOR(pg_catalog.=) 'c')) THEN
+      CREATE OR REPLACE FUNCTION agent_journal.replay_backward(
+          agent_id uuid, before_sequence bigint DEFAULT NULL, max_entries bigint DEFAULT NULL,
+          kinds text[] DEFAULT NULL)
+      RETURNS TABLE (sequence bigint, iteration integer, kind text,
+                     recorded_at timestamptz, event jsonb)
+      AS '$libdir/agent_journal', 'aj_replay_backward'
       LANGUAGE C STABLE PARALLEL UNSAFE ROWS 1000;
     END IF;
   END $do$$swap$;

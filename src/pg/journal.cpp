@@ -727,25 +727,9 @@ void entry_scan_end(EntryScan *s) {
   pfree(s);
 }
 
-// entries_into for an agent that lives on another node of a distributed
-// journal: the rows through Citus (routed by agent_id), read with a cursor
-// a page at a time (a coordinator buffers a distributed result: pages keep
-// that bounded), as the extension's owner.
-static void entries_into_routed(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to,
-                                int64 max_entries) {
-  static SPIPlanPtr plan;
-  static const Oid types[] = {UUIDOID, INT8OID, INT8OID};
-  OwnerSwitch who = spi_begin();
-  if (plan == nullptr) {
-    SPIPlanPtr p = SPI_prepare("SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries "
-                               "WHERE agent_id OPERATOR(pg_catalog.=) $1 AND sequence OPERATOR(pg_catalog.>=) $2 "
-                               "AND sequence OPERATOR(pg_catalog.<=) $3 ORDER BY sequence",
-                               3, const_cast<Oid *>(types));
-    if (p == nullptr || SPI_keepplan(p) != 0) elog(ERROR, "agent_journal: SPI_prepare failed");
-    plan = p;
-  }
-  Datum args[3] = {agent, Int64GetDatum(from), Int64GetDatum(to)};
-  Portal portal = SPI_cursor_open(nullptr, plan, args, nullptr, true);
+void cursor_into(ReturnSetInfo *rsinfo, SPIPlanPtr plan, Datum *args, const char *nulls,
+                 int64 max_entries) {
+  Portal portal = SPI_cursor_open(nullptr, plan, args, nulls, true);
   int64 n = 0;
   while (n < max_entries) {
     long page = (long)Min(max_entries - n, (int64)1000);
@@ -762,6 +746,26 @@ static void entries_into_routed(ReturnSetInfo *rsinfo, Datum agent, int64 from, 
     CHECK_FOR_INTERRUPTS();
   }
   SPI_cursor_close(portal);
+}
+
+// entries_into for an agent that lives on another node of a distributed
+// journal: the rows through Citus (routed by agent_id), read with a cursor
+// a page at a time, as the extension's owner.
+static void entries_into_routed(ReturnSetInfo *rsinfo, Datum agent, int64 from, int64 to,
+                                int64 max_entries) {
+  static SPIPlanPtr plan;
+  static const Oid types[] = {UUIDOID, INT8OID, INT8OID};
+  OwnerSwitch who = spi_begin();
+  if (plan == nullptr) {
+    SPIPlanPtr p = SPI_prepare("SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries "
+                               "WHERE agent_id OPERATOR(pg_catalog.=) $1 AND sequence OPERATOR(pg_catalog.>=) $2 "
+                               "AND sequence OPERATOR(pg_catalog.<=) $3 ORDER BY sequence",
+                               3, const_cast<Oid *>(types));
+    if (p == nullptr || SPI_keepplan(p) != 0) elog(ERROR, "agent_journal: SPI_prepare failed");
+    plan = p;
+  }
+  Datum args[3] = {agent, Int64GetDatum(from), Int64GetDatum(to)};
+  cursor_into(rsinfo, plan, args, nullptr, max_entries);
   spi_end(who);
 }
 

@@ -77,6 +77,12 @@ void check_lease(const Latest &l, bool has_token, int64 token, Datum agent);
 // has it (0.5.0) and it is not NULL.
 bool lease_arg(FunctionCallInfo fcinfo, int argno, int64 *token);
 
+// Inside SPI: the rows of `plan` (replay's five columns) into the set
+// result, fetched through a cursor a page of 1000 at a time (a Citus
+// coordinator buffers a distributed result: pages keep that bounded), at
+// most max_entries.
+void cursor_into(ReturnSetInfo *rsinfo, SPIPlanPtr plan, Datum *args, const char *nulls,
+                 int64 max_entries);
 // Under the agent lock, inside SPI as the owner (journal.cpp):
 // Deletes the agent's entries <= through (> its compaction point), moves
 // the compaction point, drops saved states below it; returns how many

@@ -29,6 +29,7 @@ PG_FUNCTION_INFO_V1(aj_fork_agent);
 PG_FUNCTION_INFO_V1(aj_resume_guard);
 PG_FUNCTION_INFO_V1(aj_resume_from);
 PG_FUNCTION_INFO_V1(aj_backward_guard);
+PG_FUNCTION_INFO_V1(aj_replay_backward);
 }
 
 namespace ajpg {
@@ -253,6 +254,42 @@ Datum aj_backward_guard(PG_FUNCTION_ARGS) {
   (void)check_agent_read(PG_GETARG_DATUM(0));
   if (max_entries < 0) PG_RETURN_NULL();
   PG_RETURN_INT64(max_entries);
+}
+
+// replay_backward as a C function (agent_journal.distribute() swaps the SQL
+// one for it on every node of a distributed journal: Citus cannot plan the
+// inlined SQL function's parameterized query). The same checks as
+// backward_guard, then the rows newest first through SPI: on the agent's
+// node a read of its shard, elsewhere routed by Citus, a page at a time.
+Datum aj_replay_backward(PG_FUNCTION_ARGS) {
+  journal_agent_arg(fcinfo);
+  require_arg(fcinfo, 0, "agent_id");
+  if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) < 1)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("before_sequence must be >= 1, got %lld", (long long)PG_GETARG_INT64(1))));
+  int64 max_entries = max_entries_arg(fcinfo, 2);
+  InitMaterializedSRF(fcinfo, 0);
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  Datum agent = PG_GETARG_DATUM(0);
+  OwnerSwitch who = spi_begin();
+  check_tenant(read_latest(agent, View::Statement), who, agent);
+  static SPIPlanPtr plan;
+  static const Oid types[] = {UUIDOID, INT8OID, TEXTARRAYOID};
+  if (plan == nullptr) {
+    SPIPlanPtr p = SPI_prepare(
+        "SELECT sequence, iteration, kind, recorded_at, event FROM agent_journal.entries "
+        "WHERE agent_id OPERATOR(pg_catalog.=) $1 AND sequence OPERATOR(pg_catalog.<) $2 "
+        "AND ($3 IS NULL OR kind OPERATOR(pg_catalog.=) ANY ($3)) ORDER BY sequence DESC",
+        3, const_cast<Oid *>(types));
+    if (p == nullptr || SPI_keepplan(p) != 0) elog(ERROR, "agent_journal: SPI_prepare failed");
+    plan = p;
+  }
+  Datum args[3] = {agent, Int64GetDatum(PG_ARGISNULL(1) ? PG_INT64_MAX : PG_GETARG_INT64(1)),
+                   PG_ARGISNULL(3) ? (Datum)0 : PG_GETARG_DATUM(3)};
+  const char nulls[3] = {' ', ' ', PG_ARGISNULL(3) ? 'n' : ' '};
+  cursor_into(rsinfo, plan, args, nulls, max_entries < 0 ? PG_INT64_MAX : max_entries);
+  spi_end(who);
+  return (Datum)0;
 }
 
 // entry_by_key(agent_id, idempotency_key): the entries the key's request
