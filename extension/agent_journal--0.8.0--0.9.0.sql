@@ -23,7 +23,6 @@ AS $fn$
 DECLARE
   t text;
   anchor text := NULL;
-  had_rows boolean;
   on_coordinator boolean;
   f pg_catalog.regprocedure;
   swap text;
@@ -113,7 +112,6 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
                    WHERE p.logicalrelid OPERATOR(pg_catalog.=)
                          ('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass) THEN
-      EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM agent_journal.%I)', t) INTO had_rows;
       IF anchor IS NULL THEN
         PERFORM pg_catalog.create_distributed_table(
           ('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass, 'agent_id',
@@ -123,10 +121,13 @@ BEGIN
           ('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass, 'agent_id',
           colocate_with => anchor);
       END IF;
-      IF had_rows THEN
-        PERFORM pg_catalog.truncate_local_data_after_distributing_table(
-          ('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass);
-      END IF;
+    END IF;
+    -- the shell keeps nothing, not even the pages of rows written and
+    -- removed before the table was distributed (0.8.0 left those)
+    IF pg_catalog.pg_relation_size(('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass)
+       OPERATOR(pg_catalog.>) 0 THEN
+      PERFORM pg_catalog.truncate_local_data_after_distributing_table(
+        ('agent_journal.' OPERATOR(pg_catalog.||) t)::pg_catalog.regclass);
     END IF;
     IF anchor IS NULL THEN anchor := 'agent_journal.' OPERATOR(pg_catalog.||) t; END IF;
   END LOOP;
@@ -135,11 +136,10 @@ BEGIN
   -- written through the coordinator and read locally everywhere.
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
                  WHERE p.logicalrelid OPERATOR(pg_catalog.=) 'agent_journal.access_grants'::pg_catalog.regclass) THEN
-    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s)', 'agent_journal.access_grants') INTO had_rows;
     PERFORM pg_catalog.create_reference_table('agent_journal.access_grants'::pg_catalog.regclass);
-    IF had_rows THEN
-      PERFORM pg_catalog.truncate_local_data_after_distributing_table('agent_journal.access_grants'::pg_catalog.regclass);
-    END IF;
+  END IF;
+  IF pg_catalog.pg_relation_size('agent_journal.access_grants'::pg_catalog.regclass) OPERATOR(pg_catalog.>) 0 THEN
+    PERFORM pg_catalog.truncate_local_data_after_distributing_table('agent_journal.access_grants'::pg_catalog.regclass);
   END IF;
   -- Every C function whose first argument is the agent runs where the
   -- agent's shards are (force_delegation: also inside transaction blocks).

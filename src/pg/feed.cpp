@@ -69,14 +69,16 @@ struct FeedRels {
 };
 
 // The feed's tables (InvalidOid before schema 0.7.0: nothing is recorded).
-FeedRels feed_rels() {
+// `refuse`: ERROR 0A000 on a distributed journal, which has no feed
+// (unsubscribe does not refuse: distribute() asks for the consumers to go).
+FeedRels feed_rels(bool refuse = true) {
+  if (refuse && citus_preloaded()) refuse_citus_layout(get_namespace_oid("agent_journal", true));
   static FeedRels cache;
   static LocalTransactionId lxid = InvalidLocalTransactionId;
   if (lxid == MyProc->lxid) return cache;
   Oid nsp = get_namespace_oid("agent_journal", true);
   FeedRels r;
   if (OidIsValid(nsp)) {
-    refuse_citus_layout(nsp);
     r.pending = get_relname_relid("feed_pending", nsp);
     r.feed = get_relname_relid("feed", nsp);
   }
@@ -289,7 +291,7 @@ int64 tick_and_notify(bool probe = true) {
 // COMMITTED (each statement of the tick sees what committed before it).
 bool can_tick() {
   return !IsTransactionBlock() && XactIsoLevel == XACT_READ_COMMITTED && !RecoveryInProgress() &&
-         !XactReadOnly && OidIsValid(feed_rels().feed);
+         !XactReadOnly && !feed_unavailable() && OidIsValid(feed_rels().feed);
 }
 
 // subscribe and read_feed tick when they may; what they read afterwards
@@ -324,8 +326,8 @@ void check_consumer_name(FunctionCallInfo fcinfo) {
                     errmsg("consumer is %d bytes, more than %d", len, MAX_CONSUMER_BYTES)));
 }
 
-void require_feed_schema() {
-  if (!OidIsValid(feed_rels().feed))
+void require_feed_schema(bool refuse = true) {
+  if (!OidIsValid(feed_rels(refuse).feed))
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("the change feed needs agent_journal 0.7.0"),
                     errhint("Run ALTER EXTENSION agent_journal UPDATE.")));
@@ -508,7 +510,7 @@ void feed_tick_step() {
 // entries are all gone (or that are gaps), go. Rows of live entries stay
 // for consumers that subscribe from the beginning.
 int64 feed_prune() {
-  if (!OidIsValid(feed_rels().feed)) return 0;
+  if (feed_unavailable() || !OidIsValid(feed_rels().feed)) return 0;
   static SPIPlanPtr p;
   return (int64)run_plan(
       &p,
@@ -568,7 +570,7 @@ Datum aj_unsubscribe(PG_FUNCTION_ARGS) {
   require_writable("agent_journal.unsubscribe()");
   Datum name = PG_GETARG_DATUM(0);
   OwnerSwitch who = spi_begin();
-  require_feed_schema();
+  require_feed_schema(false);
   Consumer c = load_consumer(name, true);
   bool dropped = false;
   if (c.found) {

@@ -9,6 +9,7 @@
 // under the agent's lock, so appends, replays and resumes see all of it or
 // none of it.
 #include "pg/journal.hpp"
+#include "pg/citus.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -330,7 +331,10 @@ void retention_cycle() {
     bool ready = OidIsValid(get_extension_oid("agent_journal", true)) &&
                  OidIsValid(get_namespace_oid("agent_journal", true)) &&
                  OidIsValid(get_relname_relid("retention_settings",
-                                              get_namespace_oid("agent_journal", true)));
+                                              get_namespace_oid("agent_journal", true))) &&
+                 // no retention passes on a distributed journal (yet): its
+                 // apply_retention() refuses, the worker's pass stays idle
+                 !agent_journal_distributed();
     if (ready) {
       OwnerSwitch who = spi_begin();
       MemoryContext old = MemoryContextSwitchTo(cxt);

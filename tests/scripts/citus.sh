@@ -24,9 +24,9 @@ if [ ! -f "$PKGLIB/citus.so" ] || [ ! -f "$SHARE/extension/citus.control" ]; the
   exit 0
 fi
 BASE=${AJ_CITUS_PGPORT:-$((PGPORT + 41))}
+DB=aj_citus
 PORTS=("$BASE" "$((BASE + 1))" "$((BASE + 2))")  # coordinator, worker 1, worker 2
 C=${PORTS[0]}
-DB=aj_citus
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   local st=$?
@@ -41,7 +41,9 @@ cleanup() {
 trap cleanup EXIT
 for p in "${PORTS[@]}"; do
   AJ_PGPORT=$p AJ_CLUSTER_DIR=/tmp/aj_citus.$p AJ_PG_CONF="listen_addresses = '127.0.0.1'
-shared_preload_libraries = 'citus'
+shared_preload_libraries = 'citus,agent_journal'
+agent_journal.export_database = '$DB'
+agent_journal.retention_interval = 1
 citus.enable_statistics_collection = off
 citus.shard_count = 4
 max_connections = 100" "$AJ_ROOT/scripts/cluster" start >/dev/null
@@ -77,6 +79,8 @@ done
 A=00000000-0000-0000-0000-0000000000c1
 n "$C" "SELECT agent_journal.append('$A', i, jsonb_build_object('type', 'Step', 'n', i)) FROM generate_series(1, 5) i" >/dev/null
 n "$C" "SELECT agent_journal.append_batch('$A', 6, ARRAY['{\"type\": \"Step\"}', '{\"type\": \"Step\"}']::jsonb[], 5)" >/dev/null
+expect_eq "local layout: the feed works (a consumer from the beginning reads the 7 entries)" \
+  "$(n "$C" "SELECT agent_journal.subscribe('citus_early', true)" >/dev/null; n "$C" "SELECT count(*) FROM agent_journal.read_feed('citus_early')")" "7"
 expect_eq "local layout: replay" "$(n "$C" "SELECT count(*) || ',' || max(sequence) FROM agent_journal.replay('$A')")" "7,7"
 expect_eq "local layout: compact" "$(n "$C" "SELECT agent_journal.compact('$A', 2)")" "2"
 expect_eq "local layout: the agents view" "$(n "$C" "SELECT live_entries FROM agent_journal.agents WHERE agent_id = '$A'")" "5"
@@ -181,6 +185,15 @@ for p in "${PORTS[@]}"; do
   expect_eq "upgrade: port $p runs $CUR" "$(n "$p" "SELECT extversion FROM pg_extension WHERE extname = 'agent_journal'")" "$CUR"
 done
 expect_eq "upgrade: the journal written at $PREV carries on" "$(n "$W1" "SELECT agent_journal.append('$U', 1, '$E', 1)")" "2"
+# the consumer subscribed in section 1 (0.8.0's distribute() did not look):
+# distribute() refuses while there is one; unsubscribe works on a
+# distributed journal
+out=$(psql -X -v VERBOSITY=verbose -At -h 127.0.0.1 -p "$C" -U postgres -d $DB -c "SELECT agent_journal.distribute()" 2>&1 || true)
+case "$out" in
+  *55000*"has consumers"*) ok "upgrade: distribute() refuses while the feed has a consumer (55000)" ;;
+  *) fail "upgrade: distribute() with a feed consumer: $out" ;;
+esac
+expect_eq "upgrade: unsubscribe on the distributed journal (on the coordinator, where the consumers are)" "$(n "$C" "SELECT agent_journal.unsubscribe('citus_early')")" "t"
 n "$C" "SELECT agent_journal.distribute()" >/dev/null
 expect_eq "upgrade: distribute() again makes access_grants a reference table" \
   "$(n "$C" "SELECT partmethod::text || repmodel::text FROM pg_dist_partition WHERE logicalrelid = 'agent_journal.access_grants'::regclass")" "nt"
@@ -402,6 +415,14 @@ expect_eq "distributed: and the agent's sequences are gap-free" \
 # every node
 for p in "${PORTS[@]}"; do
   expect_eq "distributed: the shells on port $p are empty (pg_relation_size)" \
-    "$(n "$p" "SELECT sum(pg_relation_size(('agent_journal.' || t)::regclass)) FROM unnest(ARRAY['agent_state', 'entries', 'idempotency_keys', 'saved_states', 'lease_graph', 'feed_pending', 'access_grants']) t")" "0"
+    "$(n "$p" "SELECT coalesce(string_agg(t || ' ' || pg_relation_size(('agent_journal.' || t)::regclass), ', '), 'none') FROM unnest(ARRAY['agent_state', 'entries', 'idempotency_keys', 'saved_states', 'lease_graph', 'feed_pending', 'access_grants']) t WHERE pg_relation_size(('agent_journal.' || t)::regclass) > 0")" "none"
+done
+# the preloaded background worker (feed ticks, retention passes every
+# second) stays idle on a distributed journal rather than fail
+for p in "${PORTS[@]}"; do
+  wpid=$(n "$p" "SELECT pid FROM pg_stat_activity WHERE backend_type = 'agent_journal exporter'")
+  [ -n "$wpid" ] || fail "no agent_journal background worker on port $p"
+  expect_eq "the background worker (pid $wpid) logged no error on port $p" \
+    "$(grep -c "\[$wpid\] ERROR" "/tmp/aj_citus.$p/server.log" || true)" "0"
 done
 echo "citus: ok"
