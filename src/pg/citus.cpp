@@ -10,7 +10,10 @@ extern "C" {
 #include "access/table.h"
 #include "catalog/pg_namespace.h"
 #include "lib/stringinfo.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
+#include "utils/snapmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -69,6 +72,7 @@ bool scan_catalog(const char *name, F &&f) {
 enum class Layout { None, Supported, Unsupported };
 struct LayoutInfo {
   Layout layout = Layout::None;
+  int32 colocation = -1;  // the supported layout's colocation group
   Oid offending = InvalidOid;  // a table Citus manages outside the supported layout
   const char *why = nullptr;
 };
@@ -132,6 +136,7 @@ LayoutInfo read_layout(Oid nsp) {
       }
   }
   info.layout = OidIsValid(info.offending) ? Layout::Unsupported : Layout::Supported;
+  info.colocation = colocation;
   return info;
 }
 
@@ -289,6 +294,44 @@ Oid agent_shard_rel(Oid nsp, const char *table, const pg_uuid_t *agent, const ch
   return shard_rel;
 }
 
+bool lock_agent_shard(Oid nsp, const pg_uuid_t *agent) {
+  const LayoutInfo &info = layout(nsp);
+  Oid relid = get_relname_relid("entries", nsp);
+  int32 hash = DatumGetInt32(DirectFunctionCall1(uuid_hash, UUIDPGetDatum(agent)));
+  const ShardInfo *si = shard_for(nsp, relid, hash);
+  // not here at all: agent_shard_rel refuses (0A000, naming the node)
+  if (si == nullptr || si->group != shard_map.local_group) return false;
+  // Citus's shard index: the shard's place among its table's shards in
+  // the order of their hash ranges
+  const ShardMap &m = shards(nsp);
+  uint32 index = 0;
+  for (int i = 0; i < m.n; i++)
+    if (m.shards[i].relid == relid && m.shards[i].min < si->min) index++;
+  // SET_LOCKTAG_COLOCATED_SHARDS_METADATA_RESOURCE of Citus 13
+  // (resource_lock.h): the lock of every shard of the group at once
+  constexpr uint16 CITUS_COLOCATED_SHARDS_METADATA = 8;
+  LOCKTAG tag;
+  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, index, (uint32)info.colocation,
+                       CITUS_COLOCATED_SHARDS_METADATA);
+  if (LockAcquire(&tag, ShareLock, false, false) == LOCKACQUIRE_ALREADY_HELD) return false;
+  // A move that held the lock has committed the shards' new placement by
+  // now: read the placements again, with a catalog snapshot taken after it
+  InvalidateCatalogSnapshot();
+  shard_map.lxid = InvalidLocalTransactionId;
+  if (!agent_is_local(nsp, agent)) {
+    const ShardInfo *now = shard_for(nsp, relid, hash);
+    char *node = group_node(now ? now->group : -1);
+    ereport(ERROR,
+            (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+             errmsg("agent %s moved to %s while this call waited for its shards",
+                    DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(agent))), node),
+             errdetail("Citus moved the agent's shards (a rebalance or citus_move_shard_placement); "
+                       "nothing was written."),
+             errhint("Retry the call: Citus runs it on the agent's new node.")));
+  }
+  return true;
+}
+
 bool agent_is_local(Oid nsp, const pg_uuid_t *agent) {
   Oid relid = get_relname_relid("entries", nsp);
   int32 hash = DatumGetInt32(DirectFunctionCall1(uuid_hash, UUIDPGetDatum(agent)));
@@ -300,6 +343,12 @@ bool agent_journal_distributed() {
   if (!citus_preloaded()) return false;
   Oid nsp = get_namespace_oid("agent_journal", true);
   return OidIsValid(nsp) && journal_distributed(nsp);
+}
+
+bool agent_journal_on_citus() {
+  if (!citus_preloaded()) return false;
+  Oid nsp = get_namespace_oid("agent_journal", true);
+  return OidIsValid(nsp) && layout(nsp).layout != Layout::None;
 }
 
 bool agent_elsewhere(const pg_uuid_t *agent) {

@@ -40,6 +40,16 @@ bool citus_preloaded();
 Oid agent_shard_rel(Oid nsp, const char *table, const pg_uuid_t *agent, const char *index = nullptr,
                     Oid *index_oid = nullptr);
 
+// In the distributed layout, under the agent's lock, before a writer
+// reads or writes: takes the lock Citus's writers take on the agent's
+// shard group (ShareLock on its colocated-shards metadata lock; a shard
+// move or split holds it in ExclusiveLock until its new placement is
+// committed), so the shards cannot move away under the write. When the
+// lock was not held yet, reads the placements again and, if the shards
+// moved away meanwhile, ERROR 40001 (retry: Citus sends the call to the new
+// node). Returns true when it read the placements again (the caller then
+// maps the agent's relations anew).
+bool lock_agent_shard(Oid nsp, const pg_uuid_t *agent);
 // In the distributed layout: are the agent's shards placed on this node?
 bool agent_is_local(Oid nsp, const pg_uuid_t *agent);
 // Does the agent live on another node of a distributed journal (so a
@@ -49,6 +59,10 @@ bool agent_elsewhere(const pg_uuid_t *agent);
 // journal_distributed() of the installed schema (false without one; one
 // branch without Citus).
 bool agent_journal_distributed();
+// Some table of the installed schema is managed by Citus, in a layout
+// supported or not (no error: for the background worker, which then stays
+// idle rather than log the refusal every tick).
+bool agent_journal_on_citus();
 // This node is the Citus coordinator (its group is 0).
 bool on_coordinator();
 // In the distributed layout, on a worker: ERROR 0A000 "<what> run on the

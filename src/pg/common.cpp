@@ -1,6 +1,7 @@
 // Shared glue: argument checks, cached SPI plans, the agent lock, identity.
 #include "pg/pg.hpp"
 #include "pg/journal.hpp"
+#include "pg/citus.hpp"
 
 extern "C" {
 #include "common/hashfn.h"
@@ -88,6 +89,12 @@ void lock_agent(const pg_uuid_t *agent) {
   LOCKTAG tag;
   SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32)(h >> 32), (uint32)h, AJ_LOCK_SPACE);
   (void)LockAcquire(&tag, ExclusiveLock, false, false);
+  // A distributed journal: the agent's shards must not move away under the
+  // write (citus.hpp); one branch without Citus.
+  if (citus_preloaded()) {
+    Oid nsp = get_namespace_oid("agent_journal", false);
+    if (journal_distributed(nsp) && lock_agent_shard(nsp, agent)) rels_forget();
+  }
 }
 
 // The owner of agent_journal.entries, looked up once per transaction

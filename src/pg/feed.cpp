@@ -87,9 +87,10 @@ FeedRels feed_rels(bool refuse = true) {
   return cache;
 }
 
-// The journal is distributed by Citus (one branch without Citus): there
-// is no feed, and the writers note nothing for it.
-bool feed_unavailable() { return agent_journal_distributed(); }
+// The journal's tables are managed by Citus (distributed; or a hand-made
+// layout, which the writers refuse): there is no feed, the writers note
+// nothing for it and the worker does not tick. One branch without Citus.
+bool feed_unavailable() { return agent_journal_on_citus(); }
 
 // May the role of a consumer (`role`; InvalidOid: its role is gone) see
 // an agent with this owner? As for a direct read: unbound agents are

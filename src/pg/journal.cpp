@@ -91,6 +91,8 @@ void journal_agent(const pg_uuid_t *agent) {
   agent_lxid = MyProc->lxid;
 }
 
+void rels_forget() { rels_lxid = InvalidLocalTransactionId; }
+
 const Rels &rels() {
   const bool agent_set = agent_lxid == MyProc->lxid;
   if (rels_lxid == MyProc->lxid &&

@@ -47,6 +47,9 @@ struct Rels {
   Oid entries, entries_pkey, state, state_pkey;
   Oid lease_graph, saved_states, retention, tallies, tallies_pkey, saved_states_pkey;  // 0.5.0
 };
+// The next rels() looks the relations up again (the agent's shards were
+// found again after a wait for them: lock_agent_shard).
+void rels_forget();
 const Rels &rels();
 // The agent whose shards rels() names on a distributed journal (Citus):
 // set by lock_agent and by the readers before their first read.

@@ -334,7 +334,7 @@ void retention_cycle() {
                                               get_namespace_oid("agent_journal", true))) &&
                  // no retention passes on a distributed journal (yet): its
                  // apply_retention() refuses, the worker's pass stays idle
-                 !agent_journal_distributed();
+                 !agent_journal_on_citus();
     if (ready) {
       OwnerSwitch who = spi_begin();
       MemoryContext old = MemoryContextSwitchTo(cxt);

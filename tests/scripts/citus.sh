@@ -411,6 +411,35 @@ expect_eq "distributed: worker killed -9: every one of $got acknowledged appends
 expect_eq "distributed: and the agent's sequences are gap-free" \
   "$(n "$C" "SELECT (count(*) = max(sequence))::text FROM agent_journal.entries WHERE agent_id = '$KW'")" "true"
 
+# the agent's shards moved to the other worker (citus_move_shard_placement,
+# as the rebalancer does) while writers append through the coordinator and
+# both workers: every acknowledged append is there, gap-free, and the
+# agent carries on on its new node
+MV=00000000-0000-0000-0000-0000000000cc
+n "$C" "SELECT agent_journal.append('$MV', 1, '$E')" >/dev/null
+read -r mshard mfrom < <(n "$C" "SELECT s.shardid || ' ' || p.nodeport FROM pg_dist_shard s JOIN pg_dist_shard_placement p USING (shardid) WHERE s.shardid = get_shard_id_for_distribution_column('agent_journal.entries', '$MV')" | tr '|' ' ')
+mto=$([ "$mfrom" = "$W1" ] && echo "$W2" || echo "$W1")
+: > "$TMPD/move.acks"
+for p in "${PORTS[@]}"; do
+  ( for i in $(seq 1 150); do
+      n "$p" "SELECT agent_journal.append('$MV', 1, '$E')" 2>>"$TMPD/move.errors" || true
+    done >> "$TMPD/move.acks.$p" ) &
+done
+sleep 1
+n "$C" "SELECT citus_move_shard_placement($mshard, '127.0.0.1', $mfrom, '127.0.0.1', $mto, shard_transfer_mode => 'block_writes')" >/dev/null \
+  || fail "citus_move_shard_placement failed"
+wait
+expect_eq "shard move: the agent's shards are on port $mto now" \
+  "$(n "$C" "SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = $mshard")" "$mto"
+macks=$(cat "$TMPD"/move.acks.* | wc -l)
+[ "$macks" -gt 0 ] || fail "no append was acknowledged around the move"
+expect_eq "shard move: every one of $macks acknowledged appends is there, once, gap-free" \
+  "$(n "$C" "SELECT count(*) || ',' || count(DISTINCT sequence) || ',' || max(sequence) FROM agent_journal.entries WHERE agent_id = '$MV'")" \
+  "$((macks + 1)),$((macks + 1)),$((macks + 1))"
+expect_eq "shard move: the acknowledgements are distinct sequences" "$(cat "$TMPD"/move.acks.* | sort -n | uniq | wc -l)" "$macks"
+expect_eq "shard move: the agent carries on through the old node" "$(n "$mfrom" "SELECT agent_journal.append('$MV', 1, '$E')")" "$((macks + 2))"
+echo "shard move: $macks appends acknowledged, $(grep -c ERROR "$TMPD/move.errors" || true) refused during the move"
+
 # never written into a shell: every per-agent table's shell is empty on
 # every node
 for p in "${PORTS[@]}"; do
@@ -422,6 +451,8 @@ done
 for p in "${PORTS[@]}"; do
   wpid=$(n "$p" "SELECT pid FROM pg_stat_activity WHERE backend_type = 'agent_journal exporter'")
   [ -n "$wpid" ] || fail "no agent_journal background worker on port $p"
+  errs=$(grep -A2 "\[$wpid\] ERROR" "/tmp/aj_citus.$p/server.log" | head -6 || true)
+  [ -z "$errs" ] || echo "$errs"
   expect_eq "the background worker (pid $wpid) logged no error on port $p" \
     "$(grep -c "\[$wpid\] ERROR" "/tmp/aj_citus.$p/server.log" || true)" "0"
 done
