@@ -385,6 +385,30 @@ struct OutRow {
   const char *reason;
 };
 
+// Writes one output row of read_feed into its tuplestore.
+void put_row(ReturnSetInfo *rsinfo, const OutRow &o) {
+  Datum v[7];
+  bool nulls[7] = {false, false, false, false, false, false, false};
+  v[0] = Int64GetDatum(o.position);
+  v[1] = o.agent;
+  if (o.gap) {
+    nulls[2] = nulls[3] = nulls[5] = true;
+    v[2] = v[3] = v[5] = (Datum)0;
+    v[4] = CStringGetTextDatum("gap");
+    char buf[160];
+    snprintf(buf, sizeof buf, "{\"from\": %lld, \"through\": %lld, \"reason\": \"%s\"}",
+             (long long)o.from, (long long)o.through, o.reason);
+    v[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf));
+  } else {
+    v[2] = Int64GetDatum(o.sequence);
+    v[3] = Int32GetDatum(o.iteration);
+    v[4] = o.kind;
+    v[5] = o.recorded_at;
+    v[6] = o.event;
+  }
+  tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+}
+
 // What read_feed knows of an agent within one call.
 struct AgentView {
   pg_uuid_t agent;
@@ -628,7 +652,15 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
   bool ticked = tick_before_reading();
   Consumer c = own_consumer(name, who, false);
   bool role_admin = OidIsValid(c.role) && is_admin(c.role);
+  // Rows go straight into the tuplestore, in position order, until the
+  // first gap row: a gap row can still grow (its position with it) while
+  // later rows of other agents come, so from then on rows are held (their
+  // kind and event copied out of the scan's buffer) and sorted at the end.
+  // Entries before the first gap row all have lower positions than any
+  // gap row can get, so the order is the same either way; the common,
+  // gap-free read copies nothing and holds no second copy of the batch.
   PArray<OutRow> out;
+  bool holding = false;
   HASHCTL ctl;
   memset(&ctl, 0, sizeof ctl);
   ctl.keysize = sizeof(pg_uuid_t);
@@ -696,6 +728,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
           g.position = Max(g.position, at);
           return;
         }
+        holding = true;
         OutRow g{};
         g.position = at;
         g.agent = agent;
@@ -733,10 +766,16 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
         e.agent = agent;
         e.sequence = seq;
         e.iteration = DatumGetInt32(entry_value(es, ENTRY_ITERATION, &isnull));
-        e.kind = datumCopy(entry_value(es, ENTRY_KIND, &isnull), false, -1);
+        e.kind = entry_value(es, ENTRY_KIND, &isnull);
         e.recorded_at = entry_value(es, ENTRY_RECORDED_AT, &isnull);
-        e.event = datumCopy(entry_value(es, ENTRY_EVENT, &isnull), false, -1);
-        out.push(e);
+        e.event = entry_value(es, ENTRY_EVENT, &isnull);
+        if (holding) {
+          e.kind = datumCopy(e.kind, false, -1);
+          e.event = datumCopy(e.event, false, -1);
+          out.push(e);
+        } else {
+          put_row(rsinfo, e);  // copied into the tuplestore while the scan's buffer is pinned
+        }
         budget--;
         expect = seq + 1;
         if ((budget & 1023) == 0) CHECK_FOR_INTERRUPTS();
@@ -756,28 +795,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
   auto by_position = [](const OutRow &x, const OutRow &y) { return x.position < y.position; };
   if (!std::is_sorted(out.begin(), out.end(), by_position))
     std::stable_sort(out.begin(), out.end(), by_position);
-  for (const OutRow &o : out) {
-    Datum v[7];
-    bool nulls[7] = {false, false, false, false, false, false, false};
-    v[0] = Int64GetDatum(o.position);
-    v[1] = o.agent;
-    if (o.gap) {
-      nulls[2] = nulls[3] = nulls[5] = true;
-      v[2] = v[3] = v[5] = (Datum)0;
-      v[4] = CStringGetTextDatum("gap");
-      char buf[160];
-      snprintf(buf, sizeof buf, "{\"from\": %lld, \"through\": %lld, \"reason\": \"%s\"}",
-               (long long)o.from, (long long)o.through, o.reason);
-      v[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf));
-    } else {
-      v[2] = Int64GetDatum(o.sequence);
-      v[3] = Int32GetDatum(o.iteration);
-      v[4] = o.kind;
-      v[5] = o.recorded_at;
-      v[6] = o.event;
-    }
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
-  }
+  for (const OutRow &o : out) put_row(rsinfo, o);
   if (ticked) PopActiveSnapshot();
   spi_end(who);
   return (Datum)0;
