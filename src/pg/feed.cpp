@@ -409,6 +409,52 @@ void put_row(ReturnSetInfo *rsinfo, const OutRow &o) {
   tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 }
 
+// read_feed's tuplestore. A consumer's every step materializes a batch
+// (a C function in FROM always returns a tuplestore), and in a query's own
+// memory that is ~0.5 MB allocated and freed per call, which glibc hands
+// back to the kernel and then page-faults in again: in a drain that cost
+// more than reading the entries. So one read at a time per backend keeps
+// its tuplestore in a context of its own whose first block (1 MB, kept on
+// reset) stays mapped; the query's memory context resets it when it goes
+// (end of the query or error, after the executor ended the tuplestore),
+// larger batches spill into blocks freed then. A second read while that
+// one's result is still open (a cursor, a lateral call) uses the query's
+// memory as before.
+MemoryContext feed_store_cxt = nullptr;
+bool feed_store_busy = false;
+constexpr Size FEED_STORE_KEEP = 1024 * 1024;
+
+void feed_store_release(void *) {
+  MemoryContextReset(feed_store_cxt);
+  feed_store_busy = false;
+}
+
+void begin_feed_store(FunctionCallInfo fcinfo) {
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  if (feed_store_busy || rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo) ||
+      !(rsinfo->allowedModes & SFRM_Materialize)) {
+    InitMaterializedSRF(fcinfo, 0);  // (its checks raise the errors)
+    return;
+  }
+  MemoryContext per_query = rsinfo->econtext->ecxt_per_query_memory;
+  MemoryContext old = MemoryContextSwitchTo(per_query);
+  TupleDesc desc;
+  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+    elog(ERROR, "return type must be a row type");
+  if (feed_store_cxt == nullptr)
+    feed_store_cxt = AllocSetContextCreate(TopMemoryContext, "agent_journal read_feed", FEED_STORE_KEEP,
+                                           ALLOCSET_DEFAULT_INITSIZE, ALLOCSET_DEFAULT_MAXSIZE);
+  MemoryContextCallback *cb = (MemoryContextCallback *)palloc0(sizeof(MemoryContextCallback));
+  cb->func = feed_store_release;
+  MemoryContextRegisterResetCallback(per_query, cb);
+  feed_store_busy = true;
+  MemoryContextSwitchTo(feed_store_cxt);
+  rsinfo->setResult = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0, false, work_mem);
+  rsinfo->returnMode = SFRM_Materialize;
+  rsinfo->setDesc = desc;
+  MemoryContextSwitchTo(old);
+}
+
 // What read_feed knows of an agent within one call.
 struct AgentView {
   pg_uuid_t agent;
@@ -645,7 +691,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                     errmsg("max_entries must be >= 0, got %lld", (long long)max_entries)));
   Datum name = PG_GETARG_DATUM(0);
-  InitMaterializedSRF(fcinfo, 0);
+  begin_feed_store(fcinfo);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   OwnerSwitch who = spi_begin();
   require_feed_schema();
