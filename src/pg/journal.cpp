@@ -12,6 +12,7 @@
 #include "pg/pg.hpp"
 
 extern "C" {
+#include "access/heapam.h"
 #include "access/genam.h"
 #include "access/relscan.h"
 #include "access/stratnum.h"
@@ -375,7 +376,23 @@ bool direct_insert_ok(Relation rel, int live_columns, int our_columns) {
 // which checks NOT NULL and CHECK constraints, maintains every index
 // (unique check included) and fires row triggers, without the planner or
 // a full executor start. Only for what direct_insert_ok allows.
+// A table with nothing for the executor to do (no index, trigger, CHECK
+// constraint or partition bound, and a value for every NOT NULL column:
+// feed_pending, written by every append) gets the heap insert alone, as
+// ExecSimpleRelationInsert would end up doing.
 void simple_insert(Relation rel, const Datum *values, const bool *isnull) {
+  TupleDesc desc = RelationGetDescr(rel);
+  bool bare = rel->rd_tableam == GetHeapamTableAmRoutine() && !rel->rd_rel->relhasindex &&
+              rel->trigdesc == nullptr && !rel->rd_rel->relispartition &&
+              (desc->constr == nullptr || desc->constr->num_check == 0);
+  for (int i = 0; bare && i < desc->natts; i++)
+    if (isnull[i] && TupleDescAttr(desc, i)->attnotnull) bare = false;  // the executor reports it
+  if (bare) {
+    HeapTuple tup = heap_form_tuple(desc, const_cast<Datum *>(values), const_cast<bool *>(isnull));
+    simple_heap_insert(rel, tup);
+    heap_freetuple(tup);
+    return;
+  }
   EState *estate = CreateExecutorState();
   RangeTblEntry *rte = makeNode(RangeTblEntry);
   rte->rtekind = RTE_RELATION;
@@ -388,7 +405,6 @@ void simple_insert(Relation rel, const Datum *values, const bool *isnull) {
   estate->es_output_cid = GetCurrentCommandId(true);
   AfterTriggerBeginQuery();
   ExecOpenIndices(rri, false);
-  TupleDesc desc = RelationGetDescr(rel);
   TupleTableSlot *slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
   ExecClearTuple(slot);
   for (int i = 0; i < desc->natts; i++) {
