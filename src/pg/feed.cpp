@@ -450,14 +450,16 @@ void begin_feed_store(FunctionCallInfo fcinfo) {
   if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
     elog(ERROR, "return type must be a row type");
   if (feed_store_cxt == nullptr)
-    feed_store_cxt = AllocSetContextCreate(TopMemoryContext, "agent_journal read_feed", FEED_STORE_KEEP,
-                                           ALLOCSET_DEFAULT_INITSIZE, ALLOCSET_DEFAULT_MAXSIZE);
+    feed_store_cxt = AllocSetContextCreate(TopMemoryContext, "agent_journal read_feed",
+                                           FEED_STORE_KEEP, ALLOCSET_DEFAULT_INITSIZE,
+                                           ALLOCSET_DEFAULT_MAXSIZE);
   MemoryContextCallback *cb = (MemoryContextCallback *)palloc0(sizeof(MemoryContextCallback));
   cb->func = feed_store_release;
   MemoryContextRegisterResetCallback(per_query, cb);
   feed_store_busy = true;
   MemoryContextSwitchTo(feed_store_cxt);
-  rsinfo->setResult = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0, false, work_mem);
+  bool random_access = (rsinfo->allowedModes & SFRM_Materialize_Random) != 0;
+  rsinfo->setResult = tuplestore_begin_heap(random_access, false, work_mem);
   rsinfo->returnMode = SFRM_Materialize;
   rsinfo->setDesc = desc;
   MemoryContextSwitchTo(old);
@@ -585,8 +587,8 @@ void vacuum_pending() {
       params.truncate = VACOPTVALUE_DISABLED;
       params.nworkers = -1;
       MemoryContextSwitchTo(portal);
-      VacuumRelation *vr =
-          makeVacuumRelation(makeRangeVar(pstrdup("agent_journal"), pstrdup("feed_pending"), -1), relid, NIL);
+      RangeVar *rv = makeRangeVar(pstrdup("agent_journal"), pstrdup("feed_pending"), -1);
+      VacuumRelation *vr = makeVacuumRelation(rv, relid, NIL);
       vacuum(list_make1(vr), &params, GetAccessStrategy(BAS_VACUUM), true);
     }
     CommitTransactionCommand();
