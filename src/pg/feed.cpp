@@ -33,6 +33,9 @@ extern "C" {
 #include "access/tableam.h"
 #include "catalog/pg_authid.h"
 #include "commands/async.h"
+#include "commands/vacuum.h"
+#include "nodes/makefuncs.h"
+#include "storage/bufmgr.h"
 #include "commands/extension.h"
 #include "storage/proc.h"
 #include "utils/datum.h"
@@ -101,6 +104,10 @@ bool consumer_sees(Oid role, bool bound, Oid owner, bool role_is_admin) {
 }
 
 // ------------------------------------------------------------ the tick
+
+// feed_pending rows this process's ticks deleted since its last vacuum of
+// the table (see feed_tick_step).
+int64 pending_deleted = 0;
 
 struct Pending {
   pg_uuid_t agent;
@@ -181,6 +188,7 @@ int64 tick(bool probe = true) {
            0, nullptr, nullptr, nullptr, SPI_OK_DELETE_RETURNING);
   uint64 n = SPI_processed;
   if (n == 0) return 0;
+  pending_deleted += (int64)n;
   PArray<Pending> rows;
   for (uint64 i = 0; i < n; i++) {
     HeapTuple t = SPI_tuptable->vals[i];
@@ -392,6 +400,78 @@ struct OutRow {
   const char *reason;
 };
 
+// Writes one output row of read_feed into its tuplestore.
+void put_row(ReturnSetInfo *rsinfo, const OutRow &o) {
+  Datum v[7];
+  bool nulls[7] = {false, false, false, false, false, false, false};
+  v[0] = Int64GetDatum(o.position);
+  v[1] = o.agent;
+  if (o.gap) {
+    nulls[2] = nulls[3] = nulls[5] = true;
+    v[2] = v[3] = v[5] = (Datum)0;
+    v[4] = CStringGetTextDatum("gap");
+    char buf[160];
+    snprintf(buf, sizeof buf, "{\"from\": %lld, \"through\": %lld, \"reason\": \"%s\"}",
+             (long long)o.from, (long long)o.through, o.reason);
+    v[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf));
+  } else {
+    v[2] = Int64GetDatum(o.sequence);
+    v[3] = Int32GetDatum(o.iteration);
+    v[4] = o.kind;
+    v[5] = o.recorded_at;
+    v[6] = o.event;
+  }
+  tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+}
+
+// read_feed's tuplestore. A consumer's every step materializes a batch
+// (a C function in FROM always returns a tuplestore), and in a query's own
+// memory that is ~0.5 MB allocated and freed per call, which glibc hands
+// back to the kernel and then page-faults in again: in a drain that cost
+// more than reading the entries. So one read at a time per backend keeps
+// its tuplestore in a context of its own whose first block (1 MB, kept on
+// reset) stays mapped; the query's memory context resets it when it goes
+// (end of the query or error, after the executor ended the tuplestore),
+// larger batches spill into blocks freed then. A second read while that
+// one's result is still open (a cursor, a lateral call) uses the query's
+// memory as before.
+MemoryContext feed_store_cxt = nullptr;
+bool feed_store_busy = false;
+constexpr Size FEED_STORE_KEEP = 1024 * 1024;
+
+void feed_store_release(void *) {
+  MemoryContextReset(feed_store_cxt);
+  feed_store_busy = false;
+}
+
+void begin_feed_store(FunctionCallInfo fcinfo) {
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  if (feed_store_busy || rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo) ||
+      !(rsinfo->allowedModes & SFRM_Materialize)) {
+    InitMaterializedSRF(fcinfo, 0);  // (its checks raise the errors)
+    return;
+  }
+  MemoryContext per_query = rsinfo->econtext->ecxt_per_query_memory;
+  MemoryContext old = MemoryContextSwitchTo(per_query);
+  TupleDesc desc;
+  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+    elog(ERROR, "return type must be a row type");
+  if (feed_store_cxt == nullptr)
+    feed_store_cxt = AllocSetContextCreate(TopMemoryContext, "agent_journal read_feed",
+                                           FEED_STORE_KEEP, ALLOCSET_DEFAULT_INITSIZE,
+                                           ALLOCSET_DEFAULT_MAXSIZE);
+  MemoryContextCallback *cb = (MemoryContextCallback *)palloc0(sizeof(MemoryContextCallback));
+  cb->func = feed_store_release;
+  MemoryContextRegisterResetCallback(per_query, cb);
+  feed_store_busy = true;
+  MemoryContextSwitchTo(feed_store_cxt);
+  bool random_access = (rsinfo->allowedModes & SFRM_Materialize_Random) != 0;
+  rsinfo->setResult = tuplestore_begin_heap(random_access, false, work_mem);
+  rsinfo->returnMode = SFRM_Materialize;
+  rsinfo->setDesc = desc;
+  MemoryContextSwitchTo(old);
+}
+
 // What read_feed knows of an agent within one call.
 struct AgentView {
   pg_uuid_t agent;
@@ -474,6 +554,65 @@ namespace {
 bool last_tick_moved = false;
 }  // namespace
 
+namespace {
+TimestampTz last_vacuum = 0;
+
+// VACUUM (no truncation, skipped if the table is locked) of feed_pending,
+// by the worker between ticks, outside any transaction, as autovacuum
+// calls it. Every append inserts a row there and a tick deletes it ~100 ms
+// later, but only VACUUM records the freed space for reuse: until
+// autovacuum's next visit (autovacuum_naptime, a minute by default) the
+// writers extend the table and every tick's DELETE scans all of it, dead
+// tuples included (5,000 appends/s: 2,200 pages after a minute, 30-100 ms a
+// scan, ten scans a second). Vacuumed every ~10,000 moved rows, the table
+// stays at a few dozen pages. No truncation: it would take an ACCESS
+// EXCLUSIVE lock the writers queue behind.
+void vacuum_pending() {
+  MemoryContext outer = CurrentMemoryContext;
+  MemoryContext saved_portal = PortalContext;
+  MemoryContext portal =
+      AllocSetContextCreate(TopMemoryContext, "agent_journal feed vacuum", ALLOCSET_DEFAULT_SIZES);
+  PG_TRY();
+  {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    PortalContext = portal;  // vacuum() keeps its memory under it
+    pgstat_report_activity(STATE_RUNNING, "agent_journal: vacuum feed_pending");
+    Oid relid = feed_rels().pending;
+    if (OidIsValid(relid)) {
+      VacuumParams params;
+      memset(&params, 0, sizeof params);
+      params.options = VACOPT_VACUUM | VACOPT_SKIP_LOCKED;
+      params.freeze_min_age = params.freeze_table_age = -1;
+      params.multixact_freeze_min_age = params.multixact_freeze_table_age = -1;
+      params.log_min_duration = -1;
+      params.index_cleanup = VACOPTVALUE_AUTO;
+      params.truncate = VACOPTVALUE_DISABLED;
+      params.nworkers = -1;
+      MemoryContextSwitchTo(portal);
+      RangeVar *rv = makeRangeVar(pstrdup("agent_journal"), pstrdup("feed_pending"), -1);
+      VacuumRelation *vr = makeVacuumRelation(rv, relid, NIL);
+      vacuum(list_make1(vr), &params, GetAccessStrategy(BAS_VACUUM), true);
+    }
+    CommitTransactionCommand();
+    pgstat_report_activity(STATE_IDLE, nullptr);
+  }
+  PG_CATCH();
+  {
+    MemoryContextSwitchTo(outer);
+    EmitErrorReport();
+    AbortCurrentTransaction();
+    FlushErrorState();
+  }
+  PG_END_TRY();
+  PortalContext = saved_portal;
+  MemoryContextSwitchTo(outer);
+  MemoryContextDelete(portal);
+  pending_deleted = 0;
+  last_vacuum = GetCurrentTimestamp();
+}
+}  // namespace
+
 // The background worker's tick (exporter.cpp), in a transaction of its
 // own: moves committed appends into the feed and wakes listeners.
 void feed_tick_step() {
@@ -505,6 +644,13 @@ void feed_tick_step() {
   PG_END_TRY();
   last_tick_moved = moved;  // committed (an error resets it: the next tick probes)
   MemoryContextSwitchTo(outer);
+  // The ticks' deletes and inserts in the cumulative statistics (as a
+  // backend reports after each transaction; at most once a second), so
+  // that autovacuum and monitoring see them.
+  pgstat_report_stat(false);
+  if (moved && pending_deleted >= 10000 &&
+      TimestampDifferenceExceeds(last_vacuum, GetCurrentTimestamp(), 1000))
+    vacuum_pending();
 }
 
 // The worker's retention pass: feed rows every consumer is past, whose
@@ -624,14 +770,22 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                     errmsg("max_entries must be >= 0, got %lld", (long long)max_entries)));
   Datum name = PG_GETARG_DATUM(0);
-  InitMaterializedSRF(fcinfo, 0);
+  begin_feed_store(fcinfo);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   OwnerSwitch who = spi_begin();
   require_feed_schema();
   bool ticked = tick_before_reading();
   Consumer c = own_consumer(name, who, false);
   bool role_admin = OidIsValid(c.role) && is_admin(c.role);
+  // Rows go straight into the tuplestore, in position order, until the
+  // first gap row: a gap row can still grow (its position with it) while
+  // later rows of other agents come, so from then on rows are held (their
+  // kind and event copied out of the scan's buffer) and sorted at the end.
+  // Entries before the first gap row all have lower positions than any
+  // gap row can get, so the order is the same either way; the common,
+  // gap-free read copies nothing and holds no second copy of the batch.
   PArray<OutRow> out;
+  bool holding = false;
   HASHCTL ctl;
   memset(&ctl, 0, sizeof ctl);
   ctl.keysize = sizeof(pg_uuid_t);
@@ -699,6 +853,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
           g.position = Max(g.position, at);
           return;
         }
+        holding = true;
         OutRow g{};
         g.position = at;
         g.agent = agent;
@@ -736,10 +891,16 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
         e.agent = agent;
         e.sequence = seq;
         e.iteration = DatumGetInt32(entry_value(es, ENTRY_ITERATION, &isnull));
-        e.kind = datumCopy(entry_value(es, ENTRY_KIND, &isnull), false, -1);
+        e.kind = entry_value(es, ENTRY_KIND, &isnull);
         e.recorded_at = entry_value(es, ENTRY_RECORDED_AT, &isnull);
-        e.event = datumCopy(entry_value(es, ENTRY_EVENT, &isnull), false, -1);
-        out.push(e);
+        e.event = entry_value(es, ENTRY_EVENT, &isnull);
+        if (holding) {
+          e.kind = datumCopy(e.kind, false, -1);
+          e.event = datumCopy(e.event, false, -1);
+          out.push(e);
+        } else {
+          put_row(rsinfo, e);  // copied into the tuplestore while the scan's buffer is pinned
+        }
         budget--;
         expect = seq + 1;
         if ((budget & 1023) == 0) CHECK_FOR_INTERRUPTS();
@@ -759,28 +920,7 @@ Datum aj_read_feed(PG_FUNCTION_ARGS) {
   auto by_position = [](const OutRow &x, const OutRow &y) { return x.position < y.position; };
   if (!std::is_sorted(out.begin(), out.end(), by_position))
     std::stable_sort(out.begin(), out.end(), by_position);
-  for (const OutRow &o : out) {
-    Datum v[7];
-    bool nulls[7] = {false, false, false, false, false, false, false};
-    v[0] = Int64GetDatum(o.position);
-    v[1] = o.agent;
-    if (o.gap) {
-      nulls[2] = nulls[3] = nulls[5] = true;
-      v[2] = v[3] = v[5] = (Datum)0;
-      v[4] = CStringGetTextDatum("gap");
-      char buf[160];
-      snprintf(buf, sizeof buf, "{\"from\": %lld, \"through\": %lld, \"reason\": \"%s\"}",
-               (long long)o.from, (long long)o.through, o.reason);
-      v[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf));
-    } else {
-      v[2] = Int64GetDatum(o.sequence);
-      v[3] = Int32GetDatum(o.iteration);
-      v[4] = o.kind;
-      v[5] = o.recorded_at;
-      v[6] = o.event;
-    }
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
-  }
+  for (const OutRow &o : out) put_row(rsinfo, o);
   if (ticked) PopActiveSnapshot();
   spi_end(who);
   return (Datum)0;

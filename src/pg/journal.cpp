@@ -12,6 +12,7 @@
 #include "pg/pg.hpp"
 
 extern "C" {
+#include "access/heapam.h"
 #include "access/genam.h"
 #include "access/relscan.h"
 #include "access/stratnum.h"
@@ -27,6 +28,7 @@ extern "C" {
 #include "utils/acl.h"
 #include "storage/proc.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/rel.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
@@ -174,10 +176,59 @@ const ColumnSpec STATE_COLS[S_NCOLS] = {
     {"lease_expires_at", TIMESTAMPTZOID, InvalidOid, true},
     {"lease_attempts", INT4OID, InvalidOid, true}};
 
+namespace {
+// map_columns' answers per relation and column list: an append maps the
+// columns of entries, agent_state and feed_pending in every transaction,
+// and matching names costs more than the probe it serves. A relation's
+// attributes change only with an invalidation of its relcache entry
+// (ALTER TABLE, DROP; in this transaction at its next command too), which
+// drops its answers here.
+constexpr int COLMAP_SLOTS = 16, COLMAP_MAX_COLS = 16;
+struct ColMap {
+  Oid relid;
+  const ColumnSpec *cols;
+  int n, live;
+  AttrNumber out[COLMAP_MAX_COLS];
+};
+ColMap colmaps[COLMAP_SLOTS];
+int colmap_next = 0;
+bool colmap_registered = false;
+
+void colmap_invalidate(Datum, Oid relid) {
+  for (ColMap &m : colmaps)
+    if (relid == InvalidOid || m.relid == relid) m.relid = InvalidOid;
+}
+}  // namespace
+
+static int map_columns_uncached(Relation rel, const ColumnSpec *cols, int n, AttrNumber *out);
+
 // Fills `out` with the attribute numbers of `cols` in `rel`; ERROR 55000
 // naming the column if one is missing or has another type. Returns how
 // many live (not dropped) attributes the relation has.
 int map_columns(Relation rel, const ColumnSpec *cols, int n, AttrNumber *out) {
+  Oid relid = RelationGetRelid(rel);
+  if (n > COLMAP_MAX_COLS) return map_columns_uncached(rel, cols, n, out);
+  for (const ColMap &m : colmaps)
+    if (m.relid == relid && m.cols == cols && m.n == n) {
+      memcpy(out, m.out, sizeof(AttrNumber) * n);
+      return m.live;
+    }
+  int live = map_columns_uncached(rel, cols, n, out);  // may raise: nothing kept then
+  if (!colmap_registered) {
+    CacheRegisterRelcacheCallback(colmap_invalidate, (Datum)0);
+    colmap_registered = true;
+  }
+  ColMap &m = colmaps[colmap_next];
+  colmap_next = (colmap_next + 1) % COLMAP_SLOTS;
+  m.relid = relid;
+  m.cols = cols;
+  m.n = n;
+  m.live = live;
+  memcpy(m.out, out, sizeof(AttrNumber) * n);
+  return live;
+}
+
+static int map_columns_uncached(Relation rel, const ColumnSpec *cols, int n, AttrNumber *out) {
   TupleDesc desc = RelationGetDescr(rel);
   int live = 0;
   for (int c = 0; c < n; c++) out[c] = InvalidAttrNumber;
@@ -377,7 +428,23 @@ bool direct_insert_ok(Relation rel, int live_columns, int our_columns) {
 // which checks NOT NULL and CHECK constraints, maintains every index
 // (unique check included) and fires row triggers, without the planner or
 // a full executor start. Only for what direct_insert_ok allows.
+// A table with nothing for the executor to do (no index, trigger, CHECK
+// constraint or partition bound, and a value for every NOT NULL column:
+// feed_pending, written by every append) gets the heap insert alone, as
+// ExecSimpleRelationInsert would end up doing.
 void simple_insert(Relation rel, const Datum *values, const bool *isnull) {
+  TupleDesc desc = RelationGetDescr(rel);
+  bool bare = rel->rd_tableam == GetHeapamTableAmRoutine() && !rel->rd_rel->relhasindex &&
+              rel->trigdesc == nullptr && !rel->rd_rel->relispartition &&
+              (desc->constr == nullptr || desc->constr->num_check == 0);
+  for (int i = 0; bare && i < desc->natts; i++)
+    if (isnull[i] && TupleDescAttr(desc, i)->attnotnull) bare = false;  // the executor reports it
+  if (bare) {
+    HeapTuple tup = heap_form_tuple(desc, const_cast<Datum *>(values), const_cast<bool *>(isnull));
+    simple_heap_insert(rel, tup);
+    heap_freetuple(tup);
+    return;
+  }
   EState *estate = CreateExecutorState();
   RangeTblEntry *rte = makeNode(RangeTblEntry);
   rte->rtekind = RTE_RELATION;
@@ -390,7 +457,6 @@ void simple_insert(Relation rel, const Datum *values, const bool *isnull) {
   estate->es_output_cid = GetCurrentCommandId(true);
   AfterTriggerBeginQuery();
   ExecOpenIndices(rri, false);
-  TupleDesc desc = RelationGetDescr(rel);
   TupleTableSlot *slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
   ExecClearTuple(slot);
   for (int i = 0; i < desc->natts; i++) {
