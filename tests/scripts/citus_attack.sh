@@ -12,11 +12,13 @@
 #     same; as superuser they must refuse with the listed SQLSTATE
 #     (escalation.py CITUS_FAILS), for the attackers any outcome but an
 #     escalation is fine;
-#  2. the isolation matrix (isolation_matrix.py --citus): every journal
+#  2. the isolation matrix (isolation_matrix.py --citus-nodes): every journal
 #     writer at READ COMMITTED, REPEATABLE READ and SERIALIZABLE, through the
-#     coordinator and through a worker;
+#     coordinator and through a worker (partners append and forget_agent
+#     at READ COMMITTED);
 #  3. roles with quoted names ("Citus Writer") in grant_access/bind_agent on
-#     the coordinator, used on every node.
+#     the coordinator, used on every node;
+#  4. at the end, no shell table on any node holds a byte.
 # Prints one "SKIP: citus not installed" line and succeeds where Citus is
 # not installed.
 #
