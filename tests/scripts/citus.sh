@@ -17,53 +17,12 @@
 # Prints one "SKIP: citus not installed" line and succeeds where Citus is
 # not installed (it is not a Debian package; see docs/scaling.md).
 source "$(dirname "$0")/lib.bash"
-PKGLIB=$(pg_config --pkglibdir)
-SHARE=$(pg_config --sharedir)
-if [ ! -f "$PKGLIB/citus.so" ] || [ ! -f "$SHARE/extension/citus.control" ]; then
-  echo "SKIP: citus not installed"
-  exit 0
-fi
-BASE=${AJ_CITUS_PGPORT:-$((PGPORT + 41))}
 DB=aj_citus
-PORTS=("$BASE" "$((BASE + 1))" "$((BASE + 2))")  # coordinator, worker 1, worker 2
-C=${PORTS[0]}
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() {
-  local st=$?
-  for p in "${PORTS[@]}"; do
-    if [ $st -ne 0 ] && [ -f "/tmp/aj_citus.$p/server.log" ]; then
-      echo "--- server log of port $p (tail)"; tail -15 "/tmp/aj_citus.$p/server.log"
-    fi
-    AJ_PGPORT=$p AJ_CLUSTER_DIR=/tmp/aj_citus.$p "$AJ_ROOT/scripts/cluster" stop >/dev/null 2>&1 || true
-  done
-  rm -rf "$TMPD"
-}
-trap cleanup EXIT
-for p in "${PORTS[@]}"; do
-  AJ_PGPORT=$p AJ_CLUSTER_DIR=/tmp/aj_citus.$p AJ_PG_CONF="listen_addresses = '127.0.0.1'
-shared_preload_libraries = 'citus,agent_journal'
-agent_journal.export_database = '$DB'
-agent_journal.retention_interval = 1
-citus.enable_statistics_collection = off
-citus.shard_count = 4
-max_connections = 100" "$AJ_ROOT/scripts/cluster" start >/dev/null
-done
-# n PORT SQL: one statement on a node, over loopback TCP
-n() { psql -X -v ON_ERROR_STOP=1 -At -h 127.0.0.1 -p "$1" -U postgres -d $DB -c "$2"; }
-# sqlstate PORT SQL: the SQLSTATE of the statement's error ("no error" if none)
-sqlstate() {
-  local out
-  if out=$(psql -X -v ON_ERROR_STOP=1 -v VERBOSITY=sqlstate -At -h 127.0.0.1 -p "$1" -U postgres -d $DB \
-             -c "$2" 2>&1); then echo "no error"; else echo "$out" | sed -n 's/^ERROR: *//p' | head -1; fi
-}
-for p in "${PORTS[@]}"; do
-  psql -X -q -h 127.0.0.1 -p "$p" -U postgres -d postgres -c "CREATE DATABASE $DB" >/dev/null
-  n "$p" "CREATE EXTENSION citus" >/dev/null
-done
-n "$C" "SELECT citus_set_coordinator_host('127.0.0.1', $C)" >/dev/null
-n "$C" "SELECT citus_add_node('127.0.0.1', ${PORTS[1]})" >/dev/null
-n "$C" "SELECT citus_add_node('127.0.0.1', ${PORTS[2]})" >/dev/null
-expect_eq "workers registered" "$(n "$C" "SELECT count(*) FROM citus_get_active_worker_nodes()")" "2"
+source "$(dirname "$0")/citus_lib.bash"
+# the background worker on every node (feed ticks, retention passes every
+# second: idle on a distributed journal, checked at the end)
+citus_start "${AJ_CITUS_PGPORT:-$((PGPORT + 41))}" "agent_journal.export_database = '$DB'
+agent_journal.retention_interval = 1"
 # the version before the current one: ALTER EXTENSION ... UPDATE is run
 # on the distributed journal below (the upgrade scripts must cope with
 # distributed tables)
@@ -158,8 +117,6 @@ n "$C" "SELECT agent_journal.distribute()" >/dev/null 2>&1 || fail "distribute()
 n "$C" "SELECT agent_journal.distribute()" >/dev/null
 expect_eq "distribute(): every per-agent table hash-distributed by agent_id, co-located" \
   "$(n "$C" "SELECT count(*) || ',' || count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid::regclass::text IN ('agent_journal.agent_state', 'agent_journal.entries', 'agent_journal.idempotency_keys', 'agent_journal.saved_states', 'agent_journal.lease_graph', 'agent_journal.feed_pending') AND partmethod = 'h'")" "6,1"
-W1=${PORTS[1]}
-W2=${PORTS[2]}
 E='{"type": "Step"}'
 # the failures issue 11 found, now each a check: the first append through
 # the coordinator lands in a shard, the second does not collide, a worker's
@@ -343,7 +300,6 @@ expect_eq "forget_agent: and removed nothing" "$(n "$C" "SELECT agent_journal.la
 T=00000000-0000-0000-0000-0000000000cb
 n "$C" "CREATE ROLE \"Citus Writer\" LOGIN; CREATE ROLE citus_other LOGIN; CREATE ROLE citus_admin LOGIN" >/dev/null
 n "$C" "SELECT agent_journal.grant_access('Citus Writer', 'writer'), agent_journal.grant_access('citus_other', 'writer'), agent_journal.grant_access('citus_admin', 'admin')" >/dev/null
-as_role() { psql -X -v ON_ERROR_STOP=1 -v VERBOSITY=sqlstate -At -h 127.0.0.1 -p "$1" -U "$2" -d $DB -c "$3" 2>&1 | sed 's/^ERROR: *//' | head -1; }
 expect_eq "tenants: a writer appends through the coordinator" "$(as_role "$C" "Citus Writer" "SELECT agent_journal.append('$T', 1, '$E')")" "1"
 expect_eq "tenants: and through a worker" "$(as_role "$W1" "Citus Writer" "SELECT agent_journal.append('$T', 1, '$E')")" "2"
 n "$C" "SELECT agent_journal.bind_agent('$T', '\"Citus Writer\"'::regrole)" >/dev/null
@@ -393,14 +349,14 @@ writer=$!
 sleep 2
 # the whole worker dies at once (postmaster and backends, as in a power
 # cut), then comes back on the same data directory: crash recovery
-pm=$(head -1 "/tmp/aj_citus.$kport/data/postmaster.pid")
+pm=$(head -1 "$CITUS_DIR.$kport/data/postmaster.pid")
 kids=$(pgrep -P "$pm" | tr '\n' ' ')
 kill -STOP "$pm" && pkill -9 -P "$pm"; kill -9 "$pm" || fail "no worker postmaster to kill on port $kport"
 for i in $(seq 1 50); do kill -0 "$pm" $kids 2>/dev/null || break; sleep 0.1; done
 sleep 1
-as_pg "$(pg_config --bindir)/pg_ctl" -D "/tmp/aj_citus.$kport/data" -l "/tmp/aj_citus.$kport/server.log" -w -t 60 start \
+as_pg "$(pg_config --bindir)/pg_ctl" -D "$CITUS_DIR.$kport/data" -l "$CITUS_DIR.$kport/server.log" -w -t 60 start \
   >/dev/null || fail "the killed worker did not restart"
-grep -q "database system was interrupted\|not properly shut down" "/tmp/aj_citus.$kport/server.log" \
+grep -q "database system was interrupted\|not properly shut down" "$CITUS_DIR.$kport/server.log" \
   || fail "the worker on port $kport did not run crash recovery"
 wait "$writer"
 got=$(wc -l < "$TMPD/kill.acks")

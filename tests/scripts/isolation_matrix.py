@@ -51,7 +51,21 @@ failure. Afterwards the committed state must satisfy, from a new connection:
 
 AJ_ISO_ONLY=REGEX runs only the scenarios whose name matches; AJ_ISO_VERBOSE=1
 prints every scenario.
+
+On a distributed journal (tests/scripts/citus_attack.sh):
+  isolation_matrix.py DBNAME OWNER_ROLE --citus-nodes COORD,W1,W2 --node PORT
+(127.0.0.1, user postgres): both sessions connect to the node on PORT and
+Citus sends each call to the agent's node (also inside a transaction
+block); the partners are append and forget_agent at READ COMMITTED (the
+matrix would take too long on a cluster otherwise). s1 may also refuse
+with 0A000 where a distributed journal refuses by design (CITUS_REFUSES:
+fork_agent; a writer nested in another's arguments runs where it is called
+and refuses unless that is the agent's node); never anything else. The
+checks read through the coordinator; the lease_tokens sequence and
+retention_settings are per node there (max/sum over the nodes), and (7)
+and (8) have nothing to check (no forks, no feed).
 """
+import argparse
 import os
 import re
 import sys
@@ -65,8 +79,15 @@ import psycopg2.extras
 
 psycopg2.extras.register_uuid()
 
-DB = sys.argv[1]
-OWNER = sys.argv[2] if len(sys.argv) > 2 else "aj_iso_owner"
+ap = argparse.ArgumentParser()
+ap.add_argument("db")
+ap.add_argument("owner", nargs="?", default="aj_iso_owner")
+ap.add_argument("--citus-nodes", default="", help="a Citus cluster's ports, coordinator first")
+ap.add_argument("--node", type=int, help="with --citus-nodes: the port the sessions connect to")
+args = ap.parse_args()
+DB, OWNER = args.db, args.owner
+NODES = [int(p) for p in args.citus_nodes.split(",") if p]  # [] on one server
+NODE = args.node if NODES else None
 ONLY = re.compile(os.environ.get("AJ_ISO_ONLY", ""))
 VERBOSE = os.environ.get("AJ_ISO_VERBOSE") == "1"
 TIMEOUT_S = 10          # statement_timeout / lock_timeout of both sessions
@@ -164,6 +185,9 @@ SAMPLES = {
         ("set_retention(remove)", "SELECT agent_journal.set_retention(%(a)s)", None),
     ],
 }
+# Citus: samples that may refuse with 0A000 (by design, see the docstring)
+CITUS_REFUSES = {"append+lease", "append_batch+lease", "compact+lease", "renew_lease", "release_agent",
+                 "save_state", "save_state+lease", "fork_agent"}
 APPEND = "agent_journal.append(uuid,integer,jsonb,bigint,text,bigint)"
 FORGET = "agent_journal.forget_agent(uuid)"
 
@@ -177,11 +201,12 @@ def fail(msg):
     print("FAIL: " + msg, flush=True)
 
 
-def connect():
+def connect(port=None):
     # every session, the checker's too, is guarded against a hang
+    where = {"host": "127.0.0.1", "port": port or NODE, "user": "postgres"} if NODES else {}
     c = psycopg2.connect(dbname=DB, application_name="aj_isolation_matrix",
                          options="-c statement_timeout=%d -c lock_timeout=%d"
-                         % (TIMEOUT_S * 1000, TIMEOUT_S * 1000))
+                         % (TIMEOUT_S * 1000, TIMEOUT_S * 1000), **where)
     c.autocommit = True  # transactions are explicit BEGIN/COMMIT
     return c
 
@@ -272,14 +297,27 @@ class Outcome:
         self.error = None
 
 
+_gpids = {}  # backend pid -> Citus's global pid, of s1 (set in main)
+
+
+def gpid(pid):
+    return _gpids[pid]
+
+
 def wait_blocked(ctl, pid, thread):
     """Until s1 waits on a heavyweight lock, or its call has returned."""
     deadline = time.monotonic() + BLOCK_WAIT_S
     while time.monotonic() < deadline:
         if not thread.is_alive():
             return "returned"
-        if one(ctl, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s "
-                    "AND wait_event_type = 'Lock'", (pid,)):
+        if not NODES and one(ctl, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s "
+                                  "AND wait_event_type = 'Lock'", (pid,)):
+            return "blocked"
+        # on Citus s1's call waits on the agent's node: in s1's backend or
+        # in one of Citus's there, named by s1's global pid
+        if NODES and any(one(c, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                "AND (pid = %s OR application_name LIKE %s)",
+                             (pid, "%%gpid=%d" % gpid(pid))) for c in checkers()):
             return "blocked"
         time.sleep(0.002)
     return "timeout"
@@ -351,6 +389,9 @@ def scenario(ctx, name, agent, w, p, level, plevel, order):
                 fail("%s: %s COMMIT: %s" % (name, wlabel, describe(e)))
                 return None
             result = "40001"
+    elif NODES and wlabel in CITUS_REFUSES and out.error.pgcode == "0A000":
+        rollback(s1)
+        result = "0A000"
     else:
         rollback(s1)
         if out.error.pgcode != SERIALIZATION_FAILURE:
@@ -368,10 +409,22 @@ def scenario(ctx, name, agent, w, p, level, plevel, order):
     return result
 
 
+_checkers = []
+
+
+def checkers():
+    """Connections to every node (Citus), or the one server."""
+    if not _checkers:
+        _checkers.extend([connect(p) for p in NODES] if NODES else [connect()])
+    return _checkers
+
+
 def check(agent, history):
     """The invariants on the committed state; a list of violations."""
     problems = []
-    conn = connect()  # new session: sees exactly what is committed
+    # a new session: sees exactly what is committed (on Citus one kept
+    # open, autocommit as well: a new one costs Citus new connections)
+    conn = connect() if not NODES else checkers()[NODES.index(NODE)]
     try:
         with conn.cursor() as cur:
             cur.execute("""
@@ -401,24 +454,30 @@ def check(agent, history):
             cur.execute("""
                 SELECT count(*),
                        coalesce(bool_and(ordered), true),
-                       coalesce(max(lease) <= (SELECT last_value FROM agent_journal.lease_tokens), true)
+                       coalesce(max(lease) <= %(issued)s, true)
                   FROM (SELECT lease, lease > lag(lease) OVER (ORDER BY attempt)
                                OR lag(lease) OVER (ORDER BY attempt) IS NULL AS ordered
-                          FROM agent_journal.lease_graph WHERE agent_id = %(a)s) g""", {"a": agent})
+                          FROM agent_journal.lease_graph WHERE agent_id = %(a)s) g""",
+                        {"a": agent, "issued": max(one(c, "SELECT last_value FROM agent_journal.lease_tokens")
+                                                   for c in checkers())})
             graph_n, graph_ordered, graph_issued = cur.fetchone()
             # 0.5.0: saved states, retention policies, forks (absent before)
             saved = policies = 0
             saved_out = forks = None
             cur.execute("SELECT to_regclass('agent_journal.saved_states') IS NOT NULL")
-            if cur.fetchone()[0]:
+            has_saved = cur.fetchone()[0]
+            if has_saved:
                 cur.execute("""
                     SELECT (SELECT count(*) FROM agent_journal.saved_states WHERE agent_id = %(a)s),
                            (SELECT count(*) FROM agent_journal.saved_states WHERE agent_id = %(a)s
                               AND (through_sequence < 1
                                    OR through_sequence > agent_journal.latest_sequence(%(a)s))),
-                           (SELECT count(*) FROM agent_journal.retention_settings WHERE agent_id = %(a)s)""",
+                           0""",
                             {"a": agent})
                 saved, saved_out, policies = cur.fetchone()
+                policies = sum(one(c, "SELECT count(*) FROM agent_journal.retention_settings WHERE agent_id = %s",
+                                   (agent,)) for c in checkers())
+            if has_saved and not NODES:  # (no forks on a distributed journal)
                 cur.execute("""
                     SELECT f.agent_id, f.forked_from_sequence,
                            f.compacted_through IS NOT DISTINCT FROM s.compacted_through,
@@ -454,7 +513,7 @@ def check(agent, history):
             # transaction block moves every committed append into the feed)
             feed_ranges = feed_pending = None
             cur.execute("SELECT to_regclass('agent_journal.feed') IS NOT NULL")
-            if cur.fetchone()[0]:
+            if cur.fetchone()[0] and not NODES:  # (no feed on a distributed journal)
                 cur.execute("SELECT count(*) FROM agent_journal.read_feed('iso_matrix', 0)")
                 cur.execute("""SELECT first_sequence, last_sequence FROM agent_journal.feed
                                 WHERE agent_id = %(a)s AND gap IS NULL""", {"a": agent})
@@ -558,7 +617,8 @@ def check(agent, history):
         if problems:
             problems.append("state before the check append: " + shape)
     finally:
-        conn.close()
+        if not NODES:
+            conn.close()
     return problems
 
 
@@ -567,7 +627,7 @@ def main():
     ctl = connect()
     with ctl.cursor() as cur:  # the consumer whose reads tick the feed for (8)
         cur.execute("SELECT to_regclass('agent_journal.feed') IS NOT NULL")
-        if cur.fetchone()[0]:
+        if cur.fetchone()[0] and not NODES:
             cur.execute("SELECT agent_journal.subscribe('iso_matrix')")
     ctl.commit()
     found = writers(ctl)
@@ -583,19 +643,21 @@ def main():
             fail("partner writer %s is missing" % need)
             return finish(0, t0)
     ctx = {"ctl": ctl, "s1": session(), "s2": session(), "blocked": {}}
+    if NODES:
+        _gpids[ctx["s1"].get_backend_pid()] = one(ctx["s1"], "SELECT pg_catalog.citus_backend_gpid()")
     default = {wr: SAMPLES[wr][0] for wr in SAMPLES}
     total = 0
     for wr in found:
         for w in SAMPLES.get(wr, []):
             partners = []
-            for p in (w, default[APPEND], default[FORGET]):
+            for p in ((default[APPEND], default[FORGET]) if NODES else (w, default[APPEND], default[FORGET])):
                 if p[0] not in [x[0] for x in partners]:
                     partners.append(p)
             for p in partners:
                 counts = {}
                 bad = 0
                 for lname, level in LEVELS:
-                    plevels = [("RC", "READ COMMITTED")] + ([(lname, level)] if lname != "RC" else [])
+                    plevels = [("RC", "READ COMMITTED")] + ([(lname, level)] if lname != "RC" and not NODES else [])
                     for pname, plevel in plevels:
                         for order in ("blocked", "snapshot-before"):
                             name = "[%s] s1 %s (%s) vs s2 %s (%s)" % (
@@ -603,7 +665,9 @@ def main():
                             if not ONLY.search(name):
                                 continue
                             total += 1
-                            agent = uuid.UUID("0015a000-0000-4000-8000-%012x" % total)
+                            # (a run per node at once on Citus: agents of its own)
+                            run_id = os.getpid() & 0xffff if NODES else 0
+                            agent = uuid.UUID("0015a000-%04x-4000-8000-%012x" % (run_id, total))
                             try:
                                 r = scenario(ctx, name, agent, w, p, level, plevel, order)
                             except psycopg2.Error as e:
