@@ -1287,7 +1287,7 @@ def w16_citus():
         return
     base = int(os.environ["AJ_PGPORT"]) + 101
     ports = [base, base + 1, base + 2]
-    conf = ("listen_addresses = '127.0.0.1'\nshared_preload_libraries = 'citus'\n"
+    conf = ("listen_addresses = '127.0.0.1'\nshared_preload_libraries = 'citus,agent_journal'\n"
             "citus.enable_statistics_collection = off\nmax_connections = 100\nmax_prepared_transactions = 100\n" + os.environ.get("AJ_PG_CONF", ""))
     cluster = os.path.join(REPO, "scripts", "cluster")
 

@@ -10,6 +10,9 @@ extern "C" {
 #include "access/table.h"
 #include "catalog/pg_namespace.h"
 #include "lib/stringinfo.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/params.h"
+#include "optimizer/planner.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -381,6 +384,72 @@ void refuse_citus_layout(Oid nsp) {
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("this agent_journal function does not support a distributed journal yet"),
                     errhint("docs/scaling.md lists what works on a distributed journal.")));
+}
+
+// ------------------------------------------------------------ NULL agents
+// Citus 13.0.5 crashes (SIGSEGV in uuid_hash, from FindShardInterval) when
+// it plans a call of a distributed function whose distribution argument
+// is a NULL constant: SELECT agent_journal.latest_sequence(NULL) would
+// take a node down, for any role that may call the function. Before
+// Citus's planner sees such a call, this hook refuses it with the error
+// the function gives on one server. Installed whenever the library is
+// loaded; loaded before any query when it is in shared_preload_libraries
+// after citus, which distribute() asks for.
+namespace {
+
+planner_hook_type prev_planner = nullptr;
+
+bool null_arg(Node *arg, ParamListInfo params) {
+  arg = strip_implicit_coercions(arg);
+  if (IsA(arg, Const)) return ((Const *)arg)->constisnull;
+  if (IsA(arg, Param) && ((Param *)arg)->paramkind == PARAM_EXTERN && params != nullptr) {
+    int id = ((Param *)arg)->paramid;
+    if (id < 1 || id > params->numParams) return false;
+    ParamExternData tmp;
+    ParamExternData *prm = params->paramFetch ? params->paramFetch(params, id, false, &tmp)
+                                              : &params->params[id - 1];
+    return prm != nullptr && OidIsValid(prm->ptype) && prm->isnull;
+  }
+  return false;
+}
+
+void refuse_null_agent(Node *expr, Oid nsp, ParamListInfo params) {
+  if (expr == nullptr || !IsA(expr, FuncExpr)) return;
+  FuncExpr *f = (FuncExpr *)expr;
+  if (f->args == NIL || get_func_namespace(f->funcid) != nsp) return;
+  Node *first = (Node *)linitial(f->args);
+  if (exprType(first) != UUIDOID || !null_arg(first, params)) return;
+  if (!journal_distributed(nsp)) return;
+  ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                  errmsg("agent_id must not be NULL"),
+                  errdetail("On a distributed journal %s() is sent to the node of its agent.",
+                            get_func_name(f->funcid))));
+}
+
+PlannedStmt *aj_planner(Query *parse, const char *query_string, int options, ParamListInfo params) {
+  if (citus_preloaded() && parse->commandType == CMD_SELECT) {
+    Oid nsp = get_namespace_oid("agent_journal", true);
+    if (OidIsValid(nsp)) {
+      // the shapes Citus delegates: SELECT fn(...) and SELECT ... FROM fn(...)
+      ListCell *lc;
+      foreach (lc, parse->targetList) refuse_null_agent((Node *)((TargetEntry *)lfirst(lc))->expr, nsp, params);
+      foreach (lc, parse->rtable) {
+        RangeTblEntry *rte = (RangeTblEntry *)lfirst(lc);
+        if (rte->rtekind != RTE_FUNCTION) continue;
+        ListCell *fc;
+        foreach (fc, rte->functions) refuse_null_agent(((RangeTblFunction *)lfirst(fc))->funcexpr, nsp, params);
+      }
+    }
+  }
+  return prev_planner ? prev_planner(parse, query_string, options, params)
+                      : standard_planner(parse, query_string, options, params);
+}
+
+}  // namespace
+
+void install_planner_hook() {
+  prev_planner = planner_hook;
+  planner_hook = aj_planner;
 }
 
 }  // namespace ajpg

@@ -74,4 +74,8 @@ void require_coordinator(Oid nsp, const char *what);
 // ERROR 0A000 in any Citus layout (also the supported one, for now).
 void refuse_citus_layout(Oid nsp);
 
+// _PG_init: the planner hook that refuses a NULL agent on a distributed
+// journal before Citus's planner crashes on it (citus.cpp).
+void install_planner_hook();
+
 }  // namespace ajpg

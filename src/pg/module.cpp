@@ -1,4 +1,5 @@
 // Module entry: the magic block and the GUCs (agent_journal.*).
+#include "pg/citus.hpp"
 #include "pg/exporter.hpp"
 #include "pg/journal.hpp"
 #include "pg/pg.hpp"
@@ -90,5 +91,6 @@ void _PG_init(void) {
       &ajpg::feed_tick_interval_ms, 100, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
       nullptr);
   MarkGUCPrefixReserved("agent_journal");
+  ajpg::install_planner_hook();
   if (process_shared_preload_libraries_in_progress) ajpg::exporter_register();
 }

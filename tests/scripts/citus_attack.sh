@@ -22,26 +22,20 @@
 # Prints one "SKIP: citus not installed" line and succeeds where Citus is
 # not installed.
 #
-# Known bugs, not fixed (see the end of this script, which prints each one's
-# outcome as "known bug:" without failing):
-#  * Citus 13.0.5 crashes the node (SIGSEGV in FindShardInterval, called by
-#    function_call_delegation.c) planning a call of a distributed function
-#    whose distribution argument is a NULL constant; every per-agent
-#    function is one after distribute(), none is STRICT, so any role that
-#    may execute one takes a node down with e.g.
-#      SELECT agent_journal.latest_sequence(NULL);
-#    on the coordinator or a worker (set_retention(NULL, ...), the default
-#    policy, is the documented case). Not run here: escalation.py leaves
-#    set_retention's NULL sample out on Citus (CITUS_LEFT_OUT).
-#  * grant_access on the coordinator reaches the workers only for the
-#    functions Citus distributes (their GRANTs are propagated) and the
-#    distributed tables: the renders, the metric and feed functions, the
-#    admin functions and the views are not granted there, so e.g. a scraper
-#    connected to a worker gets 42501 from prometheus_text().
+# Also checked here: a NULL agent_id, which crashes Citus 13.0.5's planner
+# (SIGSEGV in FindShardInterval, function_call_delegation.c) for any role
+# that may call a per-agent function, is refused with 22004 by
+# agent_journal's planner hook on every node, as literal and as a prepared
+# parameter; grant_access on the coordinator reaches every node for every
+# function (distribute() makes them Citus objects).
+#
+# Known problems, not fixed (the end of this script prints each one's
+# outcome as "known:" without failing; the README lists them):
 #  * the agents view for a non-superuser: through the coordinator Citus
 #    refuses with XX000 "cannot execute a distributed query from a query on
 #    a shard" (the row-level security of agent_state and entries reads
-#    access_grants inside the shard query); on a worker 42501 (above).
+#    access_grants inside the shard query); on a worker 42501 (views are
+#    not Citus objects, their grants stay on the coordinator).
 #  * observability() inside a transaction block: Citus sends it to the
 #    agent's node as a query on a shard, where its SQL over entries and the
 #    agents view is refused with the same XX000 (in autocommit it works).
@@ -155,16 +149,42 @@ for p in "${PORTS[@]}"; do
     "$(as_role "$p" "$RA" "SELECT count(*) FROM agent_journal.replay('$T')")" "42501"
 done
 
-# the known bugs of the header, each with its reproducer and what it does
-# now (not failing the test: update the header when one changes)
-known() {  # known WHAT GOT BUGGY
-  if [ "$2" = "$3" ]; then echo "known bug: $1: $2"; else echo "note: known bug no longer reproduces? $1: got $2 (was $3)"; fi
-}
+# a NULL agent: refused (22004) before Citus's planner sees it, on every
+# node, and the node stays up
+n "$C" "CREATE ROLE $(ident "$RR 2") LOGIN" >/dev/null
+n "$C" "SELECT agent_journal.grant_access($(lit "$RR 2"), 'reader')" >/dev/null
+for p in "${PORTS[@]}"; do
+  expect_eq "a reader's latest_sequence(NULL) on port $p is refused (22004), no crash" \
+    "$(as_role "$p" "$RR 2" "SELECT agent_journal.latest_sequence(NULL)")" "22004"
+  expect_eq "a reader's replay(NULL) in FROM on port $p is refused (22004)" \
+    "$(as_role "$p" "$RR 2" "SELECT count(*) FROM agent_journal.replay(NULL)")" "22004"
+  expect_eq "prepared with a NULL \$1 on port $p: refused (22004)" \
+    "$(psql -X -v VERBOSITY=sqlstate -At -h 127.0.0.1 -p "$p" -U postgres -d $DB \
+         -c "PREPARE nl(uuid) AS SELECT agent_journal.latest_sequence(\$1)" -c "EXECUTE nl(NULL)" 2>&1 \
+         | sed -n 's/^ERROR: *//p' | head -1)" "22004"
+  expect_eq "set_retention(NULL, ...) (the default policy) on port $p: refused (22004)" \
+    "$(sqlstate "$p" "SELECT agent_journal.set_retention(NULL, 10)")" "22004"
+  expect_eq "port $p did not restart (no backend crashed)" \
+    "$(grep -c "terminated by signal" "$CITUS_DIR.$p/server.log" || true)" "0"
+done
+# grant_access on the coordinator reaches every node for every function
 RS="Citus Scraper"
-n "$C" "CREATE ROLE $(ident "$RS") LOGIN; CREATE ROLE $(ident "$RR 2") LOGIN" >/dev/null
-n "$C" "SELECT agent_journal.grant_access($(lit "$RS"), 'scraper'), agent_journal.grant_access($(lit "$RR 2"), 'reader')" >/dev/null
-known "a scraper's prometheus_text() through a worker (the grant did not reach it)" \
+n "$C" "CREATE ROLE $(ident "$RS") LOGIN" >/dev/null
+n "$C" "SELECT agent_journal.grant_access($(lit "$RS"), 'scraper')" >/dev/null
+for p in "$W1" "$W2"; do
+  expect_eq "a scraper's prometheus_text() through worker $p (the grant reached it)" \
+    "$(as_role "$p" "$RS" "SELECT length(agent_journal.prometheus_text()) > 0")" "t"
+done
+n "$C" "SELECT agent_journal.revoke_access($(lit "$RS"), 'scraper')" >/dev/null
+expect_eq "revoked on the coordinator, the scraper is refused on a worker" \
   "$(as_role "$W1" "$RS" "SELECT length(agent_journal.prometheus_text()) > 0")" "42501"
+
+# the known problems of the header, each with its reproducer and what it
+# does now (not failing the test: update the header and the README when
+# one changes)
+known() {  # known WHAT GOT BUGGY
+  if [ "$2" = "$3" ]; then echo "known: $1: $2"; else echo "note: known problem no longer reproduces? $1: got $2 (was $3)"; fi
+}
 known "a reader's SELECT FROM agent_journal.agents through the coordinator" \
   "$(as_role "$C" "$RR 2" "SELECT count(*) FROM agent_journal.agents")" "XX000"
 known "a reader's SELECT FROM agent_journal.agents through a worker" \
