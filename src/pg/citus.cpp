@@ -348,6 +348,21 @@ bool agent_journal_distributed() {
   return OidIsValid(nsp) && journal_distributed(nsp);
 }
 
+Oid reference_shard_rel(Oid nsp, const char *table) {
+  Oid relid = get_relname_relid(table, nsp);
+  if (!OidIsValid(relid)) return InvalidOid;
+  int64 shard = -1;
+  scan_catalog("pg_dist_shard", [&](const CatRow &row) {
+    bool isnull;
+    if (DatumGetObjectId(row.get("logicalrelid", &isnull)) == relid)
+      shard = DatumGetInt64(row.get("shardid", &isnull));
+  });
+  if (shard < 0) return InvalidOid;
+  char name[NAMEDATALEN + 24];
+  snprintf(name, sizeof name, "%s_" INT64_FORMAT, table, shard);
+  return get_relname_relid(name, nsp);  // InvalidOid: no placement on this node
+}
+
 bool agent_journal_on_citus() {
   if (!citus_preloaded()) return false;
   Oid nsp = get_namespace_oid("agent_journal", true);

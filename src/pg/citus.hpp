@@ -63,6 +63,10 @@ bool agent_journal_distributed();
 // supported or not (no error: for the background worker, which then stays
 // idle rather than log the refusal every tick).
 bool agent_journal_on_citus();
+// The local shard relation of a reference table of the schema (its only
+// shard, placed on every node in Citus's metadata); InvalidOid if it is not
+// a Citus table or has no placement here.
+Oid reference_shard_rel(Oid nsp, const char *table);
 // This node is the Citus coordinator (its group is 0).
 bool on_coordinator();
 // In the distributed layout, on a worker: ERROR 0A000 "<what> run on the
