@@ -240,17 +240,24 @@ Datum aj_resume_from(PG_FUNCTION_ARGS) {
   PG_RETURN_INT64(resume_info(PG_GETARG_DATUM(0)).from);
 }
 
-// replay_backward's guard: EXECUTE on replay_backward, before_sequence,
-// max_entries, the caller's access. Returns max_entries (NULL: no limit).
-Datum aj_backward_guard(PG_FUNCTION_ARGS) {
+// replay_backward's arguments (agent_id, before_sequence, max_entries),
+// checked; returns max_entries, or -1 for none (NULL). For its guard and
+// its C implementation alike.
+static int64 backward_args(FunctionCallInfo fcinfo) {
   journal_agent_arg(fcinfo);
-  static const Oid args_t[] = {UUIDOID, INT8OID, INT8OID, TEXTARRAYOID};
-  require_execute("replay_backward", 4, args_t);
   require_arg(fcinfo, 0, "agent_id");
   if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) < 1)
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                     errmsg("before_sequence must be >= 1, got %lld", (long long)PG_GETARG_INT64(1))));
-  int64 max_entries = max_entries_arg(fcinfo, 2);
+  return max_entries_arg(fcinfo, 2);
+}
+
+// replay_backward's guard: EXECUTE on replay_backward, before_sequence,
+// max_entries, the caller's access. Returns max_entries (NULL: no limit).
+Datum aj_backward_guard(PG_FUNCTION_ARGS) {
+  static const Oid args_t[] = {UUIDOID, INT8OID, INT8OID, TEXTARRAYOID};
+  require_execute("replay_backward", 4, args_t);
+  int64 max_entries = backward_args(fcinfo);
   (void)check_agent_read(PG_GETARG_DATUM(0));
   if (max_entries < 0) PG_RETURN_NULL();
   PG_RETURN_INT64(max_entries);
@@ -262,12 +269,7 @@ Datum aj_backward_guard(PG_FUNCTION_ARGS) {
 // backward_guard, then the rows newest first through SPI: on the agent's
 // node a read of its shard, elsewhere routed by Citus, a page at a time.
 Datum aj_replay_backward(PG_FUNCTION_ARGS) {
-  journal_agent_arg(fcinfo);
-  require_arg(fcinfo, 0, "agent_id");
-  if (!PG_ARGISNULL(1) && PG_GETARG_INT64(1) < 1)
-    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                    errmsg("before_sequence must be >= 1, got %lld", (long long)PG_GETARG_INT64(1))));
-  int64 max_entries = max_entries_arg(fcinfo, 2);
+  int64 max_entries = backward_args(fcinfo);
   InitMaterializedSRF(fcinfo, 0);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   Datum agent = PG_GETARG_DATUM(0);
