@@ -1223,12 +1223,18 @@ def w15_drain(how):
     load_secs = time.monotonic() - t0
     # Every append ticked into the feed (subscribe outside a transaction
     # block ticks; the worker may hold the tick a moment).
+    # what is not yet in the feed: feed_pending, and (0.10.0) feed_appends
+    # but for its marker
+    PENDING_SQL = "(SELECT count(*) FROM agent_journal.feed_pending)"
+    if exists("rel", "agent_journal.feed_appends"):
+        PENDING_SQL += (" + (SELECT count(*) FROM agent_journal.feed_appends "
+                        "WHERE first_sequence <> 0)")
     deadline, got = time.monotonic() + 30, ""
     want = f"{FEED_N}/{agents}/0"
     while time.monotonic() < deadline:
         got = psql("SELECT agent_journal.subscribe('bench_tick') * 0 + (SELECT coalesce(max(last_position), 0) "
                    "FROM agent_journal.feed_state) || '/' || (SELECT count(*) FROM agent_journal.feed) || '/' || "
-                   "(SELECT count(*) FROM agent_journal.feed_pending)")
+                   f"({PENDING_SQL})")
         if got == want:
             break
         time.sleep(0.2)

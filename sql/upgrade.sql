@@ -237,6 +237,20 @@ SELECT agent_journal.subscribe('regress_upgrade_consumer');
 SELECT agent_journal.distribute();
 \set VERBOSITY default
 SELECT agent_journal.unsubscribe('regress_upgrade_consumer');
+-- 0.10.0: appends note themselves in the unlogged feed_appends; a note
+-- written by 0.9.0 (in feed_pending) still reaches the feed, and the
+-- marker row says that the notes were not lost
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000a0100', 0, '{"type": "Before"}');
+ALTER EXTENSION agent_journal UPDATE TO '0.10.0';
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000a0100', 0, '{"type": "After"}');
+SELECT relpersistence, (SELECT count(*) FROM agent_journal.feed_pending) AS pending,
+       (SELECT string_agg(first_sequence || '-' || last_sequence, ',' ORDER BY first_sequence)
+        FROM agent_journal.feed_appends) AS appends
+FROM pg_class WHERE oid = 'agent_journal.feed_appends'::regclass;
+SELECT agent_journal.subscribe('regress_upgrade_consumer', true);
+SELECT sequence, kind FROM agent_journal.read_feed('regress_upgrade_consumer')
+WHERE agent_id = '00000000-0000-0000-0000-0000000a0100' ORDER BY position;
+SELECT agent_journal.unsubscribe('regress_upgrade_consumer');
 -- every extension object is the same as in a fresh install of the default version
 CREATE TEMP TABLE upgraded AS
 SELECT pg_describe_object(classid, objid, objsubid) AS obj FROM pg_depend

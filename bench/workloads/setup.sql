@@ -107,6 +107,12 @@ BEGIN
         INSERT INTO agent_journal.metric_families SELECT * FROM bench.seed_families;
     END IF;
     INSERT INTO bench.counter VALUES (1, 0);
+    -- the feed's marker (0.10.0), as a fresh install has it: emptied,
+    -- the next tick would take it for a crash and rebuild its notes
+    IF to_regclass('agent_journal.feed_appends') IS NOT NULL THEN
+        INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence)
+        VALUES ('00000000-0000-0000-0000-000000000000', 0, 0);
+    END IF;
     IF since IS NOT NULL THEN
         INSERT INTO agent_journal.tallies (name, slot, value) VALUES ('journal_since', 0, since);
     END IF;

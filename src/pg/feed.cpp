@@ -5,8 +5,13 @@
 // position handed out at insert lets a transaction that commits late put
 // entries behind ones a consumer already read):
 //   - every append (append, append_batch, fork_agent) writes one row into
-//     feed_pending in its own transaction: the agent and the range of
-//     sequences it wrote. A rollback takes the row back with the entries.
+//     feed_appends (0.10.0; feed_pending before) in its own transaction:
+//     the agent and the range of sequences it wrote. A rollback takes the
+//     row back with the entries. feed_appends is unlogged (no WAL for the
+//     row, none for the tick's delete); a crash empties it, and with it
+//     the marker row (first_sequence 0): the next tick notes again, from
+//     the journal, every agent's sequences past its feed rows' last one.
+//     feed_pending (logged) keeps forget_agent's 'forgotten' notes.
 //   - a tick moves the pending rows its snapshot sees (committed ones only)
 //     into feed and gives them positions after every position handed out
 //     before. Ticks run one at a time (the feed_state row, locked until the
@@ -68,7 +73,9 @@ const Oid T_UUID1[] = {UUIDOID};
 constexpr int MAX_CONSUMER_BYTES = 200;
 
 struct FeedRels {
-  Oid pending = InvalidOid, feed = InvalidOid;
+  // appends: feed_appends (0.10.0), the writers' unlogged notes; before
+  // it, they wrote into feed_pending, which keeps forget_agent's notes.
+  Oid pending = InvalidOid, feed = InvalidOid, appends = InvalidOid;
 };
 
 // The feed's tables (InvalidOid before schema 0.7.0: nothing is recorded).
@@ -84,6 +91,7 @@ FeedRels feed_rels(bool refuse = true) {
   if (OidIsValid(nsp)) {
     r.pending = get_relname_relid("feed_pending", nsp);
     r.feed = get_relname_relid("feed", nsp);
+    r.appends = get_relname_relid("feed_appends", nsp);
   }
   cache = r;
   lxid = MyProc->lxid;
@@ -162,9 +170,18 @@ int64 tick(bool probe = true) {
   // script, so that a restored dump brings its own), then locked until
   // this transaction ends. SKIP LOCKED: another tick is running.
   static SPIPlanPtr p_any, p_init, p_lock, p_take, p_insert, p_state;
+  const bool appends = OidIsValid(feed_rels().appends);
   if (probe) {
-    run_plan(&p_any, "SELECT FROM agent_journal.feed_pending LIMIT 1", 0, nullptr, nullptr, nullptr,
-             SPI_OK_SELECT, true);
+    // Anything to move: a note, or feed_appends' marker gone (a crash
+    // emptied it: the tick rebuilds what it lost).
+    run_plan(&p_any,
+             appends ? "SELECT WHERE EXISTS (SELECT FROM agent_journal.feed_appends "
+                       "  WHERE first_sequence OPERATOR(pg_catalog.<>) 0) "
+                       "OR EXISTS (SELECT FROM agent_journal.feed_pending) "
+                       "OR NOT EXISTS (SELECT FROM agent_journal.feed_appends "
+                       "  WHERE first_sequence OPERATOR(pg_catalog.=) 0)"
+                     : "SELECT FROM agent_journal.feed_pending LIMIT 1",
+             0, nullptr, nullptr, nullptr, SPI_OK_SELECT, true);
     if (SPI_processed == 0) return 0;
   }
   const char *lock_sql = "SELECT last_position FROM agent_journal.feed_state FOR UPDATE SKIP LOCKED";
@@ -182,27 +199,76 @@ int64 tick(bool probe = true) {
     if (SPI_processed != 1) return 0;
   }
   int64 position = result_int8(1);
+  PArray<Pending> rows;
+  // Rows of the last statement's result (agent, first, last, written_at,
+  // gap, owner) into `rows`.
+  auto take = [&rows]() {
+    for (uint64 i = 0; i < SPI_processed; i++) {
+      HeapTuple t = SPI_tuptable->vals[i];
+      TupleDesc d = SPI_tuptable->tupdesc;
+      bool isnull;
+      Pending p;
+      p.agent = *DatumGetUUIDP(SPI_getbinval(t, d, 1, &isnull));
+      p.first = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
+      p.last = DatumGetInt64(SPI_getbinval(t, d, 3, &isnull));
+      p.written_at = DatumGetTimestampTz(SPI_getbinval(t, d, 4, &isnull));
+      p.gap = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+      p.owner = SPI_getvalue(t, d, 6);
+      rows.push(p);
+    }
+  };
+  if (appends) {
+    static SPIPlanPtr p_marker, p_lock, p_rebuild, p_mark, p_take_appends;
+    run_plan(&p_marker,
+             "SELECT FROM agent_journal.feed_appends WHERE first_sequence OPERATOR(pg_catalog.=) 0 LIMIT 1",
+             0, nullptr, nullptr, nullptr, SPI_OK_SELECT, true);
+    if (SPI_processed == 0) {
+      // A crash (or a promotion, or a restored base backup) emptied the
+      // unlogged feed_appends: every agent's sequences past the last one
+      // its feed rows cover are noted again, from the journal. With a
+      // SHARE lock on entries until this tick commits, no append, compact
+      // or forget commits between this look and the moves below (which
+      // see the same entries: notes of appends already counted here merge
+      // into the same range). Appends that commit later note themselves.
+      run_plan(&p_lock, "LOCK TABLE agent_journal.entries IN SHARE MODE", 0, nullptr, nullptr,
+               nullptr, SPI_OK_UTILITY);
+      run_plan(&p_rebuild,
+               "SELECT s.agent_id, COALESCE(c.covered, 0) OPERATOR(pg_catalog.+) 1, l.latest, "
+               "  pg_catalog.clock_timestamp(), false, NULL::pg_catalog.text "
+               "FROM agent_journal.agent_state s "
+               "CROSS JOIN LATERAL (SELECT GREATEST(s.compacted_through, "
+               "  (SELECT pg_catalog.max(e.sequence) FROM agent_journal.entries e "
+               "   WHERE e.agent_id OPERATOR(pg_catalog.=) s.agent_id)) AS latest) l "
+               "CROSS JOIN LATERAL (SELECT pg_catalog.max(x.last_sequence) AS covered FROM ("
+               "  SELECT f.last_sequence FROM agent_journal.feed f "
+               "  WHERE f.agent_id OPERATOR(pg_catalog.=) s.agent_id AND f.gap IS NULL "
+               "  UNION ALL SELECT p.last_sequence FROM agent_journal.feed_pending p "
+               "  WHERE p.agent_id OPERATOR(pg_catalog.=) s.agent_id AND p.gap IS NULL) x) c "
+               "WHERE l.latest OPERATOR(pg_catalog.>) COALESCE(c.covered, 0)",
+               0, nullptr, nullptr, nullptr, SPI_OK_SELECT);
+      take();
+      run_plan(&p_mark,
+               "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence) "
+               "VALUES ('00000000-0000-0000-0000-000000000000', 0, 0)",
+               0, nullptr, nullptr, nullptr, SPI_OK_INSERT);
+      elog(LOG, "agent_journal: the feed's unlogged notes were lost (a crash or a promotion); "
+                "noted %lld agents' unmoved sequences again from the journal",
+           (long long)rows.n);
+    }
+    run_plan(&p_take_appends,
+             "DELETE FROM agent_journal.feed_appends WHERE first_sequence OPERATOR(pg_catalog.<>) 0 "
+             "RETURNING agent_id, first_sequence, last_sequence, written_at, false, NULL::pg_catalog.text",
+             0, nullptr, nullptr, nullptr, SPI_OK_DELETE_RETURNING);
+    pending_deleted += (int64)SPI_processed;
+    take();
+  }
   run_plan(&p_take,
            "DELETE FROM agent_journal.feed_pending "
            "RETURNING agent_id, first_sequence, last_sequence, written_at, gap IS NOT NULL, owner",
            0, nullptr, nullptr, nullptr, SPI_OK_DELETE_RETURNING);
-  uint64 n = SPI_processed;
-  if (n == 0) return 0;
-  pending_deleted += (int64)n;
-  PArray<Pending> rows;
-  for (uint64 i = 0; i < n; i++) {
-    HeapTuple t = SPI_tuptable->vals[i];
-    TupleDesc d = SPI_tuptable->tupdesc;
-    bool isnull;
-    Pending p;
-    p.agent = *DatumGetUUIDP(SPI_getbinval(t, d, 1, &isnull));
-    p.first = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
-    p.last = DatumGetInt64(SPI_getbinval(t, d, 3, &isnull));
-    p.written_at = DatumGetTimestampTz(SPI_getbinval(t, d, 4, &isnull));
-    p.gap = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
-    p.owner = SPI_getvalue(t, d, 6);
-    rows.push(p);
-  }
+  if (!appends) pending_deleted += (int64)SPI_processed;
+  take();
+  if (rows.n == 0) return 0;
   // Per agent: its forgotten ranges make one gap row, its other ranges
   // one row of entries (they are one incarnation's: forget_agent marked
   // every earlier one, and committed appends of one agent are contiguous).
@@ -490,17 +556,21 @@ void feed_note(Datum agent, int64 first, int64 last) {
   // could order commits of several nodes): nothing is noted, so nothing
   // piles up in feed_pending's shards.
   if (feed_unavailable()) return;
-  Oid pending = feed_rels().pending;
-  if (!OidIsValid(pending) || last < first) return;
+  const FeedRels &fr = feed_rels();
+  // 0.10.0: into the unlogged feed_appends; before, into feed_pending.
+  bool unlogged = OidIsValid(fr.appends);
+  Oid target = unlogged ? fr.appends : fr.pending;
+  if (!OidIsValid(target) || last < first) return;
   static const ColumnSpec cols[] = {{"agent_id", UUIDOID, InvalidOid, false},
                                     {"first_sequence", INT8OID, InvalidOid, false},
                                     {"last_sequence", INT8OID, InvalidOid, false},
                                     {"written_at", TIMESTAMPTZOID, InvalidOid, false},
                                     {"gap", TEXTOID, InvalidOid, false},
                                     {"owner", TEXTOID, InvalidOid, false}};
-  constexpr int ncols = sizeof cols / sizeof cols[0];
-  Relation rel = table_open(pending, RowExclusiveLock);
-  AttrNumber col[ncols];
+  // feed_appends has the first four columns, feed_pending all six
+  int ncols = unlogged ? 4 : 6;
+  Relation rel = table_open(target, RowExclusiveLock);
+  AttrNumber col[6];
   int live = map_columns(rel, cols, ncols, col);
   if (direct_insert_ok(rel, live, ncols)) {
     TupleDesc desc = RelationGetDescr(rel);
@@ -518,26 +588,65 @@ void feed_note(Datum agent, int64 first, int64 last) {
     return;
   }
   table_close(rel, NoLock);
-  static SPIPlanPtr p;
+  static SPIPlanPtr p_pending, p_appends;
   static const Oid t[] = {UUIDOID, INT8OID, INT8OID};
   Datum a[3] = {agent, Int64GetDatum(first), Int64GetDatum(last)};
-  run_plan(&p,
-           "INSERT INTO agent_journal.feed_pending (agent_id, first_sequence, last_sequence) "
-           "VALUES ($1, $2, $3)",
-           3, t, a, nullptr, SPI_OK_INSERT);
+  if (unlogged)
+    run_plan(&p_appends,
+             "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence) "
+             "VALUES ($1, $2, $3)",
+             3, t, a, nullptr, SPI_OK_INSERT);
+  else
+    run_plan(&p_pending,
+             "INSERT INTO agent_journal.feed_pending (agent_id, first_sequence, last_sequence) "
+             "VALUES ($1, $2, $3)",
+             3, t, a, nullptr, SPI_OK_INSERT);
 }
 
 // forget_agent (under the agent's lock, inside SPI as the owner): every
 // feed and pending row of the agent becomes a 'forgotten' gap, so its
-// sequences (which restart) never match the rows again.
+// sequences (which restart) never match the rows again. Its notes in the
+// unlogged feed_appends (0.10.0) become one 'forgotten' note in
+// feed_pending, which is logged: a crash does not lose the gap. If a crash
+// emptied feed_appends and no tick rebuilt it yet, the note covers every
+// sequence past what the agent's feed rows cover.
 void feed_forget(Datum agent, const Latest &l) {
   if (feed_unavailable() || !OidIsValid(feed_rels().feed)) return;
-  static SPIPlanPtr p_pending, p_feed;
+  static SPIPlanPtr p_pending, p_feed, p_appends, p_lost;
   static const Oid t[] = {UUIDOID, TEXTOID};
   const char *owner = nullptr;
   if (l.bound && OidIsValid(l.owner)) owner = GetUserNameFromId(l.owner, true);
   Datum a[2] = {agent, owner ? CStringGetTextDatum(owner) : (Datum)0};
   const char nulls[2] = {' ', owner ? ' ' : 'n'};
+  if (OidIsValid(feed_rels().appends)) {
+    // Taken out first: a tick moving them holds them until it commits,
+    // and the statements below (at READ COMMITTED) then see its feed rows.
+    run_plan(&p_appends,
+             "WITH d AS (DELETE FROM agent_journal.feed_appends "
+             "  WHERE agent_id OPERATOR(pg_catalog.=) $1 AND first_sequence OPERATOR(pg_catalog.<>) 0 "
+             "  RETURNING first_sequence, last_sequence, written_at) "
+             "INSERT INTO agent_journal.feed_pending "
+             "  (agent_id, first_sequence, last_sequence, written_at, gap, owner) "
+             "SELECT $1, pg_catalog.min(first_sequence), pg_catalog.max(last_sequence), "
+             "  pg_catalog.min(written_at), 'forgotten', $2 FROM d HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0",
+             2, t, a, nulls, SPI_OK_INSERT);
+    static const Oid t3[] = {UUIDOID, TEXTOID, INT8OID};
+    Datum a3[3] = {a[0], a[1], Int64GetDatum(l.sequence)};
+    const char n3[3] = {' ', nulls[1], ' '};
+    run_plan(&p_lost,
+             "INSERT INTO agent_journal.feed_pending "
+             "  (agent_id, first_sequence, last_sequence, gap, owner) "
+             "SELECT $1, c.covered OPERATOR(pg_catalog.+) 1, $3, 'forgotten', $2 "
+             "FROM (SELECT COALESCE(pg_catalog.max(x.last_sequence), 0) AS covered FROM ("
+             "  SELECT f.last_sequence FROM agent_journal.feed f "
+             "  WHERE f.agent_id OPERATOR(pg_catalog.=) $1 AND f.gap IS NULL "
+             "  UNION ALL SELECT p.last_sequence FROM agent_journal.feed_pending p "
+             "  WHERE p.agent_id OPERATOR(pg_catalog.=) $1 AND p.gap IS NULL) x) c "
+             "WHERE $3 OPERATOR(pg_catalog.>) c.covered "
+             "AND NOT EXISTS (SELECT FROM agent_journal.feed_appends m "
+             "  WHERE m.first_sequence OPERATOR(pg_catalog.=) 0)",
+             3, t3, a3, n3, SPI_OK_INSERT);
+  }
   run_plan(&p_pending,
            "UPDATE agent_journal.feed_pending SET gap = 'forgotten', owner = $2 "
            "WHERE agent_id OPERATOR(pg_catalog.=) $1 AND gap IS NULL",
@@ -577,8 +686,12 @@ void vacuum_pending() {
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
     PortalContext = portal;  // vacuum() keeps its memory under it
-    pgstat_report_activity(STATE_RUNNING, "agent_journal: vacuum feed_pending");
-    Oid relid = feed_rels().pending;
+    // the table the writers note into: feed_appends (0.10.0), else feed_pending
+    const FeedRels &fr = feed_rels();
+    const char *relname = OidIsValid(fr.appends) ? "feed_appends" : "feed_pending";
+    Oid relid = OidIsValid(fr.appends) ? fr.appends : fr.pending;
+    pgstat_report_activity(STATE_RUNNING, OidIsValid(fr.appends) ? "agent_journal: vacuum feed_appends"
+                                                                 : "agent_journal: vacuum feed_pending");
     if (OidIsValid(relid)) {
       VacuumParams params;
       memset(&params, 0, sizeof params);
@@ -590,7 +703,7 @@ void vacuum_pending() {
       params.truncate = VACOPTVALUE_DISABLED;
       params.nworkers = -1;
       MemoryContextSwitchTo(portal);
-      RangeVar *rv = makeRangeVar(pstrdup("agent_journal"), pstrdup("feed_pending"), -1);
+      RangeVar *rv = makeRangeVar(pstrdup("agent_journal"), pstrdup(relname), -1);
       VacuumRelation *vr = makeVacuumRelation(rv, relid, NIL);
       vacuum(list_make1(vr), &params, GetAccessStrategy(BAS_VACUUM), true);
     }
@@ -667,7 +780,14 @@ int64 feed_prune() {
       "  (SELECT s.last_position FROM agent_journal.feed_state s)) "
       "AND (f.gap IS NOT NULL OR NOT EXISTS (SELECT FROM agent_journal.agent_state a "
       "  WHERE a.agent_id OPERATOR(pg_catalog.=) f.agent_id "
-      "  AND a.compacted_through OPERATOR(pg_catalog.<) f.last_sequence))",
+      "  AND a.compacted_through OPERATOR(pg_catalog.<) f.last_sequence)) "
+      // a live agent's last row of entries stays: it says how far the feed
+      // covers the agent, which a tick rebuilding lost notes (0.10.0) reads
+      "AND (f.gap IS NOT NULL OR EXISTS (SELECT FROM agent_journal.feed n "
+      "  WHERE n.agent_id OPERATOR(pg_catalog.=) f.agent_id AND n.gap IS NULL "
+      "  AND n.last_position OPERATOR(pg_catalog.>) f.last_position) "
+      "  OR NOT EXISTS (SELECT FROM agent_journal.agent_state a "
+      "  WHERE a.agent_id OPERATOR(pg_catalog.=) f.agent_id))",
       0, nullptr, nullptr, nullptr, SPI_OK_DELETE);
 }
 

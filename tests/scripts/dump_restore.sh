@@ -48,8 +48,8 @@ FEED_ACK=$(q $SRC "SELECT position FROM agent_journal.read_feed('dumped_consumer
 q $SRC "SELECT agent_journal.ack_feed('dumped_consumer', $FEED_ACK)" >/dev/null
 psql -X -q -v ON_ERROR_STOP=1 -d $SRC -c "BEGIN" \
   -c "SELECT agent_journal.append('00000000-0000-0000-0000-0000000000da', 0, '{\"type\": \"Pending\"}')" -c "COMMIT" >/dev/null
-expect_eq "source: one append left pending for the dump" \
-  "$(q $SRC "SELECT count(*) FROM agent_journal.feed_pending")" "1"
+expect_eq "source: one append left pending for the dump (noted in the unlogged feed_appends, 0.10.0)" \
+  "$(q $SRC "SELECT count(*) FROM agent_journal.feed_appends WHERE first_sequence <> 0")" "1"
 # Leases: a token stops being live in every way before the dump: released
 # (E), its agent forgotten (F: the token is then in no table), its claim
 # rolled back (G: in no table either, only lease_tokens moved). H keeps a
@@ -94,6 +94,8 @@ SELECT 'lease_graph', md5(string_agg(format('%s|%s|%s|%s|%s', agent_id, attempt,
 SELECT 'lease_tokens', last_value, is_called FROM agent_journal.lease_tokens;
 SELECT 'feed', md5(string_agg(format('%s|%s|%s|%s|%s|%s|%s', last_position, agent_id, first_sequence, last_sequence, written_at, gap, owner), ',' ORDER BY last_position)) FROM agent_journal.feed;
 SELECT 'feed_pending', md5(string_agg(format('%s|%s|%s|%s', agent_id, first_sequence, last_sequence, written_at), ',' ORDER BY agent_id, first_sequence)) FROM agent_journal.feed_pending;
+SELECT 'feed_appends', md5(string_agg(format('%s|%s|%s|%s', agent_id, first_sequence, last_sequence, written_at), ',' ORDER BY agent_id, first_sequence)) FROM agent_journal.feed_appends WHERE first_sequence <> 0;
+SELECT 'feed_appends marker', count(*) > 0 FROM agent_journal.feed_appends WHERE first_sequence = 0;
 SELECT 'feed_state', last_position FROM agent_journal.feed_state;
 SELECT 'feed_consumers', md5(string_agg(format('%s|%s|%s|%s|%s', consumer, owner, position, created_at, last_ack_at), ',' ORDER BY consumer)) FROM agent_journal.feed_subscriptions;
 SQL

@@ -441,6 +441,7 @@ ok "writers stopped after $((SECONDS - t_start)) s: $(acked) appends acknowledge
 # 6. the consumers drain: nothing pending, every position at the feed's end
 drained() {
   [ "$(q $DB "SELECT (SELECT count(*) FROM agent_journal.feed_pending) = 0
+                 AND (SELECT count(*) FROM agent_journal.feed_appends WHERE first_sequence <> 0) = 0
                  AND (SELECT bool_and(c.position = s.last_position)
                       FROM agent_journal.feed_subscriptions c, agent_journal.feed_state s
                       WHERE c.consumer IN ('a', 'b', 'c'))")" = t ]

@@ -518,7 +518,9 @@ def check(agent, history):
                 cur.execute("""SELECT first_sequence, last_sequence FROM agent_journal.feed
                                 WHERE agent_id = %(a)s AND gap IS NULL""", {"a": agent})
                 feed_ranges = cur.fetchall()
-                cur.execute("""SELECT count(*) FROM agent_journal.feed_pending WHERE agent_id = %(a)s""",
+                cur.execute("""SELECT (SELECT count(*) FROM agent_journal.feed_pending WHERE agent_id = %(a)s)
+                                 + (SELECT count(*) FROM agent_journal.feed_appends
+                                    WHERE agent_id = %(a)s AND first_sequence <> 0)""",
                             {"a": agent})
                 feed_pending = cur.fetchone()[0]
         base = ct or 0
