@@ -35,3 +35,25 @@ SELECT pg_catalog.pg_extension_config_dump('agent_journal.feed_appends', '');
 -- marker says that nothing was lost so far.
 INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence)
 VALUES ('00000000-0000-0000-0000-000000000000', 0, 0);
+
+-- The count of appended entries (journal_appended), when the library is
+-- preloaded and its background worker ticks the feed in this database:
+-- each backend adds to its own row here, as to tallies (one row per name
+-- and backend slot), without writing the WAL. A render sums both tables.
+-- A crash empties this table (and feed_appends' marker): the tick that
+-- rebuilds the feed's notes also adds to tallies what the count lost, the
+-- agents' latest sequences plus what forgotten agents counted (the
+-- family's definition) minus what both tables still hold; until then a
+-- render counts the same way from the journal. Elsewhere (not preloaded,
+-- another database, Citus) every count goes to tallies as before.
+CREATE UNLOGGED TABLE agent_journal.tally_deltas (
+    name  text    NOT NULL,
+    slot  integer NOT NULL,
+    value bigint  NOT NULL DEFAULT 0,
+    PRIMARY KEY (name, slot)
+);
+COMMENT ON TABLE agent_journal.tally_deltas IS
+  'per-backend-slot parts of journal_appended written without WAL (unlogged; a count is the sum of its rows here and in tallies)';
+ALTER TABLE agent_journal.tally_deltas ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON agent_journal.tally_deltas FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('agent_journal.tally_deltas', '');

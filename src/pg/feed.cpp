@@ -247,6 +247,24 @@ int64 tick(bool probe = true) {
                "WHERE l.latest OPERATOR(pg_catalog.>) COALESCE(c.covered, 0)",
                0, nullptr, nullptr, nullptr, SPI_OK_SELECT);
       take();
+      // journal_appended lost what the unlogged tally_deltas held (0.10.0):
+      // made up in tallies, from the family's definition (the agents'
+      // latest sequences plus what forgotten agents counted), which the
+      // SHARE lock keeps still meanwhile.
+      if (OidIsValid(rels().tally_deltas)) {
+        static SPIPlanPtr p_lost;
+        run_plan(&p_lost, APPENDED_FROM_JOURNAL_SQL " - (SELECT COALESCE(pg_catalog.sum(t.value), 0) "
+                 "FROM agent_journal.tallies t WHERE t.name OPERATOR(pg_catalog.=) 'journal_appended')::pg_catalog.int8 "
+                 "- (SELECT COALESCE(pg_catalog.sum(d.value), 0) FROM agent_journal.tally_deltas d "
+                 "WHERE d.name OPERATOR(pg_catalog.=) 'journal_appended')::pg_catalog.int8",
+                 0, nullptr, nullptr, nullptr, SPI_OK_SELECT);
+        int64 lost = result_int8(1);
+        if (lost > 0)
+          tally_add_logged(TALLY_APPENDED, lost);
+        else if (lost < 0)
+          elog(LOG, "agent_journal: journal_appended counts %lld more than the journal holds; left as it is",
+               (long long)-lost);
+      }
       run_plan(&p_mark,
                "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence) "
                "VALUES ('00000000-0000-0000-0000-000000000000', 0, 0)",

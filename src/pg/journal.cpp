@@ -107,7 +107,8 @@ const Rels &rels() {
          get_relname_relid("agent_state", nsp), get_relname_relid("agent_state_pkey", nsp),
          get_relname_relid("lease_graph", nsp), get_relname_relid("saved_states", nsp),
          get_relname_relid("retention_settings", nsp), get_relname_relid("tallies", nsp),
-         get_relname_relid("tallies_pkey", nsp), get_relname_relid("saved_states_pkey", nsp)};
+         get_relname_relid("tallies_pkey", nsp), get_relname_relid("saved_states_pkey", nsp),
+         get_relname_relid("tally_deltas", nsp), get_relname_relid("tally_deltas_pkey", nsp)};
   if (!OidIsValid(r.entries) || !OidIsValid(r.entries_pkey) || !OidIsValid(r.state) ||
       !OidIsValid(r.state_pkey))
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -126,6 +127,7 @@ const Rels &rels() {
                                        &r.saved_states_pkey);
     cache_agent = current_agent;
     cache_agent_set = true;
+    r.tally_deltas = r.tally_deltas_pkey = InvalidOid;  // counts stay in tallies there
   }
   rels_dist = dist;
   rels_cache = r;

@@ -46,6 +46,7 @@ enum class View {
 struct Rels {
   Oid entries, entries_pkey, state, state_pkey;
   Oid lease_graph, saved_states, retention, tallies, tallies_pkey, saved_states_pkey;  // 0.5.0
+  Oid tally_deltas, tally_deltas_pkey;                                                    // 0.10.0
 };
 // The next rels() looks the relations up again (the agent's shards were
 // found again after a wait for them: lock_agent_shard).
@@ -145,6 +146,23 @@ void entry_scan_end(EntryScan *s);
 // taken back with a subtransaction that rolls back). `name` must be one of
 // the TALLY_* constants. Does nothing on schemas before 0.5.0.
 void tally_add(const char *name, int64 delta);
+// tally_add into tallies even where journal_appended goes to the unlogged
+// tally_deltas (the tick making up for what a crash lost).
+void tally_add_logged(const char *name, int64 delta);
+// Does journal_appended go to tally_deltas here (0.10.0: the library is
+// preloaded and its worker ticks the feed in this database)?
+bool tally_deltas_in_use();
+// The count of entries ever appended, from the journal: the agents' latest
+// sequences plus what forgotten agents counted (a SELECT of one int8; the
+// definition of agent_journal_appended_entries_total).
+#define APPENDED_FROM_JOURNAL_SQL                                                              \
+  "SELECT (SELECT COALESCE(pg_catalog.sum(GREATEST(s.compacted_through, "                      \
+  "  (SELECT pg_catalog.max(e.sequence) FROM agent_journal.entries e "                         \
+  "   WHERE e.agent_id OPERATOR(pg_catalog.=) s.agent_id))), 0) FROM agent_journal.agent_state s)::pg_catalog.int8 " \
+  "+ (SELECT COALESCE(pg_catalog.sum(f.value), 0) FROM agent_journal.tallies f "               \
+  "   WHERE f.name OPERATOR(pg_catalog.=) 'forgotten_appended_entries')::pg_catalog.int8"
+// Set by _PG_init when loaded by shared_preload_libraries.
+extern bool preloaded;
 // Sum of `name`'s rows in the current snapshot (0 if none).
 int64 tally_sum(const char *name);
 constexpr const char *TALLY_SAVED_STATES = "saved_states";

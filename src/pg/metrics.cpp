@@ -13,6 +13,7 @@
 
 extern "C" {
 #include "access/genam.h"
+#include "access/xlog.h"
 #include "access/heapam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -1516,15 +1517,29 @@ void load_model(Model *m, bool want_exemplars) {
     }
     SPI_freetuptable(SPI_tuptable);
   } else if (OidIsValid(tallies_rel)) {
+    // 0.10.0: journal_appended partly in the unlogged tally_deltas (which
+    // a hot standby cannot read: see below)
+    bool has_deltas = OidIsValid(get_relname_relid("tally_deltas", nsp));
+    bool standby = RecoveryInProgress();
+    bool deltas = has_deltas && !standby;
+    static SPIPlanPtr r_tallies_deltas;
+#define AJ_TALLY_NAMES                                                                    \
+  "WHERE name OPERATOR(pg_catalog.=) ANY ('{journal_since,journal_agents,"                \
+  "journal_appended,journal_compacted,journal_forgotten_live,saved_states,"               \
+  "retention_removed_entries,forgotten_appended_entries,"                                 \
+  "forgotten_compacted_entries}'::pg_catalog.text[]) GROUP BY name"
     rc = SPI_execute_plan(
-        cached_plan(&r_tallies,
-                    "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM agent_journal.tallies "
-                    "WHERE name OPERATOR(pg_catalog.=) ANY ('{journal_since,journal_agents,"
-                    "journal_appended,journal_compacted,journal_forgotten_live,saved_states,"
-                    "retention_removed_entries,forgotten_appended_entries,"
-                    "forgotten_compacted_entries}'::pg_catalog.text[]) GROUP BY name",
-                    0, nullptr),
+        deltas ? cached_plan(&r_tallies_deltas,
+                             "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM ("
+                             "SELECT name, value FROM agent_journal.tallies UNION ALL "
+                             "SELECT name, value FROM agent_journal.tally_deltas) t " AJ_TALLY_NAMES,
+                             0, nullptr)
+               : cached_plan(&r_tallies,
+                             "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM agent_journal.tallies "
+                             AJ_TALLY_NAMES,
+                             0, nullptr),
         nullptr, nullptr, true, 0);
+#undef AJ_TALLY_NAMES
     if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: tally read failed");
     for (uint64 i = 0; i < SPI_processed; i++) {
       char *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
@@ -1532,6 +1547,27 @@ void load_model(Model *m, bool want_exemplars) {
       ts.add(name, v, false);
     }
     SPI_freetuptable(SPI_tuptable);
+    // A crash emptied tally_deltas (feed_appends' marker is gone with it)
+    // and the worker's first tick has not made up for it yet: until then
+    // journal_appended is counted from the journal, so that it never goes
+    // down (one walk of the agents per render, only in that moment). A hot
+    // standby cannot read unlogged tables (the primary's tally_deltas are
+    // not replicated): there it is always counted from the journal.
+    if (has_deltas && (standby || tally_deltas_in_use())) {
+      static SPIPlanPtr r_lost, r_journal;
+      rc = SPI_execute_plan(
+          standby ? cached_plan(&r_journal, APPENDED_FROM_JOURNAL_SQL, 0, nullptr)
+                  : cached_plan(&r_lost,
+                                "SELECT CASE WHEN EXISTS (SELECT FROM agent_journal.feed_appends m "
+                                "WHERE m.first_sequence OPERATOR(pg_catalog.=) 0) THEN NULL ELSE (" APPENDED_FROM_JOURNAL_SQL
+                                ") END",
+                                0, nullptr),
+          nullptr, nullptr, true, 1);
+      if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: tally read failed");
+      Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+      if (!isnull) ts.appended = Max(ts.appended, DatumGetInt64(d));
+      SPI_freetuptable(SPI_tuptable);
+    }
   }
   if (OidIsValid(tallies_rel)) {
     states = ts.states;

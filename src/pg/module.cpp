@@ -15,6 +15,7 @@ int max_series_per_family = 10000;
 int snapshot_max_age_seconds = 0;
 char *service_namespace = nullptr;
 int series_ttl_s = 0;
+bool preloaded = false;
 }  // namespace ajpg
 
 void _PG_init(void) {
@@ -92,5 +93,8 @@ void _PG_init(void) {
       nullptr);
   MarkGUCPrefixReserved("agent_journal");
   ajpg::install_planner_hook();
-  if (process_shared_preload_libraries_in_progress) ajpg::exporter_register();
+  if (process_shared_preload_libraries_in_progress) {
+    ajpg::preloaded = true;
+    ajpg::exporter_register();
+  }
 }

@@ -7,6 +7,8 @@
 // transaction still open (one this backend prepared, or a prepared one of
 // an earlier backend with the same id) is skipped for the same id in the
 // next range of MaxBackends.
+#include "pg/citus.hpp"
+#include "pg/exporter.hpp"
 #include "pg/journal.hpp"
 
 extern "C" {
@@ -24,21 +26,35 @@ extern "C" {
 #include "storage/proc.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
 }
 
 namespace ajpg {
 namespace {
 
+// The table a count goes to: tallies, or (0.10.0) the unlogged
+// tally_deltas (see deltas_here).
+struct Target {
+  Oid heap, pkey;
+  bool unlogged;
+};
+Target target(bool unlogged) {
+  const Rels &r = rels();
+  return unlogged ? Target{r.tally_deltas, r.tally_deltas_pkey, true}
+                  : Target{r.tallies, r.tallies_pkey, false};
+}
+
 struct TallyKey {
-  const Rels *r;
+  Target t;
   Datum name;
 };
 
 // Is (name, slot)'s row held by another transaction still open?
 bool slot_busy(int32 slot_no, void *arg) {
   const TallyKey *k = static_cast<const TallyKey *>(arg);
-  Relation heap = table_open(k->r->tallies, AccessShareLock);
-  Relation index = index_open(k->r->tallies_pkey, AccessShareLock);
+  Relation heap = table_open(k->t.heap, AccessShareLock);
+  Relation index = index_open(k->t.pkey, AccessShareLock);
   ScanKeyData keys[2];
   ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
                          index->rd_indcollation[0], F_TEXTEQ, k->name);
@@ -51,22 +67,28 @@ bool slot_busy(int32 slot_no, void *arg) {
 }
 
 // Writes delta into this backend's row of `name` (an upsert through SPI).
-void tally_upsert(const char *name, int64 delta) {
-  const Rels &r = rels();
-  if (delta == 0 || !OidIsValid(r.tallies) || !OidIsValid(r.tallies_pkey)) return;
+void tally_upsert(const char *name, int64 delta, bool unlogged) {
+  Target tg = target(unlogged);
+  if (delta == 0 || !OidIsValid(tg.heap) || !OidIsValid(tg.pkey)) return;
   Datum name_d = CStringGetTextDatum(name);
-  TallyKey key{&r, name_d};
+  TallyKey key{tg, name_d};
   int32 slot = backend_slot(slot_busy, &key);
   // Every candidate busy (more prepared transactions than slots can only
   // happen if max_prepared_transactions was lowered): wait on our own.
   if (slot < 0) slot = MyBackendId;
-  static SPIPlanPtr plan;
+  static SPIPlanPtr plan, plan_deltas;
   static const Oid types[] = {TEXTOID, INT4OID, INT8OID};
   Datum args[3] = {name_d, Int32GetDatum(slot), Int64GetDatum(delta)};
-  run_plan(&plan,
-           "INSERT INTO agent_journal.tallies AS t (name, slot, value) VALUES ($1, $2, $3) "
-           "ON CONFLICT (name, slot) DO UPDATE SET value = t.value OPERATOR(pg_catalog.+) EXCLUDED.value",
-           3, types, args, nullptr, SPI_OK_INSERT);
+  if (unlogged)
+    run_plan(&plan_deltas,
+             "INSERT INTO agent_journal.tally_deltas AS t (name, slot, value) VALUES ($1, $2, $3) "
+             "ON CONFLICT (name, slot) DO UPDATE SET value = t.value OPERATOR(pg_catalog.+) EXCLUDED.value",
+             3, types, args, nullptr, SPI_OK_INSERT);
+  else
+    run_plan(&plan,
+             "INSERT INTO agent_journal.tallies AS t (name, slot, value) VALUES ($1, $2, $3) "
+             "ON CONFLICT (name, slot) DO UPDATE SET value = t.value OPERATOR(pg_catalog.+) EXCLUDED.value",
+             3, types, args, nullptr, SPI_OK_INSERT);
 }
 
 // The commit-time write of a transaction's sum (flush_pending), once per
@@ -77,10 +99,10 @@ void tally_upsert(const char *name, int64 delta) {
 // tally_upsert: no row yet for this backend, the row held by another
 // transaction (a prepared one), or a table an operator changed (rules,
 // triggers, another shape).
-void tally_write(const char *name, int64 delta) {
-  const Rels &r = rels();
-  if (delta == 0 || !OidIsValid(r.tallies) || !OidIsValid(r.tallies_pkey)) return;
-  Relation heap = table_open(r.tallies, RowExclusiveLock);
+void tally_write(const char *name, int64 delta, bool unlogged) {
+  Target tg = target(unlogged);
+  if (delta == 0 || !OidIsValid(tg.heap) || !OidIsValid(tg.pkey)) return;
+  Relation heap = table_open(tg.heap, RowExclusiveLock);
   TupleDesc desc = RelationGetDescr(heap);
   AttrNumber a_value = InvalidAttrNumber;
   int live = 0;
@@ -94,10 +116,10 @@ void tally_write(const char *name, int64 delta) {
       heap->trigdesc != nullptr || live != 3 || a_value == InvalidAttrNumber ||
       heap->rd_rel->relispartition) {
     table_close(heap, NoLock);
-    tally_upsert(name, delta);
+    tally_upsert(name, delta, unlogged);
     return;
   }
-  Relation index = index_open(r.tallies_pkey, RowExclusiveLock);
+  Relation index = index_open(tg.pkey, RowExclusiveLock);
   Datum name_d = CStringGetTextDatum(name);
   ScanKeyData keys[2];
   ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
@@ -110,7 +132,7 @@ void tally_write(const char *name, int64 delta) {
   if (!usable) {
     ExecDropSingleTupleTableSlot(found);
     table_close(heap, NoLock);
-    tally_upsert(name, delta);
+    tally_upsert(name, delta, unlogged);
     return;
   }
   EState *estate = CreateExecutorState();
@@ -162,6 +184,7 @@ struct Pending {
   const char *name;  // one of the TALLY_* constants (static storage)
   int level;
   int64 delta;
+  bool unlogged;  // to tally_deltas
 };
 Pending pending[MAX_PENDING];
 int npending = 0;
@@ -174,8 +197,8 @@ void flush_pending() {
   int n = 0;
   for (int i = 0; i < npending; i++) {
     int j = 0;
-    while (j < n && strcmp(sums[j].name, pending[i].name) != 0) j++;
-    if (j == n) sums[n++] = Pending{pending[i].name, 1, 0};
+    while (j < n && (strcmp(sums[j].name, pending[i].name) != 0 || sums[j].unlogged != pending[i].unlogged)) j++;
+    if (j == n) sums[n++] = Pending{pending[i].name, 1, 0, pending[i].unlogged};
     sums[j].delta += pending[i].delta;
   }
   npending = 0;
@@ -185,7 +208,7 @@ void flush_pending() {
   PushActiveSnapshot(GetTransactionSnapshot());
   OwnerSwitch who = spi_begin();
   for (int j = 0; j < n; j++)
-    if (sums[j].delta != 0) tally_write(sums[j].name, sums[j].delta);
+    if (sums[j].delta != 0) tally_write(sums[j].name, sums[j].delta, sums[j].unlogged);
   spi_end(who);
   PopActiveSnapshot();
 }
@@ -222,7 +245,28 @@ void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, void *) 
 
 }  // namespace
 
-void tally_add(const char *name, int64 delta) {
+// Does journal_appended go to tally_deltas in this database (0.10.0)? When
+// the library is preloaded and its worker ticks the feed here: after a
+// crash its first tick makes up for what the unlogged table lost. Not on a
+// Citus node (no feed, no tick).
+static bool deltas_here() {
+  static bool cached = false;
+  static LocalTransactionId lxid = InvalidLocalTransactionId;
+  if (lxid == MyProc->lxid) return cached;
+  const Rels &r = rels();
+  bool on = preloaded && feed_tick_interval_ms > 0 && OidIsValid(r.tally_deltas) &&
+            OidIsValid(r.tally_deltas_pkey) && export_database != nullptr &&
+            !agent_journal_on_citus();
+  if (on) {
+    char *db = get_database_name(MyDatabaseId);
+    on = db != nullptr && strcmp(db, export_database) == 0;
+  }
+  cached = on;
+  lxid = MyProc->lxid;
+  return cached;
+}
+
+static void tally_add_to(const char *name, int64 delta, bool unlogged) {
   const Rels &r = rels();
   if (delta == 0 || !OidIsValid(r.tallies) || !OidIsValid(r.tallies_pkey)) return;
   if (!callbacks_registered) {
@@ -232,18 +276,27 @@ void tally_add(const char *name, int64 delta) {
   }
   int level = GetCurrentTransactionNestLevel();
   for (int i = 0; i < npending; i++)
-    if (pending[i].level == level && strcmp(pending[i].name, name) == 0) {
+    if (pending[i].level == level && strcmp(pending[i].name, name) == 0 &&
+        pending[i].unlogged == unlogged) {
       pending[i].delta += delta;
       return;
     }
   if (npending == MAX_PENDING) {  // cannot happen with the TALLY_* names; write now
     OwnerSwitch who = spi_begin();
-    tally_upsert(name, delta);
+    tally_upsert(name, delta, unlogged);
     spi_end(who);
     return;
   }
-  pending[npending++] = Pending{name, level, delta};
+  pending[npending++] = Pending{name, level, delta, unlogged};
 }
+
+void tally_add(const char *name, int64 delta) {
+  tally_add_to(name, delta, strcmp(name, TALLY_APPENDED) == 0 && deltas_here());
+}
+
+void tally_add_logged(const char *name, int64 delta) { tally_add_to(name, delta, false); }
+
+bool tally_deltas_in_use() { return deltas_here(); }
 
 int64 tally_sum(const char *name) {
   if (!OidIsValid(rels().tallies)) return 0;

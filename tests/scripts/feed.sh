@@ -396,9 +396,14 @@ wait_for 10 "the restarted consumer c is connected" c_connected
 expect_eq "pg_terminate_backend of consumer c's backend ($(el))" \
   "$(q $DB "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'aj_feed_c'")" t
 
+# agent_journal_appended_entries_total as rendered now (0.10.0: partly
+# from the unlogged tally_deltas, which a crash empties)
+appended_metric() { q $DB "SELECT value::bigint FROM agent_journal.metric_samples
+                           WHERE name = 'agent_journal_appended_entries_total'"; }
 # 3. SIGKILL a backend serving a writer, preferably inside a write
 # transaction: the postmaster restarts every process (crash recovery)
 at $((RUN_S * 45 / 100))
+appended_before_crash=$(appended_metric)
 log_at=$(log_size)
 victim=""
 end=$((SECONDS + 20))
@@ -416,6 +421,10 @@ ok "killed backend ${victim%% *} (serving ${victim#* }, in a write transaction) 
 wait_ready 30 || fail "server did not come back after crash recovery"
 log_has "all server processes terminated; reinitializing" || fail "server.log does not show a crash restart"
 ok "crash recovery: every server process restarted ($(el))"
+appended_after_crash=$(appended_metric)
+[ "$appended_after_crash" -ge "$appended_before_crash" ] ||
+  fail "agent_journal_appended_entries_total went down in the crash: $appended_before_crash, then $appended_after_crash"
+ok "agent_journal_appended_entries_total did not go down in the crash ($appended_before_crash, then $appended_after_crash)"
 positions_kept "after the crash"
 wait_for 20 "the worker is back after the crash" worker_connected
 
@@ -573,4 +582,14 @@ ok "(x) no unexpected ERROR in the server log"
 n22023=$(grep -c $'\t22023\t' "$TMPD/a.err" || true)
 [ "$n22023" = 0 ] || fail "(x) consumer a: $n22023 of its single statements failed with 22023 ($(grep -m1 $'\t22023\t' "$TMPD/a.err" | cut -f3))"
 ok "(x) consumer a's single statements never failed with 22023"
+# journal_appended: the writers added to the unlogged tally_deltas (the
+# library is preloaded and its worker ticks here); each restart emptied
+# it and the worker's first tick made up for it, so the counter is the
+# journal's own count (the agents' latest sequences; none was forgotten)
+expect_eq "(x) the writers counted their appends in the unlogged tally_deltas" \
+  "$(q $DB "SELECT coalesce(sum(value), 0) > 0 FROM agent_journal.tally_deltas WHERE name = 'journal_appended'")" "t"
+log_has "agent_journal: the feed's unlogged notes were lost" || fail "(x) no tick rebuilt the feed's notes after the restarts"
+ok "(x) a tick rebuilt the feed's notes and the count after a restart"
+expect_eq "(x) agent_journal_appended_entries_total is the journal's count after the crash and the immediate stop" \
+  "$(appended_metric)" "$(q $DB "SELECT sum(latest_sequence) FROM agent_journal.agents")"
 echo "feed: all checks passed in $((SECONDS - T0)) s"

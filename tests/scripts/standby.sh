@@ -14,8 +14,13 @@ cleanup() {
   rm -rf "$S_DIR" "$TMPD"
 }
 trap cleanup EXIT
+# The library preloaded on both (the standby copies the configuration):
+# the primary's worker ticks the feed in postgres (export_database's
+# default), so its appends count themselves in the unlogged tally_deltas
+# (0.10.0), which the standby does not have.
 AJ_PGPORT=$P_PORT AJ_CLUSTER_DIR=$P_DIR AJ_PG_CONF="wal_level = replica
-hot_standby_feedback = on" "$AJ_ROOT/scripts/cluster" start >/dev/null
+hot_standby_feedback = on
+shared_preload_libraries = 'agent_journal'" "$AJ_ROOT/scripts/cluster" start >/dev/null
 PHOST=$P_DIR/sock
 rm -rf "$S_DIR"; mkdir -p "$S_DIR/sock"
 [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$S_DIR"
@@ -49,6 +54,14 @@ expect_eq "agents view" "$(sq "SELECT live_entries FROM agent_journal.agents WHE
 expect_eq "prometheus view" "$(sq "SELECT count(*) FROM agent_journal.prometheus, regexp_split_to_table(exposition, E'\n') l WHERE l IN ('replicated_total 3', 'agent_runtime_scheduler_running_agents{service=\"agent-runtime\"} 5')")" "2"
 expect_eq "openmetrics view ends with # EOF" "$(sq "SELECT right(exposition, 6) = E'# EOF\n' FROM agent_journal.openmetrics")" "t"
 expect_eq "metric_samples" "$(sq "SELECT value FROM agent_journal.metric_samples WHERE name = 'replicated_total'")" "3"
+# 0.10.0: the standby has no unlogged table's rows (tally_deltas, where the
+# primary's appends counted themselves): it counts appended entries from
+# the journal, the same number as the primary
+expect_eq "the primary counted its appends in tally_deltas" \
+  "$(pq "SELECT sum(value) FROM agent_journal.tally_deltas WHERE name = 'journal_appended'")" "10"
+expect_eq "agent_journal_appended_entries_total on the standby, as on the primary" \
+  "$(sq "SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_appended_entries_total'")" \
+  "$(pq "SELECT value FROM agent_journal.metric_samples WHERE name = 'agent_journal_appended_entries_total'")"
 expect_eq "otlp_json" "$(sq "SELECT agent_journal.otlp_json() ? 'resourceMetrics'")" "t"
 expect_eq "observability" "$(sq "SELECT agent_journal.observability('$A')->>'replay_cost'")" "10"
 expect_eq "read_feed on the standby (no tick there)" \
