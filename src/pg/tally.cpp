@@ -258,7 +258,11 @@ static bool deltas_here() {
             OidIsValid(r.tally_deltas_pkey) && export_database != nullptr &&
             !agent_journal_on_citus();
   if (on) {
-    char *db = get_database_name(MyDatabaseId);
+    static char *db = nullptr;  // this backend's database, looked up once
+    if (db == nullptr) {
+      char *name = get_database_name(MyDatabaseId);
+      if (name != nullptr) db = MemoryContextStrdup(TopMemoryContext, name);
+    }
     on = db != nullptr && strcmp(db, export_database) == 0;
   }
   cached = on;

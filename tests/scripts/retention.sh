@@ -294,10 +294,25 @@ expect_eq "feed: the compacted agent keeps its last row of entries (what a rebui
 kept_row() { q $DB "SELECT string_agg(last_position || ' ' || coalesce(gap, 'entries'), ',') FROM agent_journal.feed
                     WHERE agent_id = (SELECT agent_id FROM agent_journal.agent_state ORDER BY agent_id LIMIT 1)"; }
 KEPT=$(kept_row)
-q $DB "TRUNCATE agent_journal.feed_appends" >/dev/null
+# tally_deltas goes with it (the writers count their appends there: the
+# library is preloaded and the worker ticks this database). In one
+# REPEATABLE READ transaction: agent_journal_appended_entries_total
+# before and after the TRUNCATE (one snapshot, no tick can run in between)
+# must be the same: the render counts from the journal then.
+APPENDED="SELECT value::bigint FROM agent_journal.metric_samples WHERE name = 'agent_journal_appended_entries_total'"
+expect_eq "appends count themselves in the unlogged tally_deltas here" \
+  "$(q $DB "SELECT count(*) > 0 FROM agent_journal.tally_deltas WHERE name = 'journal_appended'")" "t"
+both=$(psql -X -q -At -v ON_ERROR_STOP=1 -d $DB -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "$APPENDED" \
+  -c "TRUNCATE agent_journal.feed_appends, agent_journal.tally_deltas" -c "$APPENDED" -c "COMMIT" | paste -sd' ')
+[ "${both% *}" = "${both#* }" ] || fail "agent_journal_appended_entries_total before and after emptying tally_deltas: $both"
+ok "agent_journal_appended_entries_total the same before and after emptying tally_deltas: $both"
 marker_back() { [ "$(q $DB "SELECT count(*) FROM agent_journal.feed_appends WHERE first_sequence = 0")" = 1 ]; }
 wait_for 10 "feed: after feed_appends was emptied under load, a tick put its marker back" marker_back
 wait_for 10 "feed: and the ticks left nothing pending" nothing_pending
+# (one statement: one snapshot, while the writers go on)
+counted_right() { [ "$(q $DB "SELECT ($APPENDED) = (SELECT sum(latest_sequence) FROM agent_journal.agents)
+  + (SELECT coalesce(sum(value), 0) FROM agent_journal.tallies WHERE name = 'forgotten_appended_entries')")" = t ]; }
+wait_for 10 "the tick made up for the emptied tally_deltas: agent_journal_appended_entries_total is the journal's count" counted_right
 expect_eq "feed: after the rebuild, live entries in no feed range, or in more than one" "$(q $DB "
   SELECT count(*) FROM agent_journal.entries e
   WHERE (SELECT count(*) FROM agent_journal.feed f WHERE f.agent_id = e.agent_id AND f.gap IS NULL
