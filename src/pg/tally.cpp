@@ -7,6 +7,13 @@
 // transaction still open (one this backend prepared, or a prepared one of
 // an earlier backend with the same id) is skipped for the same id in the
 // next range of MaxBackends.
+//
+// 0.10.0: where the library is preloaded and its worker ticks the feed in
+// this database, journal_appended (written by every appending transaction)
+// goes to the same kind of row in the unlogged tally_deltas: no WAL record
+// for it. A crash empties that table; the feed tick that rebuilds the
+// notes the crash lost (feed.cpp) also adds what the count lost to
+// tallies, and a render before it counts from the journal (metrics.cpp).
 #include "pg/citus.hpp"
 #include "pg/exporter.hpp"
 #include "pg/journal.hpp"
