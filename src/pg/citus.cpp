@@ -19,6 +19,8 @@ extern "C" {
 #include "utils/snapmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/uuid.h"
 }
@@ -143,15 +145,36 @@ LayoutInfo read_layout(Oid nsp) {
   return info;
 }
 
-LocalTransactionId layout_lxid = InvalidLocalTransactionId;
+// The layout and the shard map are kept across transactions until a
+// relcache invalidation arrives: Citus sends one for every change of its
+// metadata (its triggers on pg_dist_partition, pg_dist_shard,
+// pg_dist_placement, pg_dist_node and pg_dist_local_group invalidate the
+// distributed table's entry or the catalog's), and every DDL sends its
+// own. Any invalidation empties both (the next call reads them again), so
+// an append reads no Citus catalog in a steady state (it read seven
+// catalogs before, twice the shards').
+bool layout_valid = false;
 Oid layout_nsp = InvalidOid;
 LayoutInfo layout_cache;
+bool shards_valid = false;
+bool citus_cache_callback = false;
+void citus_cache_reset(Datum, Oid) {
+  layout_valid = false;
+  shards_valid = false;
+}
+void watch_citus_cache() {
+  if (citus_cache_callback) return;
+  CacheRegisterRelcacheCallback(citus_cache_reset, (Datum)0);
+  citus_cache_callback = true;
+}
 
 const LayoutInfo &layout(Oid nsp) {
-  if (layout_lxid != MyProc->lxid || layout_nsp != nsp) {
-    layout_cache = read_layout(nsp);
-    layout_lxid = MyProc->lxid;
+  if (!layout_valid || layout_nsp != nsp) {
+    watch_citus_cache();
+    layout_valid = true;  // an invalidation while reading clears it again
     layout_nsp = nsp;
+    LayoutInfo info = read_layout(nsp);
+    layout_cache = info;
   }
   return layout_cache;
 }
@@ -179,20 +202,28 @@ struct ShardInfo {
   int32 group;
 };
 struct ShardMap {
-  LocalTransactionId lxid = InvalidLocalTransactionId;
+  Oid nsp = InvalidOid;
   ShardInfo *shards = nullptr;
   int n = 0;
   int32 local_group = -1;
 };
 ShardMap shard_map;
+MemoryContext shard_cxt = nullptr;  // the map's memory, reset when read again
 
 int32 local_group();
 
 const ShardMap &shards(Oid nsp) {
-  if (shard_map.lxid == MyProc->lxid) return shard_map;
+  if (shards_valid && shard_map.nsp == nsp) return shard_map;
+  watch_citus_cache();
+  shards_valid = true;  // an invalidation while reading clears it again
   Oid dist[16];
   for (int i = 0; i < N_DIST_TABLES; i++) dist[i] = get_relname_relid(DIST_TABLES[i], nsp);
-  MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+  if (shard_cxt == nullptr)
+    shard_cxt = AllocSetContextCreate(TopMemoryContext, "agent_journal shard map", ALLOCSET_SMALL_SIZES);
+  MemoryContextReset(shard_cxt);
+  shard_map.shards = nullptr;
+  shard_map.n = 0;
+  MemoryContext old = MemoryContextSwitchTo(shard_cxt);
   int cap = 64, n = 0;
   ShardInfo *v = (ShardInfo *)palloc(sizeof(ShardInfo) * cap);
   scan_catalog("pg_dist_shard", [&](const CatRow &row) {
@@ -217,7 +248,7 @@ const ShardMap &shards(Oid nsp) {
   shard_map.shards = v;
   shard_map.n = n;
   shard_map.local_group = local_group();
-  shard_map.lxid = MyProc->lxid;
+  shard_map.nsp = nsp;
   return shard_map;
 }
 
@@ -318,9 +349,12 @@ bool lock_agent_shard(Oid nsp, const pg_uuid_t *agent) {
                        CITUS_COLOCATED_SHARDS_METADATA);
   if (LockAcquire(&tag, ShareLock, false, false) == LOCKACQUIRE_ALREADY_HELD) return false;
   // A move that held the lock has committed the shards' new placement by
-  // now: read the placements again, with a catalog snapshot taken after it
+  // now, and sent its invalidations before it let the lock go: take them
+  // (they empty the map) and read the placements again if they changed,
+  // with a catalog snapshot taken after it
+  AcceptInvalidationMessages();
+  if (shards_valid) return false;
   InvalidateCatalogSnapshot();
-  shard_map.lxid = InvalidLocalTransactionId;
   if (!agent_is_local(nsp, agent)) {
     const ShardInfo *now = shard_for(nsp, relid, hash);
     char *node = group_node(now ? now->group : -1);
@@ -377,7 +411,7 @@ bool agent_elsewhere(const pg_uuid_t *agent) {
 
 bool on_coordinator() {
   // the coordinator's group is 0 (Citus's COORDINATOR_GROUP_ID)
-  return shard_map.lxid == MyProc->lxid ? shard_map.local_group == 0 : local_group() == 0;
+  return shards_valid ? shard_map.local_group == 0 : local_group() == 0;
 }
 
 void require_coordinator(Oid nsp, const char *what) {
