@@ -1189,6 +1189,11 @@ def w15_append_with_consumer(how):
             f"(read_feed + ack_feed; {how}) vs INSERT", med(s["ours"]), med(s["base"]),
             "appends/s", 8, goal=0.90, goal_text="≥ 0.90×",
             samples={"ours": s["ours"], "base": s["base"]}, short="15a append + feed consumer / INSERT")
+    # workload 1 with every feature on (DEVELOPERS.md's one budget): the
+    # library preloaded, its worker ticking the feed, no consumer
+    add_row(f"1p. append, 8 agents (1 per client), library preloaded ({how}), no consumer, vs INSERT "
+            f"(15a's rounds)", med(s["alone"]), med(s["base"]), "appends/s", 8, goal=0.90, goal_text="≥ 0.90×",
+            samples={"ours": s["alone"], "base": s["base"]}, short="1p append preloaded / INSERT")
     add_row("15an. the same appends with the consumer vs without one (same run)", med(s["ours"]),
             med(s["alone"]), "appends/s", 8, goal_text="— (report: the consumer's cost)",
             samples={"ours": s["ours"], "base": s["alone"]}, short="15an append with / without consumer")
