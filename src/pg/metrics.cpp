@@ -66,7 +66,7 @@ constexpr int MAX_LABELS_BYTES = 2048;  // a series' labels as stored (jsonb); R
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
 SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals, r_tallies, r_node_tallies, r_slots_060,
-    p_observability, p_observability_leases, p_observability_fork, r_leases, r_version;
+    r_leases, r_version;
 
 #define AJ_INVALID(...) \
   ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg(__VA_ARGS__)))
@@ -1821,6 +1821,58 @@ Datum aj_metric_samples(PG_FUNCTION_ARGS) {
   return (Datum)0;
 }
 
+// observability's three queries, with the relations as %s: entries, the
+// replay cost's expression, agent_state, lease_graph.
+#define OBS_MAIN_SQL                                                                               \
+  "WITH i AS (SELECT sequence, recorded_at FROM %s "                                               \
+  "           WHERE agent_id OPERATOR(pg_catalog.=) $1 AND kind OPERATOR(pg_catalog.=) 'Interrupted' " \
+  "           ORDER BY sequence LIMIT 1), "                                                        \
+  "r AS (SELECT e.recorded_at FROM %s e, i "                                                       \
+  "      WHERE e.agent_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'Resumed' "  \
+  "      AND e.sequence OPERATOR(pg_catalog.>) i.sequence ORDER BY e.sequence LIMIT 1) "           \
+  "SELECT pg_catalog.jsonb_build_object("                                                          \
+  " 'reasoning_timeline', COALESCE((SELECT pg_catalog.jsonb_agg(t.kind OPERATOR(pg_catalog.||) '#' " \
+  "      OPERATOR(pg_catalog.||) t.sequence ORDER BY t.sequence) FROM ("                           \
+  "      SELECT kind, sequence FROM %s "                                                           \
+  "      WHERE agent_id OPERATOR(pg_catalog.=) $1 ORDER BY sequence DESC LIMIT $2) t), '[]'::pg_catalog.jsonb), " \
+  " 'replay_cost', COALESCE((%s), 0), "                                                            \
+  " 'interrupt_latency_ms', (SELECT pg_catalog.round(pg_catalog.date_part('epoch', "               \
+  "      r.recorded_at OPERATOR(pg_catalog.-) i.recorded_at)::pg_catalog.numeric OPERATOR(pg_catalog.*) 1000, 3) " \
+  "      FROM i, r))"
+#define OBS_FORK_SQL                                                                               \
+  "SELECT $2 OPERATOR(pg_catalog.||) COALESCE((SELECT pg_catalog.jsonb_build_object("              \
+  "  'forked_from', pg_catalog.jsonb_build_object('agent_id', s.forked_from, "                     \
+  "  'sequence', s.forked_from_sequence)) FROM %s s "                                              \
+  "  WHERE s.agent_id OPERATOR(pg_catalog.=) $1 AND s.forked_from IS NOT NULL), "                  \
+  "  '{}'::pg_catalog.jsonb)"
+#define OBS_LEASES_SQL                                                                             \
+  "SELECT $3 OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('lease_graph', "                \
+  "  COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array("                          \
+  "      'attempt#' OPERATOR(pg_catalog.||) g.attempt, g.worker) ORDER BY g.attempt) "             \
+  "    FROM (SELECT attempt, worker FROM %s "                                                      \
+  "          WHERE agent_id OPERATOR(pg_catalog.=) $1 "                                            \
+  "          ORDER BY attempt DESC LIMIT $2) g), '[]'::pg_catalog.jsonb))"
+
+namespace {
+// One of observability's queries: the cached plan of `sql_local` (the
+// journal's tables by name), or on a distributed journal, where the agent
+// lives on this node, `sql_shards` as it is (its relations are the agent's
+// shards: Citus may run observability inside a query on a shard, where
+// its planner refuses a query over the distributed tables). One row.
+Datum obs_query(SPIPlanPtr *plan, const char *sql_local, const char *sql_shards, int nargs,
+                const Oid *types, Datum *args) {
+  int rc = sql_shards ? SPI_execute_with_args(sql_shards, nargs, const_cast<Oid *>(types), args, nullptr, true, 1)
+                      : SPI_execute_plan(cached_plan(plan, sql_local, nargs, types), args, nullptr, true, 1);
+  if (rc != SPI_OK_SELECT || SPI_processed != 1) elog(ERROR, "agent_journal: observability query failed");
+  bool isnull;
+  return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+}
+
+char *qualified(Oid rel) {
+  return quote_qualified_identifier(get_namespace_name(get_rel_namespace(rel)), get_rel_name(rel));
+}
+}  // namespace
+
 Datum aj_observability(PG_FUNCTION_ARGS) {
   require_arg(fcinfo, 0, "agent_id");
   require_arg(fcinfo, 1, "timeline_limit");
@@ -1831,62 +1883,42 @@ Datum aj_observability(PG_FUNCTION_ARGS) {
   Datum a2[2] = {PG_GETARG_DATUM(0), Int32GetDatum(limit)};
   OwnerSwitch who = spi_begin();
   check_agent_access(a2[0], who);
-  int rc = SPI_execute_plan(
-      cached_plan(
-          &p_observability,
-          "WITH i AS (SELECT sequence, recorded_at FROM agent_journal.entries "
-          "           WHERE agent_id OPERATOR(pg_catalog.=) $1 AND kind OPERATOR(pg_catalog.=) 'Interrupted' "
-          "           ORDER BY sequence LIMIT 1), "
-          "r AS (SELECT e.recorded_at FROM agent_journal.entries e, i "
-          "      WHERE e.agent_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'Resumed' "
-          "      AND e.sequence OPERATOR(pg_catalog.>) i.sequence ORDER BY e.sequence LIMIT 1) "
-          "SELECT pg_catalog.jsonb_build_object("
-          " 'reasoning_timeline', COALESCE((SELECT pg_catalog.jsonb_agg(t.kind OPERATOR(pg_catalog.||) '#' "
-          "      OPERATOR(pg_catalog.||) t.sequence ORDER BY t.sequence) FROM ("
-          "      SELECT kind, sequence FROM agent_journal.entries "
-          "      WHERE agent_id OPERATOR(pg_catalog.=) $1 ORDER BY sequence DESC LIMIT $2) t), '[]'::pg_catalog.jsonb), "
-          " 'replay_cost', COALESCE((SELECT live_entries FROM agent_journal.agents a "
-          "      WHERE a.agent_id OPERATOR(pg_catalog.=) $1), 0), "
-          " 'interrupt_latency_ms', (SELECT pg_catalog.round(pg_catalog.date_part('epoch', "
-          "      r.recorded_at OPERATOR(pg_catalog.-) i.recorded_at)::pg_catalog.numeric OPERATOR(pg_catalog.*) 1000, 3) "
-          "      FROM i, r))",
-          2, t2),
-      a2, nullptr, true, 1);
-  if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: observability query failed");
-  bool isnull;
-  Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  // On a distributed journal (rels() names the agent's shards here, or has
+  // refused with 0A000 naming the agent's node) the queries read the
+  // shards; elsewhere the tables and the agents view, with cached plans.
+  const Rels &r = rels();
+  bool dist = agent_journal_distributed();
+  char *entries = dist ? qualified(r.entries) : nullptr;
+  char *state = dist ? qualified(r.state) : nullptr;
+  char *cost = dist ? psprintf("SELECT pg_catalog.max(sequence) OPERATOR(pg_catalog.-) pg_catalog.min(sequence) "
+                               "OPERATOR(pg_catalog.+) 1 FROM %s WHERE agent_id OPERATOR(pg_catalog.=) $1",
+                               entries)
+                    : nullptr;
+  static SPIPlanPtr p_obs_main, p_obs_fork, p_obs_leases;
+  // the texts of the cached plans, made once (kept for the backend)
+  static const char *main_local = nullptr, *fork_local = nullptr, *leases_local = nullptr;
+  if (main_local == nullptr) {
+    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+    main_local = psprintf(OBS_MAIN_SQL, "agent_journal.entries", "agent_journal.entries", "agent_journal.entries",
+                          "SELECT live_entries FROM agent_journal.agents a WHERE a.agent_id OPERATOR(pg_catalog.=) $1");
+    fork_local = psprintf(OBS_FORK_SQL, "agent_journal.agent_state");
+    leases_local = psprintf(OBS_LEASES_SQL, "agent_journal.lease_graph");
+    MemoryContextSwitchTo(old);
+  }
+  Datum d = obs_query(&p_obs_main, main_local, dist ? psprintf(OBS_MAIN_SQL, entries, entries, entries, cost) : nullptr,
+                      2, t2, a2);
   // forked_from (0.5.0): where fork_agent copied the agent from.
-  if (OidIsValid(rels().saved_states)) {
+  if (OidIsValid(r.saved_states)) {
     static const Oid t2j[] = {UUIDOID, JSONBOID};
     Datum a2j[2] = {a2[0], d};
-    rc = SPI_execute_plan(
-        cached_plan(&p_observability_fork,
-                    "SELECT $2 OPERATOR(pg_catalog.||) COALESCE((SELECT pg_catalog.jsonb_build_object("
-                    "  'forked_from', pg_catalog.jsonb_build_object('agent_id', s.forked_from, "
-                    "  'sequence', s.forked_from_sequence)) FROM agent_journal.agent_state s "
-                    "  WHERE s.agent_id OPERATOR(pg_catalog.=) $1 AND s.forked_from IS NOT NULL), "
-                    "  '{}'::pg_catalog.jsonb)",
-                    2, t2j),
-        a2j, nullptr, true, 1);
-    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: fork origin query failed");
-    d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    d = obs_query(&p_obs_fork, fork_local, dist ? psprintf(OBS_FORK_SQL, state) : nullptr, 2, t2j, a2j);
   }
   // lease_graph (0.5.0): the last timeline_limit attempts, in claim order.
-  if (OidIsValid(rels().lease_graph)) {
+  if (OidIsValid(r.lease_graph)) {
     static const Oid t3[] = {UUIDOID, INT4OID, JSONBOID};
     Datum a3[3] = {a2[0], a2[1], d};
-    rc = SPI_execute_plan(
-        cached_plan(&p_observability_leases,
-                    "SELECT $3 OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('lease_graph', "
-                    "  COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array("
-                    "      'attempt#' OPERATOR(pg_catalog.||) g.attempt, g.worker) ORDER BY g.attempt) "
-                    "    FROM (SELECT attempt, worker FROM agent_journal.lease_graph "
-                    "          WHERE agent_id OPERATOR(pg_catalog.=) $1 "
-                    "          ORDER BY attempt DESC LIMIT $2) g), '[]'::pg_catalog.jsonb))",
-                    3, t3),
-        a3, nullptr, true, 1);
-    if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: lease graph query failed");
-    d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    d = obs_query(&p_obs_leases, leases_local, dist ? psprintf(OBS_LEASES_SQL, qualified(r.lease_graph)) : nullptr,
+                  3, t3, a3);
   }
   d = SPI_datumTransfer(d, false, -1);
   spi_end(who);
