@@ -609,16 +609,12 @@ void feed_note(Datum agent, int64 first, int64 last) {
   static SPIPlanPtr p_pending, p_appends;
   static const Oid t[] = {UUIDOID, INT8OID, INT8OID};
   Datum a[3] = {agent, Int64GetDatum(first), Int64GetDatum(last)};
-  if (unlogged)
-    run_plan(&p_appends,
-             "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence) "
-             "VALUES ($1, $2, $3)",
-             3, t, a, nullptr, SPI_OK_INSERT);
-  else
-    run_plan(&p_pending,
-             "INSERT INTO agent_journal.feed_pending (agent_id, first_sequence, last_sequence) "
-             "VALUES ($1, $2, $3)",
-             3, t, a, nullptr, SPI_OK_INSERT);
+  run_plan(unlogged ? &p_appends : &p_pending,
+           unlogged ? "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence) "
+                      "VALUES ($1, $2, $3)"
+                    : "INSERT INTO agent_journal.feed_pending (agent_id, first_sequence, last_sequence) "
+                      "VALUES ($1, $2, $3)",
+           3, t, a, nullptr, SPI_OK_INSERT);
 }
 
 // forget_agent (under the agent's lock, inside SPI as the owner): every

@@ -86,16 +86,13 @@ void tally_upsert(const char *name, int64 delta, bool unlogged) {
   static SPIPlanPtr plan, plan_deltas;
   static const Oid types[] = {TEXTOID, INT4OID, INT8OID};
   Datum args[3] = {name_d, Int32GetDatum(slot), Int64GetDatum(delta)};
-  if (unlogged)
-    run_plan(&plan_deltas,
-             "INSERT INTO agent_journal.tally_deltas AS t (name, slot, value) VALUES ($1, $2, $3) "
-             "ON CONFLICT (name, slot) DO UPDATE SET value = t.value OPERATOR(pg_catalog.+) EXCLUDED.value",
-             3, types, args, nullptr, SPI_OK_INSERT);
-  else
-    run_plan(&plan,
-             "INSERT INTO agent_journal.tallies AS t (name, slot, value) VALUES ($1, $2, $3) "
-             "ON CONFLICT (name, slot) DO UPDATE SET value = t.value OPERATOR(pg_catalog.+) EXCLUDED.value",
-             3, types, args, nullptr, SPI_OK_INSERT);
+#define AJ_TALLY_UPSERT(table)                                                                \
+  "INSERT INTO agent_journal." table " AS t (name, slot, value) VALUES ($1, $2, $3) "           \
+  "ON CONFLICT (name, slot) DO UPDATE SET value = t.value OPERATOR(pg_catalog.+) EXCLUDED.value"
+  run_plan(unlogged ? &plan_deltas : &plan,
+           unlogged ? AJ_TALLY_UPSERT("tally_deltas") : AJ_TALLY_UPSERT("tallies"), 3, types, args,
+           nullptr, SPI_OK_INSERT);
+#undef AJ_TALLY_UPSERT
 }
 
 // The commit-time write of a transaction's sum (flush_pending), once per
