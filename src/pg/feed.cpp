@@ -239,11 +239,7 @@ int64 tick(bool probe = true) {
                "CROSS JOIN LATERAL (SELECT GREATEST(s.compacted_through, "
                "  (SELECT pg_catalog.max(e.sequence) FROM agent_journal.entries e "
                "   WHERE e.agent_id OPERATOR(pg_catalog.=) s.agent_id)) AS latest) l "
-               "CROSS JOIN LATERAL (SELECT pg_catalog.max(x.last_sequence) AS covered FROM ("
-               "  SELECT f.last_sequence FROM agent_journal.feed f "
-               "  WHERE f.agent_id OPERATOR(pg_catalog.=) s.agent_id AND f.gap IS NULL "
-               "  UNION ALL SELECT p.last_sequence FROM agent_journal.feed_pending p "
-               "  WHERE p.agent_id OPERATOR(pg_catalog.=) s.agent_id AND p.gap IS NULL) x) c "
+               "CROSS JOIN LATERAL (" FEED_COVERED_SQL("s.agent_id") ") c "
                "WHERE l.latest OPERATOR(pg_catalog.>) COALESCE(c.covered, 0)",
                0, nullptr, nullptr, nullptr, SPI_OK_SELECT);
       take();
@@ -651,11 +647,7 @@ void feed_forget(Datum agent, const Latest &l) {
              "INSERT INTO agent_journal.feed_pending "
              "  (agent_id, first_sequence, last_sequence, gap, owner) "
              "SELECT $1, c.covered OPERATOR(pg_catalog.+) 1, $3, 'forgotten', $2 "
-             "FROM (SELECT COALESCE(pg_catalog.max(x.last_sequence), 0) AS covered FROM ("
-             "  SELECT f.last_sequence FROM agent_journal.feed f "
-             "  WHERE f.agent_id OPERATOR(pg_catalog.=) $1 AND f.gap IS NULL "
-             "  UNION ALL SELECT p.last_sequence FROM agent_journal.feed_pending p "
-             "  WHERE p.agent_id OPERATOR(pg_catalog.=) $1 AND p.gap IS NULL) x) c "
+             "FROM (SELECT COALESCE(k.covered, 0) AS covered FROM (" FEED_COVERED_SQL("$1") ") k) c "
              "WHERE $3 OPERATOR(pg_catalog.>) c.covered "
              "AND NOT EXISTS (SELECT FROM agent_journal.feed_appends m "
              "  WHERE m.first_sequence OPERATOR(pg_catalog.=) 0)",
@@ -702,10 +694,11 @@ void vacuum_pending() {
     PortalContext = portal;  // vacuum() keeps its memory under it
     // the table the writers note into: feed_appends (0.10.0), else feed_pending
     const FeedRels &fr = feed_rels();
-    const char *relname = OidIsValid(fr.appends) ? "feed_appends" : "feed_pending";
-    Oid relid = OidIsValid(fr.appends) ? fr.appends : fr.pending;
-    pgstat_report_activity(STATE_RUNNING, OidIsValid(fr.appends) ? "agent_journal: vacuum feed_appends"
-                                                                 : "agent_journal: vacuum feed_pending");
+    bool appends = OidIsValid(fr.appends);
+    const char *relname = appends ? "feed_appends" : "feed_pending";
+    Oid relid = appends ? fr.appends : fr.pending;
+    pgstat_report_activity(STATE_RUNNING, appends ? "agent_journal: vacuum feed_appends"
+                                                  : "agent_journal: vacuum feed_pending");
     if (OidIsValid(relid)) {
       VacuumParams params;
       memset(&params, 0, sizeof params);

@@ -161,6 +161,16 @@ bool tally_deltas_in_use();
   "   WHERE e.agent_id OPERATOR(pg_catalog.=) s.agent_id))), 0) FROM agent_journal.agent_state s)::pg_catalog.int8 " \
   "+ (SELECT COALESCE(pg_catalog.sum(f.value), 0) FROM agent_journal.tallies f "               \
   "   WHERE f.name OPERATOR(pg_catalog.=) 'forgotten_appended_entries')::pg_catalog.int8"
+// feed.cpp: how far an agent's feed covers its sequences (0.10.0): the
+// last sequence of its feed and feed_pending rows that are not gaps, as a
+// SELECT of one column `covered` (NULL: none); `agent` is an SQL
+// expression.
+#define FEED_COVERED_SQL(agent)                                                                  \
+  "SELECT pg_catalog.max(x.last_sequence) AS covered FROM ("                                    \
+  "  SELECT f.last_sequence FROM agent_journal.feed f "                                          \
+  "  WHERE f.agent_id OPERATOR(pg_catalog.=) " agent " AND f.gap IS NULL "                       \
+  "  UNION ALL SELECT p.last_sequence FROM agent_journal.feed_pending p "                        \
+  "  WHERE p.agent_id OPERATOR(pg_catalog.=) " agent " AND p.gap IS NULL) x"
 // Set by _PG_init when loaded by shared_preload_libraries.
 extern bool preloaded;
 // Sum of `name`'s rows in the current snapshot (0 if none).

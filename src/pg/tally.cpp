@@ -251,16 +251,17 @@ void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, void *) 
 
 // Does journal_appended go to tally_deltas in this database (0.10.0)? When
 // the library is preloaded and its worker ticks the feed here: after a
-// crash its first tick makes up for what the unlogged table lost. Not on a
-// Citus node (no feed, no tick).
+// crash its first tick makes up for what the unlogged table lost. Not where
+// Citus is preloaded: a distributed journal has no feed tick, and its
+// renders sum the nodes' tallies only (counts in tally_deltas from before
+// distribute() would drop out of the counter).
 static bool deltas_here() {
   static bool cached = false;
   static LocalTransactionId lxid = InvalidLocalTransactionId;
   if (lxid == MyProc->lxid) return cached;
   const Rels &r = rels();
   bool on = preloaded && feed_tick_interval_ms > 0 && OidIsValid(r.tally_deltas) &&
-            OidIsValid(r.tally_deltas_pkey) && export_database != nullptr &&
-            !agent_journal_on_citus();
+            OidIsValid(r.tally_deltas_pkey) && export_database != nullptr && !citus_preloaded();
   if (on) {
     static char *db = nullptr;  // this backend's database, looked up once
     if (db == nullptr) {
