@@ -7,6 +7,7 @@ extern "C" {
 #include "common/hashfn.h"
 #include "storage/proc.h"
 #include "utils/syscache.h"
+#include "utils/inval.h"
 #include "catalog/pg_class.h"
 #include "utils/acl.h"
 #include "tcop/utility.h"
@@ -101,13 +102,37 @@ void lock_agent(const pg_uuid_t *agent) {
   }
 }
 
-// The owner of agent_journal.entries, looked up once per transaction
-// (DROP/CREATE EXTENSION may change it between transactions).
+// ---- catalog_stamp (pg.hpp) ----------------------------------------------
+static uint64 catalog_generation = 1;
+static void catalog_changed(Datum, Oid) { catalog_generation++; }
+static void namespace_changed(Datum, int, uint32) { catalog_generation++; }
+
+CatalogStamp catalog_stamp() {
+  static bool registered = false;
+  if (!registered) {
+    CacheRegisterRelcacheCallback(catalog_changed, (Datum)0);
+    CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_changed, (Datum)0);
+    registered = true;
+  }
+  CatalogStamp s;
+  s.generation = catalog_generation;
+  s.lxid = MyProc->lxid;
+  return s;
+}
+
+bool catalog_stamp_current(const CatalogStamp &at) {
+  if (at.generation != catalog_generation || at.generation == 0) return false;
+  return !citus_preloaded() || at.lxid == MyProc->lxid;
+}
+
+// The owner of agent_journal.entries (DROP/CREATE EXTENSION or ALTER
+// TABLE ... OWNER TO change it; both invalidate the stamp).
 static Oid owner_cache = InvalidOid;
-static LocalTransactionId owner_cache_lxid = InvalidLocalTransactionId;
+static CatalogStamp owner_stamp;
 
 static Oid extension_owner() {
-  if (owner_cache_lxid == MyProc->lxid && OidIsValid(owner_cache)) return owner_cache;
+  if (OidIsValid(owner_cache) && catalog_stamp_current(owner_stamp)) return owner_cache;
+  CatalogStamp stamp = catalog_stamp();  // before the lookups: an invalidation meanwhile wins
   Oid nsp = get_namespace_oid("agent_journal", false);
   Oid rel = get_relname_relid("entries", nsp);
   if (!OidIsValid(rel))
@@ -119,7 +144,7 @@ static Oid extension_owner() {
   Oid owner = ((Form_pg_class)GETSTRUCT(tup))->relowner;
   ReleaseSysCache(tup);
   owner_cache = owner;
-  owner_cache_lxid = MyProc->lxid;
+  owner_stamp = stamp;
   return owner;
 }
 

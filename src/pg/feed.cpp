@@ -84,8 +84,9 @@ struct FeedRels {
 FeedRels feed_rels(bool refuse = true) {
   if (refuse && citus_preloaded()) refuse_citus_layout(get_namespace_oid("agent_journal", true));
   static FeedRels cache;
-  static LocalTransactionId lxid = InvalidLocalTransactionId;
-  if (lxid == MyProc->lxid) return cache;
+  static CatalogStamp stamp;
+  if (catalog_stamp_current(stamp)) return cache;
+  CatalogStamp now = catalog_stamp();
   Oid nsp = get_namespace_oid("agent_journal", true);
   FeedRels r;
   if (OidIsValid(nsp)) {
@@ -94,7 +95,7 @@ FeedRels feed_rels(bool refuse = true) {
     r.appends = get_relname_relid("feed_appends", nsp);
   }
   cache = r;
-  lxid = MyProc->lxid;
+  stamp = now;
   return cache;
 }
 

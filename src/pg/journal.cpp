@@ -78,7 +78,7 @@ const Oid T_KEY[] = {UUIDOID, TEXTOID};
 // ---------------------------------------------------------------- reads
 namespace {
 Rels rels_cache;
-LocalTransactionId rels_lxid = InvalidLocalTransactionId;
+CatalogStamp rels_stamp;  // kept across transactions (pg.hpp)
 // The distributed layout: rels() answers with the shards of the agent
 // named by journal_agent() (the writers' lock_agent, the readers' first
 // read), which must be placed on this node.
@@ -93,14 +93,15 @@ void journal_agent(const pg_uuid_t *agent) {
   agent_lxid = MyProc->lxid;
 }
 
-void rels_forget() { rels_lxid = InvalidLocalTransactionId; }
+void rels_forget() { rels_stamp = CatalogStamp(); }
 
 const Rels &rels() {
   const bool agent_set = agent_lxid == MyProc->lxid;
-  if (rels_lxid == MyProc->lxid &&
+  if (catalog_stamp_current(rels_stamp) &&
       (!rels_dist || (agent_set && cache_agent_set &&
                       memcmp(cache_agent.data, current_agent.data, UUID_LEN) == 0)))
     return rels_cache;
+  CatalogStamp stamp = catalog_stamp();
   Oid nsp = get_namespace_oid("agent_journal", false);
   bool dist = journal_distributed(nsp);
   Rels r{get_relname_relid("entries", nsp), get_relname_relid("entries_pkey", nsp),
@@ -131,7 +132,7 @@ const Rels &rels() {
   }
   rels_dist = dist;
   rels_cache = r;
-  rels_lxid = MyProc->lxid;
+  rels_stamp = stamp;
   return rels_cache;
 }
 

@@ -62,6 +62,19 @@ void require_writable(const char *fn);
 // NULL argument check: ERROR 22004 naming the argument.
 void require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 
+// Lookups by name (the extension's relations, its owner) kept across
+// transactions. A cache filled at `at` stays good until the next
+// invalidation of any relation or schema (DDL of any backend, this
+// transaction's own, a rollback undoing one: pg_class and pg_namespace
+// changes all send one); with Citus preloaded only for the transaction
+// (its metadata changes which relations answer for a name).
+struct CatalogStamp {
+  uint64 generation = 0;
+  LocalTransactionId lxid = InvalidLocalTransactionId;
+};
+CatalogStamp catalog_stamp();
+bool catalog_stamp_current(const CatalogStamp &at);
+
 // Prepare `sql` once per backend and keep the plan (SPI_keepplan).
 SPIPlanPtr cached_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes);
 
