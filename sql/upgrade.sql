@@ -251,6 +251,15 @@ SELECT agent_journal.subscribe('regress_upgrade_consumer', true);
 SELECT sequence, kind FROM agent_journal.read_feed('regress_upgrade_consumer')
 WHERE agent_id = '00000000-0000-0000-0000-0000000a0100' ORDER BY position;
 SELECT agent_journal.unsubscribe('regress_upgrade_consumer');
+-- 0.11.0: feed_appends.counted; a note written before the update was
+-- counted by its writer (true), as are the notes of appends that are not
+-- preloaded (here): the count stays the journal's
+SELECT sum(value) AS appended_before FROM agent_journal.tallies WHERE name = 'journal_appended' \gset
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000a0100', 0, '{"type": "Before11"}');
+ALTER EXTENSION agent_journal UPDATE TO '0.11.0';
+SELECT agent_journal.append('00000000-0000-0000-0000-0000000a0100', 0, '{"type": "After11"}');
+SELECT first_sequence, last_sequence, counted FROM agent_journal.feed_appends ORDER BY first_sequence;
+SELECT sum(value) - :appended_before AS appended_since FROM agent_journal.tallies WHERE name = 'journal_appended';
 -- every extension object is the same as in a fresh install of the default version
 CREATE TEMP TABLE upgraded AS
 SELECT pg_describe_object(classid, objid, objsubid) AS obj FROM pg_depend

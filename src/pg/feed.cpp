@@ -76,6 +76,10 @@ struct FeedRels {
   // appends: feed_appends (0.10.0), the writers' unlogged notes; before
   // it, they wrote into feed_pending, which keeps forget_agent's notes.
   Oid pending = InvalidOid, feed = InvalidOid, appends = InvalidOid;
+  // 0.11.0: feed_appends.counted. A note with counted = false carries its
+  // entries' journal_appended count: the writer did not count them, the
+  // tick (or forget_agent) that removes the note does.
+  bool appends_counted = false;
 };
 
 // The feed's tables (InvalidOid before schema 0.7.0: nothing is recorded).
@@ -93,6 +97,7 @@ FeedRels feed_rels(bool refuse = true) {
     r.pending = get_relname_relid("feed_pending", nsp);
     r.feed = get_relname_relid("feed", nsp);
     r.appends = get_relname_relid("feed_appends", nsp);
+    r.appends_counted = OidIsValid(r.appends) && get_attnum(r.appends, "counted") != InvalidAttrNumber;
   }
   cache = r;
   stamp = now;
@@ -249,12 +254,23 @@ int64 tick(bool probe = true) {
       // latest sequences plus what forgotten agents counted), which the
       // SHARE lock keeps still meanwhile.
       if (OidIsValid(rels().tally_deltas)) {
-        static SPIPlanPtr p_lost;
-        run_plan(&p_lost, APPENDED_FROM_JOURNAL_SQL " - (SELECT COALESCE(pg_catalog.sum(t.value), 0) "
-                 "FROM agent_journal.tallies t WHERE t.name OPERATOR(pg_catalog.=) 'journal_appended')::pg_catalog.int8 "
-                 "- (SELECT COALESCE(pg_catalog.sum(d.value), 0) FROM agent_journal.tally_deltas d "
-                 "WHERE d.name OPERATOR(pg_catalog.=) 'journal_appended')::pg_catalog.int8",
-                 0, nullptr, nullptr, nullptr, SPI_OK_SELECT);
+        // (0.11.0: less what the notes still here carry, which the move
+        // below adds: notes an operator's TRUNCATE spared, written since.)
+        static SPIPlanPtr p_lost, p_lost_carried;
+#define AJ_LOST_SQL                                                                                   \
+  APPENDED_FROM_JOURNAL_SQL " - (SELECT COALESCE(pg_catalog.sum(t.value), 0) "                        \
+  "FROM agent_journal.tallies t WHERE t.name OPERATOR(pg_catalog.=) 'journal_appended')::pg_catalog.int8 " \
+  "- (SELECT COALESCE(pg_catalog.sum(d.value), 0) FROM agent_journal.tally_deltas d "                \
+  "WHERE d.name OPERATOR(pg_catalog.=) 'journal_appended')::pg_catalog.int8"
+        if (feed_rels().appends_counted)
+          run_plan(&p_lost_carried,
+                   AJ_LOST_SQL " - (SELECT COALESCE(pg_catalog.sum(n.last_sequence OPERATOR(pg_catalog.-) "
+                   "n.first_sequence OPERATOR(pg_catalog.+) 1), 0) FROM agent_journal.feed_appends n "
+                   "WHERE NOT n.counted AND n.first_sequence OPERATOR(pg_catalog.<>) 0)::pg_catalog.int8",
+                   0, nullptr, nullptr, nullptr, SPI_OK_SELECT);
+        else
+          run_plan(&p_lost, AJ_LOST_SQL, 0, nullptr, nullptr, nullptr, SPI_OK_SELECT);
+#undef AJ_LOST_SQL
         int64 lost = result_int8(1);
         if (lost > 0)
           tally_add_logged(TALLY_APPENDED, lost);
@@ -270,10 +286,28 @@ int64 tick(bool probe = true) {
                 "noted %lld agents' unmoved sequences again from the journal",
            (long long)rows.n);
     }
-    run_plan(&p_take_appends,
-             "DELETE FROM agent_journal.feed_appends WHERE first_sequence OPERATOR(pg_catalog.<>) 0 "
-             "RETURNING agent_id, first_sequence, last_sequence, written_at, false, NULL::pg_catalog.text",
-             0, nullptr, nullptr, nullptr, SPI_OK_DELETE_RETURNING);
+    static SPIPlanPtr p_take_counted;
+#define AJ_TAKE_NOTES(more)                                                                      \
+  "DELETE FROM agent_journal.feed_appends WHERE first_sequence OPERATOR(pg_catalog.<>) 0 "         \
+  "RETURNING agent_id, first_sequence, last_sequence, written_at, false, NULL::pg_catalog.text" more
+    if (feed_rels().appends_counted) {
+      // 0.11.0: the notes that carry their entries' count (see feed_note)
+      // add it to journal_appended in this transaction, as they leave.
+      run_plan(&p_take_counted,
+               AJ_TAKE_NOTES(", CASE WHEN counted THEN 0 ELSE last_sequence OPERATOR(pg_catalog.-) "
+                             "first_sequence OPERATOR(pg_catalog.+) 1 END"),
+               0, nullptr, nullptr, nullptr, SPI_OK_DELETE_RETURNING);
+      int64 carried = 0;
+      for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 7, &isnull);
+        if (!isnull) carried += DatumGetInt64(d);
+      }
+      if (carried > 0) tally_add_logged(TALLY_APPENDED, carried);
+    } else {
+      run_plan(&p_take_appends, AJ_TAKE_NOTES(""), 0, nullptr, nullptr, nullptr, SPI_OK_DELETE_RETURNING);
+    }
+#undef AJ_TAKE_NOTES
     pending_deleted += (int64)SPI_processed;
     take();
   }
@@ -566,52 +600,74 @@ struct AgentView {
 // (inside SPI as the owner; every append does it, so a direct heap insert
 // like the entry's own, or an SPI INSERT if an operator changed the
 // table). Nothing before schema 0.7.0.
-void feed_note(Datum agent, int64 first, int64 last) {
+//
+// `carry`: the caller (append, append_batch) has not counted these
+// entries in journal_appended. Where the worker ticks the feed here
+// (tally_deltas_in_use) and feed_appends has its `counted` column
+// (0.11.0), the note carries the count instead (counted = false) and
+// true is returned: the tick that moves the note adds it to tallies in
+// its own transaction, forget_agent if it removes the note first, a
+// render adds the notes still waiting. Otherwise false: the caller
+// counts. The appending transaction then writes no tally row at all.
+bool feed_note(Datum agent, int64 first, int64 last, bool carry) {
   // A distributed journal has no feed (its functions refuse, and no tick
   // could order commits of several nodes): nothing is noted, so nothing
   // piles up in feed_pending's shards.
-  if (feed_unavailable()) return;
+  if (feed_unavailable()) return false;
   const FeedRels &fr = feed_rels();
   // 0.10.0: into the unlogged feed_appends; before, into feed_pending.
   bool unlogged = OidIsValid(fr.appends);
   Oid target = unlogged ? fr.appends : fr.pending;
-  if (!OidIsValid(target) || last < first) return;
-  static const ColumnSpec cols[] = {{"agent_id", UUIDOID, InvalidOid, false},
-                                    {"first_sequence", INT8OID, InvalidOid, false},
-                                    {"last_sequence", INT8OID, InvalidOid, false},
-                                    {"written_at", TIMESTAMPTZOID, InvalidOid, false},
-                                    {"gap", TEXTOID, InvalidOid, false},
-                                    {"owner", TEXTOID, InvalidOid, false}};
-  // feed_appends has the first four columns, feed_pending all six
-  int ncols = unlogged ? 4 : 6;
+  if (!OidIsValid(target) || last < first) return false;
+  carry = carry && unlogged && fr.appends_counted && tally_deltas_in_use();
+#define AJ_NOTE_COLS                                                                  \
+  {"agent_id", UUIDOID, InvalidOid, false}, {"first_sequence", INT8OID, InvalidOid, false}, \
+      {"last_sequence", INT8OID, InvalidOid, false}, {"written_at", TIMESTAMPTZOID, InvalidOid, false}
+  static const ColumnSpec cols[] = {AJ_NOTE_COLS, {"counted", BOOLOID, InvalidOid, false}};
+  static const ColumnSpec pending_cols[] = {AJ_NOTE_COLS, {"gap", TEXTOID, InvalidOid, false},
+                                            {"owner", TEXTOID, InvalidOid, false}};
+#undef AJ_NOTE_COLS
+  // feed_appends: four columns, five from 0.11.0; feed_pending: six
+  int ncols = !unlogged ? 6 : fr.appends_counted ? 5 : 4;
+  int ours = unlogged ? ncols : 4;  // the columns given a value
   Relation rel = table_open(target, RowExclusiveLock);
   AttrNumber col[6];
-  int live = map_columns(rel, cols, ncols, col);
+  int live = map_columns(rel, unlogged ? cols : pending_cols, ncols, col);
   if (direct_insert_ok(rel, live, ncols)) {
     TupleDesc desc = RelationGetDescr(rel);
     Datum *v = (Datum *)palloc0(sizeof(Datum) * desc->natts);
     bool *n = (bool *)palloc(sizeof(bool) * desc->natts);
     for (int i = 0; i < desc->natts; i++) n[i] = true;
-    Datum mine[4] = {agent, Int64GetDatum(first), Int64GetDatum(last),
-                     TimestampTzGetDatum(GetCurrentTimestamp())};
-    for (int c = 0; c < 4; c++) {
+    Datum mine[5] = {agent, Int64GetDatum(first), Int64GetDatum(last),
+                     TimestampTzGetDatum(GetCurrentTimestamp()), BoolGetDatum(!carry)};
+    for (int c = 0; c < ours; c++) {
       v[col[c] - 1] = mine[c];
       n[col[c] - 1] = false;
     }
     simple_insert(rel, v, n);
     table_close(rel, NoLock);
-    return;
+    return carry;
   }
   table_close(rel, NoLock);
-  static SPIPlanPtr p_pending, p_appends;
-  static const Oid t[] = {UUIDOID, INT8OID, INT8OID};
-  Datum a[3] = {agent, Int64GetDatum(first), Int64GetDatum(last)};
-  run_plan(unlogged ? &p_appends : &p_pending,
-           unlogged ? "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence) "
-                      "VALUES ($1, $2, $3)"
-                    : "INSERT INTO agent_journal.feed_pending (agent_id, first_sequence, last_sequence) "
-                      "VALUES ($1, $2, $3)",
-           3, t, a, nullptr, SPI_OK_INSERT);
+  static SPIPlanPtr p_pending, p_appends, p_counted;
+  static const Oid t[] = {UUIDOID, INT8OID, INT8OID, BOOLOID};
+  Datum a[4] = {agent, Int64GetDatum(first), Int64GetDatum(last), BoolGetDatum(!carry)};
+  if (!unlogged)
+    run_plan(&p_pending,
+             "INSERT INTO agent_journal.feed_pending (agent_id, first_sequence, last_sequence) "
+             "VALUES ($1, $2, $3)",
+             3, t, a, nullptr, SPI_OK_INSERT);
+  else if (!fr.appends_counted)
+    run_plan(&p_appends,
+             "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence) "
+             "VALUES ($1, $2, $3)",
+             3, t, a, nullptr, SPI_OK_INSERT);
+  else
+    run_plan(&p_counted,
+             "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence, counted) "
+             "VALUES ($1, $2, $3, $4)",
+             4, t, a, nullptr, SPI_OK_INSERT);
+  return carry;
 }
 
 // forget_agent (under the agent's lock, inside SPI as the owner): every
@@ -632,15 +688,26 @@ void feed_forget(Datum agent, const Latest &l) {
   if (OidIsValid(feed_rels().appends)) {
     // Taken out first: a tick moving them holds them until it commits,
     // and the statements below (at READ COMMITTED) then see its feed rows.
-    run_plan(&p_appends,
-             "WITH d AS (DELETE FROM agent_journal.feed_appends "
-             "  WHERE agent_id OPERATOR(pg_catalog.=) $1 AND first_sequence OPERATOR(pg_catalog.<>) 0 "
-             "  RETURNING first_sequence, last_sequence, written_at) "
-             "INSERT INTO agent_journal.feed_pending "
-             "  (agent_id, first_sequence, last_sequence, written_at, gap, owner) "
-             "SELECT $1, pg_catalog.min(first_sequence), pg_catalog.max(last_sequence), "
-             "  pg_catalog.min(written_at), 'forgotten', $2 FROM d HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0",
-             2, t, a, nulls, SPI_OK_INSERT);
+#define AJ_FORGET_NOTES(counted)                                                                  \
+  "WITH d AS (DELETE FROM agent_journal.feed_appends "                                                \
+  "  WHERE agent_id OPERATOR(pg_catalog.=) $1 AND first_sequence OPERATOR(pg_catalog.<>) 0 "          \
+  "  RETURNING first_sequence, last_sequence, written_at, " counted " AS counted), "                   \
+  "i AS (INSERT INTO agent_journal.feed_pending "                                                     \
+  "  (agent_id, first_sequence, last_sequence, written_at, gap, owner) "                              \
+  "  SELECT $1, pg_catalog.min(first_sequence), pg_catalog.max(last_sequence), "                      \
+  "  pg_catalog.min(written_at), 'forgotten', $2 FROM d HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) " \
+  "SELECT COALESCE(pg_catalog.sum(last_sequence OPERATOR(pg_catalog.-) first_sequence "                \
+  "  OPERATOR(pg_catalog.+) 1) FILTER (WHERE NOT counted), 0)::pg_catalog.int8 FROM d"
+    // Notes that carried their entries' count (0.11.0) add it now, as a
+    // tick moving them would have: the count never drops.
+    static SPIPlanPtr p_appends_counted;
+    if (feed_rels().appends_counted)
+      run_plan(&p_appends_counted, AJ_FORGET_NOTES("counted"), 2, t, a, nulls, SPI_OK_SELECT);
+    else
+      run_plan(&p_appends, AJ_FORGET_NOTES("true"), 2, t, a, nulls, SPI_OK_SELECT);
+#undef AJ_FORGET_NOTES
+    int64 carried = result_int8(1);
+    if (carried > 0) tally_add_logged(TALLY_APPENDED, carried);
     static const Oid t3[] = {UUIDOID, TEXTOID, INT8OID};
     Datum a3[3] = {a[0], a[1], Int64GetDatum(l.sequence)};
     const char n3[3] = {' ', nulls[1], ' '};

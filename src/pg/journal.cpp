@@ -929,8 +929,7 @@ Datum aj_append(PG_FUNCTION_ARGS) {
     create_state(agent);
     tally_add(TALLY_AGENTS, 1);
   }
-  tally_add(TALLY_APPENDED, 1);
-  feed_note(agent, seq, seq);
+  if (!feed_note(agent, seq, seq, true)) tally_add(TALLY_APPENDED, 1);
   if (has_key) store_key(agent, key, seq, seq, hash);
   spi_end(who);
   PG_RETURN_INT64(seq);
@@ -1007,8 +1006,7 @@ Datum aj_append_batch(PG_FUNCTION_ARGS) {
     create_state(agent);
     tally_add(TALLY_AGENTS, 1);
   }
-  tally_add(TALLY_APPENDED, n);
-  feed_note(agent, l.sequence + 1, last);
+  if (!feed_note(agent, l.sequence + 1, last, true)) tally_add(TALLY_APPENDED, n);
   if (has_key) store_key(agent, key, l.sequence + 1, last, hash);
   spi_end(who);
   PG_RETURN_INT64(last);

@@ -195,7 +195,9 @@ constexpr const char *TALLY_LEASE_TAKEOVERS = "lease_takeovers";
 // feed.cpp (0.7.0; each does nothing on older schemas). Inside SPI as the
 // owner: records that this transaction wrote first..last of `agent`;
 // marks a forgotten agent's feed rows as a gap (under its lock).
-void feed_note(Datum agent, int64 first, int64 last);
+// `carry`: the caller did not count them in journal_appended; true if the
+// note took the count over (the caller must not count them then).
+bool feed_note(Datum agent, int64 first, int64 last, bool carry = false);
 void feed_forget(Datum agent, const Latest &l);
 // The worker: one tick in a transaction of its own (NOTIFY when it moved
 // rows); inside SPI, rows of the feed nobody needs any more.

@@ -1522,14 +1522,27 @@ void load_model(Model *m, bool want_exemplars) {
     bool has_deltas = OidIsValid(get_relname_relid("tally_deltas", nsp));
     bool standby = RecoveryInProgress();
     bool deltas = has_deltas && !standby;
-    static SPIPlanPtr r_tallies_deltas;
+    // 0.11.0: and in the feed's notes that carry their entries' count
+    // until a tick moves them (at most a tick's worth of appends while the
+    // worker ticks; see feed_note)
+    Oid notes = deltas ? get_relname_relid("feed_appends", nsp) : InvalidOid;
+    bool carried = OidIsValid(notes) && get_attnum(notes, "counted") != InvalidAttrNumber;
+    static SPIPlanPtr r_tallies_deltas, r_tallies_carried;
 #define AJ_TALLY_NAMES                                                                    \
   "WHERE name OPERATOR(pg_catalog.=) ANY ('{journal_since,journal_agents,"                \
   "journal_appended,journal_compacted,journal_forgotten_live,saved_states,"               \
   "retention_removed_entries,forgotten_appended_entries,"                                 \
   "forgotten_compacted_entries}'::pg_catalog.text[]) GROUP BY name"
     rc = SPI_execute_plan(
-        deltas ? cached_plan(&r_tallies_deltas,
+        carried ? cached_plan(&r_tallies_carried,
+                              "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM ("
+                              "SELECT name, value FROM agent_journal.tallies UNION ALL "
+                              "SELECT name, value FROM agent_journal.tally_deltas UNION ALL "
+                              "SELECT 'journal_appended', last_sequence OPERATOR(pg_catalog.-) first_sequence "
+                              "OPERATOR(pg_catalog.+) 1 FROM agent_journal.feed_appends "
+                              "WHERE NOT counted AND first_sequence OPERATOR(pg_catalog.<>) 0) t " AJ_TALLY_NAMES,
+                              0, nullptr)
+        : deltas ? cached_plan(&r_tallies_deltas,
                              "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM ("
                              "SELECT name, value FROM agent_journal.tallies UNION ALL "
                              "SELECT name, value FROM agent_journal.tally_deltas) t " AJ_TALLY_NAMES,
