@@ -649,24 +649,17 @@ bool feed_note(Datum agent, int64 first, int64 last, bool carry) {
     return carry;
   }
   table_close(rel, NoLock);
-  static SPIPlanPtr p_pending, p_appends, p_counted;
+  // the SPI fallback: into feed_pending, feed_appends, or (0.11.0) with counted
+  static SPIPlanPtr plans[3];
+  static const char *const sql[3] = {
+      "INSERT INTO agent_journal.feed_pending (agent_id, first_sequence, last_sequence) VALUES ($1, $2, $3)",
+      "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence) VALUES ($1, $2, $3)",
+      "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence, counted) "
+      "VALUES ($1, $2, $3, $4)"};
   static const Oid t[] = {UUIDOID, INT8OID, INT8OID, BOOLOID};
   Datum a[4] = {agent, Int64GetDatum(first), Int64GetDatum(last), BoolGetDatum(!carry)};
-  if (!unlogged)
-    run_plan(&p_pending,
-             "INSERT INTO agent_journal.feed_pending (agent_id, first_sequence, last_sequence) "
-             "VALUES ($1, $2, $3)",
-             3, t, a, nullptr, SPI_OK_INSERT);
-  else if (!fr.appends_counted)
-    run_plan(&p_appends,
-             "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence) "
-             "VALUES ($1, $2, $3)",
-             3, t, a, nullptr, SPI_OK_INSERT);
-  else
-    run_plan(&p_counted,
-             "INSERT INTO agent_journal.feed_appends (agent_id, first_sequence, last_sequence, counted) "
-             "VALUES ($1, $2, $3, $4)",
-             4, t, a, nullptr, SPI_OK_INSERT);
+  int k = !unlogged ? 0 : !fr.appends_counted ? 1 : 2;
+  run_plan(&plans[k], sql[k], k == 2 ? 4 : 3, t, a, nullptr, SPI_OK_INSERT);
   return carry;
 }
 

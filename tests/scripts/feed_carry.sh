@@ -86,6 +86,16 @@ counted_right "after the rebuild" 7
 expect_eq "the consumer reads B 3 and 4 once" \
   "$(q $DB "SELECT string_agg(sequence::text, ',' ORDER BY position) FROM agent_journal.read_feed('carry') WHERE kind <> 'gap' AND sequence > 2")" "3,4"
 
+# an operator's column on feed_appends: the note goes in by SQL instead of
+# a direct insert, and still carries its count
+q $DB "ALTER TABLE agent_journal.feed_appends ADD COLUMN operator_note text" >/dev/null
+q $DB "SELECT agent_journal.append('$B', 0, '{\"type\": \"Step\"}')" >/dev/null
+expect_eq "through SQL the note carries its count too" "$(q $DB "$NOTES") | $(q $DB "$TALLIED")" "5-5 false | 7"
+counted_right "a note written by SQL" 8
+q $DB "ALTER TABLE agent_journal.feed_appends DROP COLUMN operator_note" >/dev/null
+q $DB "SELECT FROM agent_journal.read_feed('carry', 0)" >/dev/null
+expect_eq "the tick moved it and added its count" "$(q $DB "$NOTES") | $(q $DB "$TALLIED")" " | 8"
+
 # where the worker does not tick (feed_tick_interval = 0), the writers
 # count themselves again, in tallies
 q $DB "ALTER SYSTEM SET agent_journal.feed_tick_interval = 0" >/dev/null
@@ -94,6 +104,6 @@ interval_zero() { [ "$(q $DB "SHOW agent_journal.feed_tick_interval")" = 0 ]; }
 wait_for 10 "the reload took effect" interval_zero
 q $DB "SELECT agent_journal.append('$B', 0, '{\"type\": \"Step\"}')" >/dev/null
 expect_eq "without a ticking worker a note carries nothing and the writer counted" \
-  "$(q $DB "$NOTES") | $(q $DB "$TALLIED")" "5-5 true | 8"
-counted_right "counted by the writer" 8
+  "$(q $DB "$NOTES") | $(q $DB "$TALLIED")" "6-6 true | 9"
+counted_right "counted by the writer" 9
 echo "feed_carry: all checks passed"
