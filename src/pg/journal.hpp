@@ -149,8 +149,10 @@ void tally_add(const char *name, int64 delta);
 // tally_add into tallies even where journal_appended goes to the unlogged
 // tally_deltas (the tick making up for what a crash lost).
 void tally_add_logged(const char *name, int64 delta);
-// Does journal_appended go to tally_deltas here (0.10.0: the library is
-// preloaded and its worker ticks the feed in this database)?
+// Does the worker tick the feed in this database (the library preloaded,
+// feed_tick_interval above 0, export_database this one, no Citus)? There
+// journal_appended goes to tally_deltas (0.10.0) or, for append and
+// append_batch, rides on their feed notes (0.11.0, feed_note).
 bool tally_deltas_in_use();
 // The count of entries ever appended, from the journal: the agents' latest
 // sequences plus what forgotten agents counted (a SELECT of one int8; the

@@ -65,7 +65,7 @@ constexpr uint32 FAMILY_CREATE_LOCK = 1;
 constexpr int MAX_LABELS_BYTES = 2048;  // a series' labels as stored (jsonb); README  // advisory key in AJ_LOCK_SPACE + 1
 constexpr const char *REJECTIONS_FAMILY = "agent_journal_rejections_total";
 
-SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals, r_tallies, r_node_tallies, r_slots_060,
+SPIPlanPtr p_snap_ins, p_prune, p_fam_get, p_fam_all, p_fam_ins, p_fam_help, p_hist, p_reject_ins, r_families, r_slots, r_snapshots, r_totals, r_node_tallies, r_slots_060,
     r_leases, r_version;
 
 #define AJ_INVALID(...) \
@@ -1527,32 +1527,27 @@ void load_model(Model *m, bool want_exemplars) {
     // worker ticks; see feed_note)
     Oid notes = deltas ? get_relname_relid("feed_appends", nsp) : InvalidOid;
     bool carried = OidIsValid(notes) && get_attnum(notes, "counted") != InvalidAttrNumber;
-    static SPIPlanPtr r_tallies_deltas, r_tallies_carried;
-#define AJ_TALLY_NAMES                                                                    \
+    // the rows summed: tallies; and tally_deltas; and the waiting notes
+#define AJ_TALLY_SUM(rows)                                                               \
+  "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM " rows " "                   \
   "WHERE name OPERATOR(pg_catalog.=) ANY ('{journal_since,journal_agents,"                \
   "journal_appended,journal_compacted,journal_forgotten_live,saved_states,"               \
   "retention_removed_entries,forgotten_appended_entries,"                                 \
   "forgotten_compacted_entries}'::pg_catalog.text[]) GROUP BY name"
-    rc = SPI_execute_plan(
-        carried ? cached_plan(&r_tallies_carried,
-                              "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM ("
-                              "SELECT name, value FROM agent_journal.tallies UNION ALL "
-                              "SELECT name, value FROM agent_journal.tally_deltas UNION ALL "
-                              "SELECT 'journal_appended', last_sequence OPERATOR(pg_catalog.-) first_sequence "
-                              "OPERATOR(pg_catalog.+) 1 FROM agent_journal.feed_appends "
-                              "WHERE NOT counted AND first_sequence OPERATOR(pg_catalog.<>) 0) t " AJ_TALLY_NAMES,
-                              0, nullptr)
-        : deltas ? cached_plan(&r_tallies_deltas,
-                             "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM ("
-                             "SELECT name, value FROM agent_journal.tallies UNION ALL "
-                             "SELECT name, value FROM agent_journal.tally_deltas) t " AJ_TALLY_NAMES,
-                             0, nullptr)
-               : cached_plan(&r_tallies,
-                             "SELECT name, pg_catalog.sum(value)::pg_catalog.int8 FROM agent_journal.tallies "
-                             AJ_TALLY_NAMES,
-                             0, nullptr),
-        nullptr, nullptr, true, 0);
-#undef AJ_TALLY_NAMES
+#define AJ_WITH_DELTAS(more)                                                              \
+  "(SELECT name, value FROM agent_journal.tallies UNION ALL "                             \
+  "SELECT name, value FROM agent_journal.tally_deltas" more ") t"
+    static SPIPlanPtr plans[3];
+    static const char *const sql[3] = {
+        AJ_TALLY_SUM("agent_journal.tallies"), AJ_TALLY_SUM(AJ_WITH_DELTAS("")),
+        AJ_TALLY_SUM(AJ_WITH_DELTAS(
+            " UNION ALL SELECT 'journal_appended', last_sequence OPERATOR(pg_catalog.-) first_sequence "
+            "OPERATOR(pg_catalog.+) 1 FROM agent_journal.feed_appends "
+            "WHERE NOT counted AND first_sequence OPERATOR(pg_catalog.<>) 0"))};
+#undef AJ_WITH_DELTAS
+#undef AJ_TALLY_SUM
+    int k = carried ? 2 : deltas ? 1 : 0;
+    rc = SPI_execute_plan(cached_plan(&plans[k], sql[k], 0, nullptr), nullptr, nullptr, true, 0);
     if (rc != SPI_OK_SELECT) elog(ERROR, "agent_journal: tally read failed");
     for (uint64 i = 0; i < SPI_processed; i++) {
       char *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
